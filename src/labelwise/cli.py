@@ -1,0 +1,194 @@
+"""`labelwise` command line: each subcommand parses flags and calls the Python API, nothing else."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import LabelwiseError
+
+log = logging.getLogger("labelwise")
+
+
+def _dataset_files(p: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        p.add_argument(f"--{name}_file", default=f"{name}.txt", help=f"file name of the {name} split (default %(default)s)")
+
+
+def _prediction_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one threshold for every label (default: the checkpoint's tuned thresholds, else 0.5)")
+    p.add_argument("--top_k_min", type=int, default=0, help="always return at least this many labels (1 = never empty)")
+    p.add_argument("--top_k_max", type=int, default=None, help="return at most this many labels")
+    p.add_argument("--long_text", choices=["truncate", "slide"], default="truncate",
+                   help="texts longer than max_seq_length: cut (the seed's way) or slide overlapping windows "
+                        "and take each label's max probability")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
+    p.add_argument("--model_path", default=None, help="an export folder (ONNX); implies --backend onnx")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the one the model was trained with")
+    p.add_argument("--num_threads", type=int, default=None, help="CPU threads for inference")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labelwise", description="Multi-label text classification.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="fine-tune an encoder on a dataset folder")
+    p.add_argument("--dataset_dir", required=True, help="folder with train.txt, dev.txt, label.txt")
+    p.add_argument("--save_dir", default="checkpoint", help="where the best checkpoint goes (default %(default)s)")
+    p.add_argument("--model_name", default="m3e-small",
+                   help="m3e-small (offline), all-minilm-l6-v2 (offline, English), ernie-3.0-medium-zh etc. "
+                        "(hub, needs internet), any hub id or local folder")
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    for name, typ, default in [("max_seq_length", int, 128), ("batch_size", int, 32), ("learning_rate", float, 3e-5),
+                               ("epochs", int, 10), ("early_stop_nums", int, 4), ("logging_steps", int, 5),
+                               ("weight_decay", float, 0.0), ("warmup_steps", int, 0),
+                               ("warmup_proportion", float, 0.1), ("seed", int, 3)]:
+        p.add_argument(f"--{name}", type=typ, default=default, help="default %(default)s")
+    p.add_argument("--early_stop", action="store_true", help="stop after --early_stop_nums epochs without gain")
+    p.add_argument("--warmup", action="store_true", help="warm the learning rate up over --warmup_proportion")
+    p.add_argument("--init_from_ckpt", default=None, help="start from the weights of this checkpoint folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --save_dir")
+    p.add_argument("--loss", choices=["bce", "focal", "asymmetric"], default="bce")
+    p.add_argument("--pos_weight", choices=["auto"], default=None, help="auto: weight positives by neg/pos per label")
+    p.add_argument("--no_threshold_tuning", dest="threshold_tuning", action="store_false",
+                   help="keep 0.5 for every label instead of tuning per-label thresholds on dev")
+    p.add_argument("--max_train_samples", type=int, default=None, help="train on a random subset")
+    p.add_argument("--max_dev_samples", type=int, default=None, help="evaluate on a random subset")
+    _dataset_files(p, "train", "dev", "test", "label")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-label metrics and bad cases on dev (or test)")
+    p.add_argument("--dataset_dir", required=True)
+    _model_flags(p)
+    p.add_argument("--split", choices=["dev", "test", "train"], default="dev")
+    p.add_argument("--bad_case_file", default="bad_case.txt", help="examples with any wrong label (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=None, help="one threshold for every label")
+    p.add_argument("--long_text", choices=["truncate", "slide"], default="truncate")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--report", default=None, help="also write a self-contained HTML report here")
+    _dataset_files(p, "dev", "test", "train", "label")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label the texts of data.txt")
+    p.add_argument("--dataset_dir", default=None, help="folder holding data.txt (or give --data_file as a path)")
+    p.add_argument("--data_file", default="data.txt")
+    p.add_argument("--output_file", default="output.txt")
+    p.add_argument("--with_scores", action="store_true", help="write label:probability")
+    p.add_argument("--perf", action="store_true", help="instead: micro/macro F1 and ms/sample over dev (or test)")
+    p.add_argument("--perf_split", choices=["dev", "test"], default="dev")
+    _model_flags(p)
+    _prediction_flags(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="train briefly on the bundled divorce data, evaluate and predict")
+    p.add_argument("--dataset_dir", default="data/divorce")
+    p.add_argument("--work_dir", default="runs/demo")
+    p.add_argument("--max_train_samples", type=int, default=3000)
+    p.add_argument("--epochs", type=int, default=2)
+    p.set_defaults(func=cmd_demo)
+
+    for module in ("cli_deploy", "cli_analysis", "cli_data"):
+        try:
+            __import__(f"labelwise.{module}", fromlist=["register"]).register(sub)
+        except ImportError:  # an optional part not built or installed
+            pass
+    return parser
+
+
+def _load_classifier(args):
+    from .inference import Classifier
+
+    path, backend = args.params_path, args.backend
+    if args.model_path:
+        path, backend = args.model_path, "onnx" if backend == "auto" else backend
+    return Classifier.load(path, backend=backend, device=args.device, num_threads=args.num_threads)
+
+
+def cmd_train(args) -> int:
+    from .training import TrainConfig, train
+
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg.progress = not args.quiet
+    result = train(cfg)
+    print(f"best epoch {result.best_epoch}; checkpoint saved to {result.save_dir} "
+          f"({result.train_samples_per_second:.1f} training samples/s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate, format_report, write_bad_cases
+
+    clf = _load_classifier(args)
+    names = {f"{k}_file": getattr(args, f"{k}_file") for k in ("train", "dev", "test", "label")}
+    ev = evaluate(clf, args.dataset_dir, args.split, args.threshold, args.batch_size, args.long_text, **names)
+    bad = write_bad_cases(ev, args.bad_case_file)
+    if args.format == "json":
+        print(json.dumps(ev.metrics, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(ev.metrics))
+        print(f"\n{bad} bad cases written to {args.bad_case_file}")
+    if args.report:
+        from .analysis.report import write_report
+
+        write_report(ev, args.report, classifier=clf)
+        print(f"HTML report written to {args.report}", file=sys.stderr if args.format == "json" else sys.stdout)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .evaluation import evaluate, predict_file
+
+    clf = _load_classifier(args)
+    if args.perf:
+        if not args.dataset_dir:
+            raise LabelwiseError("--perf needs --dataset_dir (a folder with dev.txt and label.txt)")
+        start = time.perf_counter()
+        ev = evaluate(clf, args.dataset_dir, args.perf_split, args.threshold, args.batch_size, args.long_text)
+        ms = 1000 * (time.perf_counter() - start) / max(1, ev.metrics["size"])
+        print(f"{args.perf_split} size {ev.metrics['size']}  micro-F1 {ev.metrics['micro']['f1']:.2f}  "
+              f"macro-F1 {ev.metrics['macro']['f1']:.2f}  {ms:.2f} ms/sample (batch {args.batch_size}, "
+              f"{clf.backend.name})")
+        return 0
+    data_file = Path(args.dataset_dir) / args.data_file if args.dataset_dir else Path(args.data_file)
+    predictions = predict_file(clf, data_file, args.output_file, args.with_scores, threshold=args.threshold,
+                               top_k_min=args.top_k_min, top_k_max=args.top_k_max, batch_size=args.batch_size,
+                               max_seq_length=args.max_seq_length, long_text=args.long_text)
+    print(f"{len(predictions)} predictions written to {args.output_file}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.dataset_dir, args.work_dir, args.max_train_samples, args.epochs, progress=not args.quiet)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return args.func(args)
+    except LabelwiseError as err:
+        print(f"labelwise: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labelwise: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Dataset folder → validated examples and the label set.
+
+This is the only module that reads a user's data files. The format is PaddleNLP's:
+
+* ``train.txt`` / ``dev.txt`` / ``test.txt``: ``<text>\\t<label>,<label>,...`` one example a line
+  (``<text>\\t`` is an example with no label: real multi-label data has negatives);
+* ``label.txt``: one label a line (line order = class id);
+* ``data.txt``: one unlabelled text a line (a ``text\\tlabels`` line is accepted: its text is used).
+
+Every problem is raised as a :class:`~labelwise.errors.DataError` naming the file, the line and the fix.
+A UTF-8 BOM, CRLF line ends, trailing blank lines and a label repeated within a line are handled silently.
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import DataError, LabelwiseError
+from .io_utils import atomic_write_text
+
+__all__ = [
+    "Example", "Dataset", "read_labels", "read_examples", "read_texts", "load_dataset",
+    "multi_hot", "format_example", "write_examples",
+]
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    labels: tuple[str, ...] = ()
+    line: int | None = None  # 1-based line in the file it came from
+
+
+@dataclass
+class Dataset:
+    labels: list[str]
+    train: list[Example] = field(default_factory=list)
+    dev: list[Example] = field(default_factory=list)
+    test: list[Example] | None = None
+    data: list[str] | None = None
+    root: Path | None = None
+
+    def split(self, name: str) -> list[Example]:
+        examples = {"train": self.train, "dev": self.dev, "test": self.test}.get(name)
+        if examples is None:
+            raise LabelwiseError(f"{self.root}: there is no '{name}' split in this dataset folder")
+        return examples
+
+
+def _read_lines(path: str | os.PathLike) -> list[str]:
+    """Read a UTF-8 text file as lines: BOM and CR dropped, trailing blank lines dropped."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, None, "file not found", "check --dataset_dir and the file name flags")
+    if path.is_dir():
+        raise DataError(path, None, "is a folder, expected a text file")
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines: list[str] = []
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+        try:
+            lines.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(path, number, f"not valid UTF-8 (byte {err.start + 1} of the line)",
+                            "save the file as UTF-8") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _check_text(path: Path, number: int, text: str) -> str:
+    if not text.strip():
+        raise DataError(path, number, "empty text", "every line needs a text before the tab; remove the line")
+    if "\r" in text or "\x00" in text:
+        raise DataError(path, number, "text contains a carriage return or NUL character",
+                        "remove control characters from the text")
+    return text
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Read ``label.txt``: one unique label a line, no commas or tabs."""
+    path = Path(path)
+    lines = _read_lines(path)
+    labels: list[str] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        label = line.strip()
+        if not label:
+            raise DataError(path, number, "blank line in the label file", "remove it")
+        if "\t" in label:
+            raise DataError(path, number, f"label {label!r} contains a tab", "one label per line, nothing else")
+        if "," in label:
+            raise DataError(path, number, f"label {label!r} contains a comma, which separates labels in "
+                            "the data files", "rename the label")
+        if label in seen:
+            raise DataError(path, number, f"duplicate label {label!r} (first on line {seen[label]})",
+                            "keep one line per label")
+        seen[label] = number
+        labels.append(label)
+    if not labels:
+        raise DataError(path, None, "the label file is empty", "write one label per line")
+    return labels
+
+
+def _parse_label_field(path: Path, number: int, field_text: str, known: set[str] | None) -> tuple[str, ...]:
+    if not field_text.strip():
+        return ()
+    out: list[str] = []
+    for item in field_text.split(","):
+        label = item.strip()
+        if not label:
+            raise DataError(path, number, f"blank label in {field_text!r}",
+                            "labels are separated by single commas, with no empty item")
+        if known is not None and label not in known:
+            raise DataError(path, number, f"label {label!r} is not in label.txt",
+                            "add it to label.txt or fix the spelling")
+        if label not in out:  # a repeated label within one line is harmless
+            out.append(label)
+    return tuple(out)
+
+
+def read_examples(path: str | os.PathLike, labels: Sequence[str] | None = None) -> list[Example]:
+    """Read a labelled split (``text\\tlabel,label``). ``labels`` (from label.txt) validates names."""
+    path = Path(path)
+    known = set(labels) if labels is not None else None
+    examples: list[Example] = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        tabs = line.count("\t")
+        if tabs == 0:
+            if not line.strip():
+                raise DataError(path, number, "blank line", "remove it")
+            raise DataError(path, number, "no tab between text and labels",
+                            "write '<text>\\t<label>,<label>' (a text with no label ends with a tab)")
+        if tabs > 1:
+            raise DataError(path, number, f"{tabs} tabs, expected exactly 1",
+                            "a text may not contain a tab; replace tabs in the text with spaces")
+        text, field_text = line.split("\t")
+        text = _check_text(path, number, text)
+        examples.append(Example(text, _parse_label_field(path, number, field_text, known), number))
+    return examples
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """Read unlabelled texts (``data.txt``); for a ``text\\tlabels`` line the text is used."""
+    path = Path(path)
+    texts = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        text = line.split("\t", 1)[0]
+        texts.append(_check_text(path, number, text))
+    return texts
+
+
+def load_dataset(
+    dataset_dir: str | os.PathLike,
+    *,
+    train_file: str = "train.txt",
+    dev_file: str = "dev.txt",
+    test_file: str = "test.txt",
+    label_file: str = "label.txt",
+    data_file: str = "data.txt",
+    require: Iterable[str] = ("train", "dev"),
+) -> Dataset:
+    """Load a dataset folder. Splits named in ``require`` must exist; others are read when present."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise LabelwiseError(f"{root}: dataset folder not found (--dataset_dir)")
+    labels = read_labels(root / label_file)
+    files = {"train": train_file, "dev": dev_file, "test": test_file}
+    splits: dict[str, list[Example] | None] = {}
+    for name, filename in files.items():
+        path = root / filename
+        if path.exists():
+            splits[name] = read_examples(path, labels)
+        elif name in require:
+            raise DataError(path, None, f"{name} split not found",
+                            f"put {filename} in the dataset folder or pass --{name}_file")
+        else:
+            splits[name] = None
+    data_path = root / data_file
+    data = read_texts(data_path) if data_path.exists() else None
+    if "data" in require and data is None:
+        raise DataError(data_path, None, "file not found", "put the texts to predict there or pass --data_file")
+    return Dataset(labels=labels, train=splits["train"] or [], dev=splits["dev"] or [],
+                   test=splits["test"], data=data, root=root)
+
+
+def multi_hot(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """Gold labels as a (n_examples, n_labels) 0/1 float32 matrix."""
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.zeros((len(examples), len(labels)), dtype=np.float32)
+    for row, example in enumerate(examples):
+        for label in example.labels:
+            y[row, index[label]] = 1.0
+    return y
+
+
+def format_example(text: str, labels: Iterable[str]) -> str:
+    return f"{text}\t{','.join(labels)}"
+
+
+def write_examples(path: str | os.PathLike, examples: Iterable[Example]) -> Path:
+    """Write examples in the training format (atomic)."""
+    body = "".join(format_example(e.text, e.labels) + "\n" for e in examples)
+    return atomic_write_text(path, body)

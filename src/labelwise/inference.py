@@ -1,0 +1,217 @@
+"""Classifier: texts → probabilities → label names, over a checkpoint (torch) or an export (onnx).
+
+>>> clf = Classifier.load("checkpoint")
+>>> clf.predict(["婚生子杨某甲由原告抚养"], top_k_min=1)[0].labels
+['婚后有子女', ...]
+
+A backend only turns padded int64 arrays into logits; tokenising, length-grouped batching, sliding
+windows over long texts, thresholds and the never-empty rule live here, once, for every backend.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .batching import LONG_TEXT_MODES, encode, iter_batches
+from .errors import LabelwiseError
+from .models import CheckpointMeta, read_meta
+
+__all__ = ["Classifier", "Prediction", "TorchBackend", "decide", "sigmoid"]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@dataclass
+class Prediction:
+    labels: list[str]
+    scores: list[float]  # probability of each predicted label, same order (highest first)
+    probabilities: dict[str, float] = field(default_factory=dict)  # every label
+
+    def to_json(self) -> dict:
+        return {"labels": self.labels, "scores": self.scores, "probabilities": self.probabilities}
+
+
+def decide(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
+           top_k_min: int = 0, top_k_max: int | None = None) -> list[list[int]]:
+    """Chosen label ids per row, highest probability first.
+
+    A label is chosen when its probability reaches its threshold; then at least ``top_k_min`` (the
+    most probable ones, even below threshold) and at most ``top_k_max`` labels are kept.
+    """
+    probs = np.asarray(probs)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape[1:])
+    chosen = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")
+        keep = [int(j) for j in order if row[j] >= thr[j]]
+        if len(keep) < top_k_min:
+            keep = [int(j) for j in order[:top_k_min]]
+        if top_k_max is not None:
+            keep = keep[:top_k_max]
+        chosen.append(keep)
+    return chosen
+
+
+class TorchBackend:
+    """Runs a transformers model in PyTorch (eager, no grad)."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str = "cpu", num_threads: int | None = None):
+        import torch
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.model, self.device = model.to(device).eval(), device
+        import inspect
+
+        self.input_names = set(inspect.signature(self.model.forward).parameters)
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
+        with torch.inference_mode():
+            return self.model(**inputs).logits.float().cpu().numpy()
+
+    def head(self):
+        """The final linear layer (hidden → labels): its input is the text's pooled representation."""
+        import torch
+
+        num_labels = self.model.config.num_labels
+        linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
+        return linears[-1]
+
+    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Pooled representation of each row: the input of the final linear layer."""
+        captured = []
+        hook = self.head().register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+        try:
+            self.logits(batch)
+        finally:
+            hook.remove()
+        return captured[0].float().cpu().numpy()
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" or device.startswith("gpu:"):
+        if not torch.cuda.is_available():
+            raise LabelwiseError(f"--device {device}: no GPU is available here; use --device cpu")
+        return device.replace("gpu", "cuda")
+    return device
+
+
+class Classifier:
+    """A trained multi-label classifier: predict probabilities and label names for texts."""
+
+    def __init__(self, backend, tokenizer, meta: CheckpointMeta):
+        self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
+        self.labels: list[str] = list(meta.labels)
+        self.max_seq_length: int = int(meta.max_seq_length)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-label thresholds stored in the checkpoint (tuned on dev), else 0.5 each."""
+        if self.meta.thresholds is None:
+            return np.full(len(self.labels), 0.5, dtype=np.float32)
+        return np.asarray(self.meta.thresholds, dtype=np.float32)
+
+    # ---- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
+             num_threads: int | None = None, **backend_options) -> "Classifier":
+        """Load a checkpoint folder (torch) or an export folder (onnx). ``backend``: auto|torch|onnx."""
+        path = Path(path)
+        if not path.is_dir():
+            raise LabelwiseError(f"{path}: model folder not found (--params_path / --model_path)")
+        if backend == "auto":
+            backend = "torch" if (path / "model.safetensors").exists() else "onnx"
+        if backend == "torch":
+            from .models import load_checkpoint
+
+            model, tokenizer, meta = load_checkpoint(path)
+            return cls(TorchBackend(model, _resolve_device(device), num_threads), tokenizer, meta)
+        if backend == "onnx":
+            try:
+                from .runtime_onnx import OnnxBackend, load_tokenizer
+            except ImportError as err:
+                raise LabelwiseError(f"the onnx backend needs onnxruntime: pip install 'labelwise[onnx]' ({err})")
+            meta = read_meta(path)
+            return cls(OnnxBackend.load(path, device=device, num_threads=num_threads, **backend_options),
+                       load_tokenizer(path), meta)
+        raise LabelwiseError(f"unknown backend {backend!r}; use torch or onnx")
+
+    # ---- prediction ----------------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
+                      long_text: str = "truncate", stride: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(labels)). Sliding windows take the max per label."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not a single string")
+        if long_text not in LONG_TEXT_MODES:
+            raise LabelwiseError(f"--long_text must be one of {', '.join(LONG_TEXT_MODES)}")
+        texts = list(texts)
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return probs
+        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length, long_text, stride)
+        window_probs = np.zeros((len(encoded.owner), len(self.labels)), dtype=np.float32)
+        pad_id = self.tokenizer.pad_token_id or 0
+        batches = iter_batches(encoded, batch_size, pad_id)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(encoded.owner) // batch_size), desc="predict", unit="batch")
+        for rows, batch in batches:
+            window_probs[rows] = sigmoid(self.backend.logits(batch))
+        np.maximum.at(probs, encoded.owner, window_probs)
+        return probs
+
+    def features(self, texts: Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
+                 progress: bool = False) -> np.ndarray:
+        """Pooled representation (input of the final linear layer) of each text; torch backend only.
+
+        Used for sentence-level interpretation, sparse data and representer points. Long texts are
+        truncated to max_seq_length.
+        """
+        if not hasattr(self.backend, "features"):
+            raise LabelwiseError("features need the PyTorch checkpoint (--params_path), not an ONNX export")
+        texts = list(texts)
+        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)
+        out = None
+        batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(texts) // batch_size), desc="features", unit="batch")
+        for rows, batch in batches:
+            feats = self.backend.features(batch)
+            if out is None:
+                out = np.zeros((len(texts), feats.shape[1]), dtype=np.float32)
+            out[rows] = feats
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def predict(self, texts: Sequence[str], threshold: float | Sequence[float] | None = None,
+                top_k_min: int = 0, top_k_max: int | None = None, **proba_options) -> list[Prediction]:
+        """Label names with their probabilities. ``threshold`` None → the checkpoint's tuned thresholds."""
+        probs = self.predict_proba(texts, **proba_options)
+        return self.decode(probs, threshold, top_k_min, top_k_max)
+
+    def decode(self, probs: np.ndarray, threshold=None, top_k_min: int = 0,
+               top_k_max: int | None = None) -> list[Prediction]:
+        thresholds = self.thresholds if threshold is None else threshold
+        out = []
+        for row, ids in zip(probs, decide(probs, thresholds, top_k_min, top_k_max)):
+            out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],
+                                  {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
+        return out

@@ -1,0 +1,310 @@
+"""Fine-tuning: the loop, top to bottom.
+
+``train(TrainConfig(dataset_dir="data"))`` → a checkpoint folder holding the best epoch by dev macro-F1,
+with per-label thresholds tuned on dev. The flags and defaults are the seed's (PaddleNLP train.py);
+what it lacks is added: imbalance losses, tuned thresholds, resume, DDP, length-grouped batches.
+
+Multi-process (DDP) runs with ``torchrun --nproc_per_node N -m labelwise train ...``: each process takes
+every N-th batch; every process evaluates the (small) dev set itself, so all take the same decisions,
+and only rank 0 writes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .batching import encode, length_grouped_batches, pad_batch
+from .data import load_dataset, multi_hot
+from .errors import LabelwiseError
+from .inference import Classifier, TorchBackend, _resolve_device
+from .io_utils import atomic_dir, atomic_write_json
+from .losses import LOSSES, MultiLabelLoss, auto_pos_weight
+from .metrics import evaluate_predictions, tune_thresholds
+from .models import DEFAULT_MODEL, CheckpointMeta, build_model, load_checkpoint, read_meta, save_checkpoint
+
+log = logging.getLogger("labelwise")
+
+
+@dataclass
+class TrainConfig:
+    dataset_dir: str
+    save_dir: str = "checkpoint"
+    model_name: str = DEFAULT_MODEL
+    max_seq_length: int = 128
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    epochs: int = 10
+    early_stop: bool = False
+    early_stop_nums: int = 4
+    logging_steps: int = 5
+    weight_decay: float = 0.0
+    warmup: bool = False
+    warmup_steps: int = 0  # > 0 wins; else --warmup means warmup_proportion of all steps
+    warmup_proportion: float = 0.1
+    max_grad_norm: float = 1.0
+    init_from_ckpt: str | None = None
+    resume: bool = False
+    seed: int = 3
+    device: str | None = None
+    loss: str = "bce"
+    pos_weight: str | None = None  # None | "auto"
+    threshold_tuning: bool = True
+    max_train_samples: int | None = None  # a random subset, for quick runs
+    max_dev_samples: int | None = None
+    train_file: str = "train.txt"
+    dev_file: str = "dev.txt"
+    test_file: str = "test.txt"
+    label_file: str = "label.txt"
+    progress: bool = True
+
+    def validate(self) -> None:
+        positive = ("max_seq_length", "batch_size", "epochs", "early_stop_nums", "logging_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise LabelwiseError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.learning_rate < 1:
+            raise LabelwiseError(f"--learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise LabelwiseError(f"--loss must be one of {', '.join(LOSSES)}")
+        if self.pos_weight not in (None, "auto"):
+            raise LabelwiseError("--pos_weight takes only 'auto'")
+
+
+@dataclass
+class TrainResult:
+    save_dir: Path
+    best_epoch: int
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_samples_per_second: float = 0.0
+
+
+def _state_dir(save_dir: Path) -> Path:
+    """Resume state lives beside the checkpoint, so swapping in a new best never touches it."""
+    return save_dir.with_name(save_dir.name + ".train_state")
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _subset(examples, limit, seed):
+    if limit is None or limit >= len(examples):
+        return examples
+    idx = np.sort(np.random.default_rng(seed).choice(len(examples), size=limit, replace=False))
+    return [examples[i] for i in idx]
+
+
+def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def _schedule(optimizer, cfg: TrainConfig, total_steps: int):
+    warmup = cfg.warmup_steps or (int(cfg.warmup_proportion * total_steps) if cfg.warmup else 0)
+
+    def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _evaluate(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
+    clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta)
+    probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
+    model.train()
+    return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Fine-tune ``cfg.model_name`` on ``cfg.dataset_dir``; returns where the best checkpoint went."""
+    cfg.validate()
+    rank, world = _distributed()
+    main_process = rank == 0
+    torch.manual_seed(cfg.seed)
+    device = _resolve_device(cfg.device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+    ds = load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
+                      test_file=cfg.test_file, label_file=cfg.label_file)
+    labels = ds.labels
+    train_set = _subset(ds.train, cfg.max_train_samples, cfg.seed)
+    dev_set = _subset(ds.dev, cfg.max_dev_samples, cfg.seed)
+    if not train_set or not dev_set:
+        raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
+
+    save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
+    if cfg.init_from_ckpt:
+        model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
+        if old_meta.labels != labels:
+            raise LabelwiseError(f"--init_from_ckpt {cfg.init_from_ckpt}: its labels differ from "
+                                 f"{cfg.dataset_dir}/{cfg.label_file}; start from --model_name instead")
+        base_model = old_meta.base_model
+    else:
+        model, tokenizer = build_model(cfg.model_name, labels)
+        base_model = cfg.model_name
+    model.to(device).train()
+    meta = CheckpointMeta(labels=labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
+                          training_args=dataclasses.asdict(cfg))
+
+    y_train = multi_hot(train_set, labels)
+    enc = encode(tokenizer, [e.text for e in train_set], cfg.max_seq_length)
+    lengths = enc.lengths
+    pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(device) if cfg.pos_weight == "auto" else None
+    loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(device)
+    optimizer = _optimizer(model, cfg)
+    steps_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size)) // world or 1
+    scheduler = _schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    # resume: restore weights, optimiser, schedule and bookkeeping of the last finished epoch
+    start_epoch, best_score, best_epoch, bad_epochs, history = 1, -1.0, 0, 0, []
+    best_probs: np.ndarray | None = None
+    if cfg.resume and (state_dir / "state.json").exists():
+        state = json.loads((state_dir / "state.json").read_text())
+        model.load_state_dict(load_file(state_dir / "model.safetensors", device=device))
+        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=device))
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        bad_epochs, history = state["bad_epochs"], state["history"]
+        if main_process:
+            log.info("resuming after epoch %d (best macro-F1 %.2f at epoch %d)", state["epoch"], best_score, best_epoch)
+    elif cfg.resume and main_process:
+        log.info("--resume: no state in %s, starting from scratch", state_dir)
+
+    train_seconds, samples_seen, step = 0.0, 0, scheduler.last_epoch
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.early_stop and bad_epochs >= cfg.early_stop_nums:
+            break
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # same order when an epoch is redone
+        batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
+        batches = batches[rank::world][:steps_per_epoch]
+        bar = _progress(batches, f"epoch {epoch}/{cfg.epochs}", cfg.progress and main_process)
+        epoch_start, running = time.perf_counter(), []
+        for rows in bar:
+            batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
+            targets = torch.from_numpy(y_train[rows]).to(device)
+            logits = ddp_model(**batch).logits
+            loss = loss_fn(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            samples_seen += len(rows) * world
+            running.append(loss.item())
+            if hasattr(bar, "set_postfix") and step % cfg.logging_steps == 0:
+                seconds = train_seconds + time.perf_counter() - epoch_start
+                bar.set_postfix(loss=f"{np.mean(running[-cfg.logging_steps:]):.4f}",
+                                lr=f"{scheduler.get_last_lr()[0]:.1e}", samples_s=f"{samples_seen / seconds:.0f}")
+        train_seconds += time.perf_counter() - epoch_start
+
+        probs, metrics = _evaluate(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
+        score = metrics["macro"]["f1"]
+        record = {"epoch": epoch, "loss": float(np.mean(running)) if running else float("nan"),
+                  "dev_micro_f1": metrics["micro"]["f1"], "dev_macro_f1": score, "dev_accuracy": metrics["accuracy"]}
+        history.append(record)
+        improved = score > best_score
+        if improved:
+            best_score, best_epoch, bad_epochs, best_probs = score, epoch, 0, probs
+            meta.metrics = {"epoch": epoch, "dev@0.5": _headline(metrics)}
+            if main_process:
+                save_checkpoint(save_dir, model, tokenizer, meta)
+        else:
+            bad_epochs += 1
+        if main_process:
+            log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f acc %.2f%s", epoch, record["loss"],
+                     record["dev_micro_f1"], score, record["dev_accuracy"], " | best, saved" if improved else "")
+            _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history)
+
+    if world > 1:
+        torch.distributed.barrier()
+    if best_probs is None:  # resumed after the last epoch: re-read the best model's dev predictions
+        model, tokenizer, meta = load_checkpoint(save_dir, device)
+        best_probs, _ = _evaluate(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
+    result_metrics = _finish(cfg, save_dir, dev_set, best_probs, labels, ds.test, main_process)
+    if main_process:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return TrainResult(save_dir, best_epoch, result_metrics, history, train_seconds,
+                       samples_seen / train_seconds if train_seconds else 0.0)
+
+
+def _headline(metrics: dict) -> dict:
+    return {"micro_f1": metrics["micro"]["f1"], "macro_f1": metrics["macro"]["f1"], "accuracy": metrics["accuracy"]}
+
+
+def _finish(cfg, save_dir, dev_set, dev_probs, labels, test_set, main_process) -> dict:
+    """Tune per-label thresholds on dev, score dev (and test) at 0.5 and tuned, store in labelwise.json."""
+    meta = read_meta(save_dir) if main_process else None
+    y_dev = multi_hot(dev_set, labels)
+    thresholds = tune_thresholds(y_dev, dev_probs) if cfg.threshold_tuning else None
+    metrics = {"epoch": meta.metrics.get("epoch") if meta else None,
+               "dev@0.5": _headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
+    if thresholds is not None:
+        metrics["dev@tuned"] = _headline(evaluate_predictions(y_dev, dev_probs, labels, thresholds))
+        metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
+    if test_set and main_process:
+        clf = Classifier.load(save_dir)
+        test_probs = clf.predict_proba([e.text for e in test_set], batch_size=cfg.batch_size * 2)
+        y_test = multi_hot(test_set, labels)
+        metrics["test@0.5"] = _headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
+        if thresholds is not None:
+            metrics["test@tuned"] = _headline(evaluate_predictions(y_test, test_probs, labels, thresholds))
+    if main_process:
+        meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
+        meta.metrics = metrics
+        atomic_write_json(save_dir / "labelwise.json", meta.to_json())
+        for split, values in metrics.items():
+            if isinstance(values, dict):
+                log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f", split, values["micro_f1"],
+                         values["macro_f1"], values["accuracy"])
+    return metrics
+
+
+def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history):
+    with atomic_dir(state_dir) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        atomic_write_json(tmp / "state.json", {
+            "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+            "history": history, "scheduler": scheduler.state_dict()})
+
+
+def _progress(batches, desc, enabled):
+    if not enabled:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, unit="batch", dynamic_ncols=True, leave=False,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
