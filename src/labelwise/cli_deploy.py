@@ -1,0 +1,78 @@
+"""`labelwise export` and `labelwise serve`: flags in, the deployment API called, nothing else."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import LabelwiseError
+
+PRECISIONS = ("fp32", "int8", "fp16")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (+ int8 / fp16), optionally a Triton repository")
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
+    p.add_argument("--output_path", default="export", help="export folder to write (replaced as a whole)")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="also write model.int8.onnx (CPU)")
+    p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s, at least 14)")
+    p.add_argument("--triton", default=None, metavar="REPO", help="also write a Triton model repository here")
+    p.add_argument("--model_path", default=None,
+                   help="with --triton: use this existing export folder instead of exporting again")
+    p.add_argument("--triton_precision", choices=PRECISIONS, default="fp32", help="ONNX file put in the repository")
+    p.add_argument("--triton_name", default="cls_multi_label", help="ensemble name (default %(default)s)")
+    p.add_argument("--triton_device", choices=["cpu", "gpu"], default=None,
+                   help="where Triton runs the ONNX model (default: gpu for fp16, else cpu)")
+    p.add_argument("--max_batch_size", type=int, default=64, help="Triton max_batch_size (default %(default)s)")
+    p.add_argument("--top_k_min", type=int, default=0, help="Triton postprocess: at least this many labels")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="HTTP service with dynamic batching and a demo page")
+    p.add_argument("--model_path", default="export", help="export folder (ONNX) or checkpoint folder (PyTorch)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which ONNX file of the export")
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
+    p.add_argument("--num_threads", type=int, default=None, help="CPU threads for inference")
+    p.add_argument("--host", default="127.0.0.1", help="default %(default)s (this machine only)")
+    p.add_argument("--port", type=int, default=8189)
+    p.add_argument("--max_batch_size", type=int, default=32, help="texts per forward pass (default %(default)s)")
+    p.add_argument("--max_wait_ms", type=float, default=5.0,
+                   help="how long a request waits to be batched with others (default %(default)s)")
+    p.add_argument("--no_dynamic_batching", action="store_true", help="run every request alone")
+    p.add_argument("--max_texts", type=int, default=64, help="texts per request (default %(default)s)")
+    p.add_argument("--max_chars", type=int, default=20000, help="characters per request (default %(default)s)")
+    p.add_argument("--log_level", choices=["debug", "info", "warning", "error"], default="info")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .triton import write_triton_repo
+
+    export_dir = args.model_path
+    if export_dir is None:
+        report = export_onnx(args.params_path, args.output_path, quantize=args.quantize, fp16=args.fp16,
+                             opset=args.opset)
+        print(report.summary())
+        export_dir = args.output_path
+    elif not args.triton:
+        raise LabelwiseError("--model_path is only for --triton (write a Triton repository from an export)")
+    if args.triton:
+        if Path(args.triton).resolve() == Path(export_dir).resolve():
+            raise LabelwiseError("--triton must be another folder than the export folder")
+        repo = write_triton_repo(export_dir, args.triton, name=args.triton_name, precision=args.triton_precision,
+                                 max_batch_size=args.max_batch_size, top_k_min=args.top_k_min,
+                                 device=args.triton_device)
+        print(f"Triton model repository written to {repo} (ensemble {args.triton_name!r})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serving import ServeConfig, serve
+
+    config = ServeConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                         dynamic_batching=not args.no_dynamic_batching, max_texts=args.max_texts,
+                         max_chars=args.max_chars).check()
+    serve(args.model_path, host=args.host, port=args.port, backend=args.backend, precision=args.precision,
+          device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level)
+    return 0

@@ -1,0 +1,310 @@
+"""HTTP service: FastAPI over a Classifier, with dynamic batching and a demo page.
+
+Routes::
+
+    GET  /                          demo page (static/index.html): paste text, see labels and bars
+    GET  /health                    status, backend, batching settings, counters
+    GET  /labels                    label names and their thresholds
+    POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?}
+    POST /models/cls_multi_label    the seed's shape: {"data": {"text": [...]}, "parameters": {...}}
+    GET  /docs, /openapi.json       from FastAPI
+
+Dynamic batching: requests wait at most ``max_wait_ms`` in a queue; the texts of every waiting
+request (up to ``max_batch_size`` texts) go through the model in one forward pass, on one inference
+thread, so throughput grows with concurrency. With batching off, each request runs alone on that
+same thread. Bad input gets a 4xx answer ``{"error": "..."}``; the server keeps running.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .errors import LabelwiseError
+from .inference import Classifier
+
+log = logging.getLogger("labelwise")
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
+
+
+@dataclass
+class ServeConfig:
+    max_batch_size: int = 32  # texts per forward pass
+    max_wait_ms: float = 5.0  # how long the first waiting request waits for company
+    dynamic_batching: bool = True
+    max_texts: int = 64  # per request
+    max_chars: int = 20_000  # per request, all texts together
+
+    def check(self) -> "ServeConfig":
+        for name in ("max_batch_size", "max_texts", "max_chars"):
+            if getattr(self, name) < 1:
+                raise LabelwiseError(f"--{name} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise LabelwiseError("--max_wait_ms must be 0 or more")
+        return self
+
+    @property
+    def max_body_bytes(self) -> int:  # UTF-8 text (≤ 4 bytes a character), JSON escapes, parameters
+        return 6 * self.max_chars + 200 * self.max_texts + 4096
+
+
+# ---- request and response bodies ---------------------------------------------------------------
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(Strict):
+    texts: list[StrictStr] = Field(min_length=1, description="texts to label")
+    threshold: Optional[float] = Field(None, ge=0, le=1, description="one threshold for every label "
+                                       "(default: the model's tuned per-label thresholds)")
+    top_k_min: int = Field(0, ge=0, description="always return at least this many labels")
+    top_k_max: Optional[int] = Field(None, ge=1, description="return at most this many labels")
+
+
+class SeedData(Strict):
+    text: list[StrictStr] = Field(min_length=1)
+
+
+class SeedParameters(BaseModel):  # the seed's clients send batch_size too: accepted, batching is ours
+    max_seq_len: Optional[int] = Field(None, ge=2, le=MAX_POSITIONS)
+    batch_size: Optional[int] = Field(None, ge=1)
+    prob_limit: Optional[float] = Field(None, ge=0, le=1)
+
+
+class SeedRequest(Strict):
+    data: SeedData
+    parameters: SeedParameters = Field(default_factory=SeedParameters)
+
+
+class Batcher:
+    """Runs the model on one thread; with dynamic batching, gathers concurrent requests first."""
+
+    def __init__(self, classifier: Classifier, config: ServeConfig):
+        self.classifier, self.config = classifier, config
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-model")
+        self.queue: asyncio.Queue | None = None
+        self.worker: asyncio.Task | None = None
+        self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0}
+
+    async def start(self) -> None:
+        if self.config.dynamic_batching:
+            self.queue = asyncio.Queue()
+            self.worker = asyncio.create_task(self._gather_loop())
+
+    async def stop(self) -> None:
+        if self.worker:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _forward(self, texts: list[str], max_seq_length: int | None) -> np.ndarray:
+        probs = self.classifier.predict_proba(texts, batch_size=self.config.max_batch_size,
+                                              max_seq_length=max_seq_length)
+        self.stats["forward_passes"] += 1
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
+        return probs
+
+    async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
+        self.stats["requests"] += 1
+        self.stats["texts"] += len(texts)
+        if self.queue is None:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, texts, max_seq_length)
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, max_seq_length, future))
+        return await future
+
+    async def _gather_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            size, deadline = len(jobs[0][0]), loop.time() + self.config.max_wait_ms / 1000
+            while size < self.config.max_batch_size:
+                try:
+                    job = self.queue.get_nowait() if loop.time() >= deadline else await asyncio.wait_for(
+                        self.queue.get(), deadline - loop.time())
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            await self._run(jobs)
+
+    async def _run(self, jobs: list[tuple]) -> None:
+        """One forward pass per max_seq_length among the gathered jobs; results go back to each."""
+        loop = asyncio.get_running_loop()
+        for key in dict.fromkeys(job[1] for job in jobs):
+            group = [job for job in jobs if job[1] == key and not job[2].cancelled()]
+            if not group:
+                continue
+            texts = [t for job in group for t in job[0]]
+            try:
+                probs = await loop.run_in_executor(self.executor, self._forward, texts, key)
+            except Exception as err:  # hand the failure to each waiting request, keep serving
+                for job in group:
+                    if not job[2].done():
+                        job[2].set_exception(err)
+                continue
+            start = 0
+            for job in group:
+                if not job[2].done():
+                    job[2].set_result(probs[start:start + len(job[0])])
+                start += len(job[0])
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _validation_message(err: RequestValidationError) -> tuple[int, str]:
+    problems = err.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return 400, f"request body is not valid JSON ({problems[0].get('ctx', {}).get('error', 'parse error')})"
+    parts = []
+    for p in problems[:5]:
+        where = ".".join(str(x) for x in p.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {p.get('msg', 'invalid')}")
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return 422, "; ".join(parts) + more
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` (413) before they are parsed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await _error(413, f"request body of {int(declared)} bytes is over the limit of "
+                                     f"{self.max_bytes} bytes; send fewer or shorter texts")(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, f"request body is over the limit of {self.max_bytes} bytes")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def create_app(classifier: Classifier, config: ServeConfig | None = None, model_path: str = "") -> FastAPI:
+    """The FastAPI application serving ``classifier``."""
+    config = (config or ServeConfig()).check()
+    batcher = Batcher(classifier, config)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="labelwise", version="1", lifespan=lifespan,
+                  description="Multi-label text classification: texts in, label names and confidences out.")
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, err: RequestValidationError):
+        status, message = _validation_message(err)
+        return _error(status, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code == 404:
+            return _error(404, f"no route {request.method} {request.url.path}; see /docs")
+        if err.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}; see /docs")
+        return _error(err.status_code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, err: Exception):  # a bug, not the user's fault: say so
+        log.exception("unexpected error")
+        return _error(500, f"internal error: {type(err).__name__}: {err}")
+
+    def check_limits(texts: list[str]) -> None:
+        if len(texts) > config.max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {config.max_texts} "
+                                     "(split the request or start the server with a larger --max_texts)")
+        chars = sum(len(t) for t in texts)
+        if chars > config.max_chars:
+            raise HTTPException(413, f"{chars} characters in one request; the limit is {config.max_chars} "
+                                     "(split the request or start the server with a larger --max_chars)")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health():
+        backend = classifier.backend
+        return {"status": "ok", "model_path": model_path, "backend": backend.name,
+                "precision": getattr(backend, "precision", "fp32"), "labels": len(classifier.labels),
+                "max_seq_length": classifier.max_seq_length, "config": asdict(config), "stats": batcher.stats}
+
+    @app.get("/labels")
+    async def labels():
+        return {"labels": classifier.labels, "thresholds": [round(float(t), 6) for t in classifier.thresholds]}
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest):
+        check_limits(body.texts)
+        if body.top_k_max is not None and body.top_k_max < body.top_k_min:
+            raise HTTPException(422, "top_k_max must not be smaller than top_k_min")
+        start = time.perf_counter()
+        probs = await batcher.proba(body.texts)
+        predictions = classifier.decode(probs, body.threshold, body.top_k_min, body.top_k_max)
+        return {"predictions": [p.to_json() for p in predictions],
+                "ms": round(1000 * (time.perf_counter() - start), 2)}
+
+    @app.post("/models/cls_multi_label")
+    async def seed_predict(body: SeedRequest):
+        texts, params = body.data.text, body.parameters
+        check_limits(texts)
+        probs = await batcher.proba(texts, params.max_seq_len)
+        predictions = classifier.decode(probs, params.prob_limit)
+        index = {label: i for i, label in enumerate(classifier.labels)}
+        return {"result": {
+            "label": [p.labels for p in predictions],
+            "confidence": [p.scores for p in predictions],
+            "label_ids": [[index[label] for label in p.labels] for p in predictions],
+            "predictions": [{"text": t, "labels": p.labels, "confidence": p.scores} for t, p in zip(texts, predictions)],
+        }}
+
+    return app
+
+
+def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend: str = "auto",
+          precision: str = "fp32", device: str | None = None, num_threads: int | None = None,
+          config: ServeConfig | None = None, log_level: str = "info") -> None:
+    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch) and serve it with uvicorn."""
+    import uvicorn
+
+    options = {"precision": precision} if backend == "onnx" or (
+        backend == "auto" and not (Path(model_path) / "model.safetensors").exists()) else {}
+    if precision != "fp32" and not options:
+        raise LabelwiseError(f"--precision {precision} needs an export folder (ONNX), not a checkpoint")
+    classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)
+    app = create_app(classifier, config, model_path=str(model_path))
+    print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs)",
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
