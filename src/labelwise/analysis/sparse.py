@@ -1,0 +1,224 @@
+"""Sparse data: dev examples the training set barely covers, and the data that would cover them.
+
+1. Each dev example's *support score* is the mean cosine similarity of its ``rationale_num_sparse``
+   (3) closest training examples (features of the final layer's input, see ``similarity``). The
+   ``sparse_num`` lowest are the sparse set: the model has seen little like them.
+2. Support data are the candidates closest to the sparse set: for each sparse example its best
+   candidate above ``support_threshold``, then its second best, ... (up to ``rationale_num_support``
+   ranks) until ``support_num`` are chosen. Candidates are the training set (to augment: the chosen
+   examples are duplicated or rewritten by a word-level strategy) or unlabelled ``data.txt`` (to
+   annotate: written as doccano JSONL for labelling).
+
+Outputs (seed formats): ``sparse.txt`` (dev lines), ``support.txt`` (``text\\tlabels`` when
+augmenting, bare texts when annotating), and either ``train_sparse_aug.txt`` (train + support, ready
+to train on) or ``support.jsonl`` (doccano import).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data import Example, load_dataset, multi_hot, write_examples
+from ..errors import LabelwiseError
+from ..inference import Classifier, sigmoid
+from ..io_utils import atomic_write_text
+from ..metrics import f1_scores
+from .similarity import SupportIndex, logits_from_features
+
+log = logging.getLogger("labelwise")
+
+SPARSE_AUG_STRATEGIES = ("duplicate", "substitute", "insert", "delete", "swap")
+
+__all__ = ["SparseConfig", "SparseResult", "support_scores", "select_support", "find_sparse", "run_sparse",
+           "SPARSE_AUG_STRATEGIES"]
+
+
+@dataclass
+class SparseConfig:
+    dataset_dir: str
+    params_path: str = "checkpoint"
+    output_dir: str | None = None  # default: dataset_dir (the seed's place)
+    annotate: bool = False
+    aug_strategy: str = "substitute"
+    aug_type: str = "synonym"
+    aug_percent: float = 0.1
+    create_n: int = 1
+    mlm_model: str | None = None
+    sparse_num: int = 100
+    support_num: int = 100
+    support_threshold: float = 0.7
+    rationale_num_sparse: int = 3
+    rationale_num_support: int = 6
+    train_file: str = "train.txt"
+    dev_file: str = "dev.txt"
+    label_file: str = "label.txt"
+    unlabeled_file: str = "data.txt"
+    sparse_file: str = "sparse.txt"
+    support_file: str = "support.txt"
+    support_doccano_file: str = "support.jsonl"
+    train_output_file: str = "train_sparse_aug.txt"
+    batch_size: int = 32
+    max_seq_length: int | None = None
+    device: str | None = None
+    seed: int = 3
+    overwrite: bool = False
+    progress: bool = False
+
+    def validate(self) -> None:
+        for name in ("sparse_num", "support_num", "rationale_num_sparse", "rationale_num_support", "batch_size"):
+            if getattr(self, name) < 1:
+                raise LabelwiseError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not -1 <= self.support_threshold <= 1:
+            raise LabelwiseError(f"--support_threshold is a cosine similarity in [-1, 1], got {self.support_threshold}")
+        if not self.annotate and self.aug_strategy not in SPARSE_AUG_STRATEGIES:
+            raise LabelwiseError(f"--aug_strategy must be one of {', '.join(SPARSE_AUG_STRATEGIES)}")
+
+
+@dataclass
+class SparseResult:
+    sparse: list[tuple[Example, float]]  # dev examples with their support score, lowest first
+    support: list[tuple[str, tuple[str, ...] | None, float]]  # chosen candidates: text, labels, score
+    written: list[Path] = field(default_factory=list)
+    dev_mean_score: float = 0.0
+    sparse_f1: float | None = None  # micro-F1 of the model on the sparse set / on the rest of dev
+    rest_f1: float | None = None
+    augmented: list[Example] = field(default_factory=list)
+
+    def summary(self) -> str:
+        scores = [s for _, s in self.sparse]
+        lines = [f"sparse data: {len(self.sparse)} dev examples, mean support score "
+                 f"{np.mean(scores):.4f} (all dev: {self.dev_mean_score:.4f})"]
+        if self.sparse_f1 is not None:
+            lines.append(f"model micro-F1 on the sparse examples {self.sparse_f1:.2f} vs the rest of dev "
+                         f"{self.rest_f1:.2f}")
+        if self.support:
+            lines.append(f"support data: {len(self.support)} examples, mean score "
+                         f"{np.mean([s for *_, s in self.support]):.4f}")
+        lines += [f"written: {p}" for p in self.written]
+        return "\n".join(lines)
+
+
+def support_scores(index: SupportIndex, features: np.ndarray, k: int = 3) -> np.ndarray:
+    """Mean cosine of each row's ``k`` nearest pool examples: low = little training evidence."""
+    _, scores = index.search(features, k)
+    return scores.mean(axis=1)
+
+
+def select_support(index: SupportIndex, sparse_features: np.ndarray, support_num: int,
+                   threshold: float = 0.7, ranks: int = 6,
+                   exclude: set[int] | None = None) -> list[tuple[int, float]]:
+    """Pool rows supporting the sparse examples: rank 1 of every sparse example, then rank 2, ...
+
+    Only scores above ``threshold`` count; each pool row is taken once. Fewer than ``support_num``
+    come back when the first ``ranks`` neighbours run out (raise --rationale_num_support or lower
+    --support_threshold then).
+    """
+    indices, scores = index.search(sparse_features, ranks)
+    chosen: dict[int, float] = {}
+    exclude = exclude or set()
+    for rank in range(indices.shape[1]):
+        for row in range(len(indices)):
+            i, s = int(indices[row, rank]), float(scores[row, rank])
+            if s > threshold and i not in chosen and i not in exclude:
+                chosen[i] = s
+                if len(chosen) >= support_num:
+                    return list(chosen.items())
+    return list(chosen.items())
+
+
+def find_sparse(classifier: Classifier, train_index: SupportIndex, dev: Sequence[Example], sparse_num: int,
+                k: int = 3, batch_size: int = 32, max_seq_length: int | None = None,
+                labels: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Dev rows with the lowest support scores: (row indices lowest first, all scores, extra stats)."""
+    features = classifier.features([e.text for e in dev], batch_size=batch_size, max_seq_length=max_seq_length)
+    scores = support_scores(train_index, features, k)
+    order = np.argsort(scores, kind="stable")[:sparse_num]
+    stats: dict = {"features": features, "dev_mean_score": float(scores.mean())}
+    if labels is not None and len(order) < len(dev):
+        probs = sigmoid(logits_from_features(classifier, features))
+        pred = (probs >= classifier.thresholds).astype(np.float32)
+        gold = multi_hot(dev, labels)
+        rest = np.setdiff1d(np.arange(len(dev)), order)
+        stats["sparse_f1"] = f1_scores(gold[order], pred[order])[0]
+        stats["rest_f1"] = f1_scores(gold[rest], pred[rest])[0]
+    return order, scores, stats
+
+
+def _outputs(cfg: SparseConfig, out_dir: Path) -> dict[str, Path]:
+    files = {"sparse": out_dir / cfg.sparse_file, "support": out_dir / cfg.support_file}
+    if cfg.annotate:
+        files["doccano"] = out_dir / cfg.support_doccano_file
+    else:
+        files["train"] = out_dir / cfg.train_output_file
+    inputs = {(Path(cfg.dataset_dir) / f).resolve() for f in (cfg.train_file, cfg.dev_file, cfg.label_file,
+                                                              cfg.unlabeled_file)}
+    for path in files.values():
+        if path.resolve() in inputs:
+            raise LabelwiseError(f"{path}: an output would replace an input file; choose other output names")
+        if path.exists() and not cfg.overwrite:
+            raise LabelwiseError(f"{path}: already exists; pass --overwrite to replace it or --output_dir")
+    return files
+
+
+def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> SparseResult:
+    """The whole pipeline: score dev, pick sparse examples and their support, write the files."""
+    cfg.validate()
+    ds = load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
+                      label_file=cfg.label_file, data_file=cfg.unlabeled_file,
+                      require=("train", "dev", "data") if cfg.annotate else ("train", "dev"))
+    files = _outputs(cfg, Path(cfg.output_dir or cfg.dataset_dir))
+    classifier = classifier or Classifier.load(cfg.params_path, backend="torch", device=cfg.device)
+    if ds.labels != classifier.labels:
+        raise LabelwiseError(f"{cfg.dataset_dir}: label.txt differs from the model's labels; use the dataset "
+                             "the model was trained on")
+    opts = dict(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+    train_index = SupportIndex.build(classifier, ds.train, progress=cfg.progress, **opts)
+    order, scores, stats = find_sparse(classifier, train_index, ds.dev, cfg.sparse_num, cfg.rationale_num_sparse,
+                                       labels=ds.labels, **opts)
+    sparse_features = stats["features"][order]
+    result = SparseResult([(ds.dev[i], float(scores[i])) for i in order], [], dev_mean_score=stats["dev_mean_score"],
+                          sparse_f1=stats.get("sparse_f1"), rest_f1=stats.get("rest_f1"))
+    write_examples(files["sparse"], [e for e, _ in result.sparse])
+    result.written.append(files["sparse"])
+
+    if cfg.annotate:
+        from ..annotation import write_doccano
+
+        known = {e.text for e in ds.train}
+        pool = SupportIndex.build(classifier, ds.data, progress=cfg.progress, **opts)
+        exclude = {i for i, text in enumerate(pool.texts) if text in known}
+        chosen = select_support(pool, sparse_features, cfg.support_num, cfg.support_threshold,
+                                cfg.rationale_num_support, exclude)
+        result.support = [(pool.texts[i], None, s) for i, s in chosen]
+        atomic_write_text(files["support"], "".join(t + "\n" for t, *_ in result.support))
+        write_doccano(files["doccano"], [t for t, *_ in result.support])
+        result.written += [files["support"], files["doccano"]]
+    else:
+        chosen = select_support(train_index, sparse_features, cfg.support_num, cfg.support_threshold,
+                                cfg.rationale_num_support)
+        result.support = [(train_index.texts[i], train_index.labels[i], s) for i, s in chosen]
+        result.augmented = augment_support([Example(t, l) for t, l, _ in result.support], cfg)
+        write_examples(files["support"], result.augmented)
+        write_examples(files["train"], list(ds.train) + result.augmented)
+        result.written += [files["support"], files["train"]]
+    if len(result.support) < cfg.support_num:
+        log.warning("only %d support examples scored above %.2f within the %d nearest of each sparse example "
+                    "(asked %d)", len(result.support), cfg.support_threshold, cfg.rationale_num_support,
+                    cfg.support_num)
+    return result
+
+
+def augment_support(examples: list[Example], cfg: SparseConfig) -> list[Example]:
+    """``duplicate``: the chosen examples again; otherwise ``create_n`` rewrites of each."""
+    if cfg.aug_strategy == "duplicate":
+        return list(examples)
+    from .augment import WordAugmenter, augment_examples
+
+    augmenter = WordAugmenter(cfg.aug_strategy, cfg.aug_type, cfg.create_n, cfg.aug_percent, cfg.seed,
+                              cfg.mlm_model, cfg.device)
+    created, _ = augment_examples(examples, augmenter)
+    return created
