@@ -1,0 +1,123 @@
+"""Classifier and checkpoint format: thresholds, never-empty predictions, long texts, plain transformers loading."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labelwise import Classifier
+from labelwise.batching import encode, length_grouped_batches
+from labelwise.inference import decide
+from labelwise.metrics import tune_thresholds
+
+
+def test_decide_thresholds_and_top_k():
+    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.3, 0.1], [0.7, 0.8, 0.75]])
+    assert decide(probs, 0.5) == [[0, 1], [], [1, 2, 0]]
+    assert decide(probs, [0.95, 0.5, 0.05]) == [[1, 2], [2], [1, 2]]
+    assert decide(probs, 0.5, top_k_min=1) == [[0, 1], [1], [1, 2, 0]]
+    assert decide(probs, 0.5, top_k_max=1) == [[0], [], [1]]
+
+
+def test_tune_thresholds_finds_the_separating_point():
+    y = np.array([[1], [1], [0], [0], [1]])
+    probs = np.array([[0.35], [0.4], [0.2], [0.1], [0.9]])
+    assert 0.2 < tune_thresholds(y, probs)[0] <= 0.35
+    assert tune_thresholds(np.zeros((3, 1)), np.ones((3, 1)) * 0.9)[0] == 0.5  # no positives: keep 0.5
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    lengths = np.random.default_rng(0).integers(3, 120, size=203)
+    for shuffle in (False, True):
+        batches = length_grouped_batches(lengths, 16, shuffle=shuffle, rng=np.random.default_rng(1))
+        rows = np.concatenate(batches)
+        assert sorted(rows.tolist()) == list(range(203))
+        # grouping keeps padding low: the spread inside a batch is far below the global spread
+        spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+        assert spread < 0.5 * (lengths.max() - lengths.min())
+
+
+def test_checkpoint_is_a_plain_transformers_folder(tiny_zh_checkpoint):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_zh_checkpoint)
+    assert model.config.problem_type == "multi_label_classification"
+    assert model.config.id2label[0] == "婚后有子女" and len(model.config.id2label) == 20
+    meta = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))
+    assert len(meta["thresholds"]) == 20 and meta["max_seq_length"] == 64
+    assert meta["training_args"]["epochs"] == 3 and "dev@0.5" in meta["metrics"]
+    assert not (tiny_zh_checkpoint.parent / "checkpoint.train_state").exists()  # cleaned after success
+
+
+def test_predict_returns_names_scores_and_never_empty(tiny_zh_checkpoint):
+    clf = Classifier.load(tiny_zh_checkpoint)
+    texts = ["婚生子杨某甲由原告抚养", "双方均认可价值6万元。"]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (2, 20) and np.all((probs > 0) & (probs < 1))
+    never_empty = clf.predict(texts, threshold=1.0, top_k_min=1)
+    assert all(len(p.labels) == 1 for p in never_empty)
+    assert never_empty[0].labels[0] == clf.labels[int(np.argmax(probs[0]))]
+    everything = clf.predict(texts, threshold=0.0, top_k_max=3)
+    assert all(len(p.labels) == 3 and p.scores == sorted(p.scores, reverse=True) for p in everything)
+    assert set(everything[0].probabilities) == set(clf.labels)
+
+
+def test_batching_does_not_change_predictions(tiny_zh_checkpoint):
+    clf = Classifier.load(tiny_zh_checkpoint)
+    texts = ["短", "婚生子杨某甲由原告抚养，高中阶段之前的相关费用由原告承担", "双方均认可价值6万元。"] * 3
+    together = clf.predict_proba(texts, batch_size=4)
+    one_by_one = np.vstack([clf.predict_proba([t], batch_size=1) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_sliding_windows_see_the_end_of_a_long_text(tiny_zh_checkpoint):
+    clf = Classifier.load(tiny_zh_checkpoint)
+    enc = encode(clf.tokenizer, ["字" * 300, "短句"], max_length=64, long_text="slide", stride=16)
+    assert enc.owner.tolist().count(0) > 1 and enc.owner.tolist().count(1) == 1
+    assert max(len(ids) for ids in enc.input_ids) <= 64
+
+
+class _KeywordBackend:
+    """Logit +5 for label 0 when token ``keyword`` is in the row, else -5: makes windowing observable."""
+
+    name = "fake"
+
+    def __init__(self, keyword: int, n_labels: int):
+        self.keyword, self.n_labels = keyword, n_labels
+
+    def logits(self, batch):
+        hit = (batch["input_ids"] == self.keyword).any(axis=1)
+        out = np.full((len(hit), self.n_labels), -5.0)
+        out[:, 0] = np.where(hit, 5.0, -5.0)
+        return out
+
+
+def test_sliding_windows_find_a_keyword_past_the_cut(tiny_zh_checkpoint):
+    real = Classifier.load(tiny_zh_checkpoint)
+    keyword = real.tokenizer.convert_tokens_to_ids("婚")
+    clf = Classifier(_KeywordBackend(keyword, len(real.labels)), real.tokenizer, real.meta)
+    long_text = "双方均认可价值6万元。" * 20 + "婚"  # the keyword sits after token 200; max_seq_length is 64
+    truncated = clf.predict_proba([long_text, "婚"])
+    slid = clf.predict_proba([long_text, "婚"], long_text="slide")
+    assert truncated[0, 0] < 0.01 and slid[0, 0] > 0.99  # only the windows see it
+    assert truncated[1, 0] > 0.99 and slid[1, 0] > 0.99  # short texts: one window, same result
+    assert clf.predict([long_text], long_text="slide")[0].labels == [real.labels[0]]
+
+
+def test_features_are_the_heads_input(tiny_zh_checkpoint):
+    import torch
+
+    clf = Classifier.load(tiny_zh_checkpoint)
+    texts = ["婚生子杨某甲由原告抚养", "双方均认可价值6万元。"]
+    feats = clf.features(texts)
+    head = clf.backend.head()
+    with torch.no_grad():
+        logits = head(torch.from_numpy(feats)).numpy()
+    probs = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)
+
+
+def test_single_string_is_refused(tiny_zh_checkpoint):
+    with pytest.raises(TypeError, match="list of strings"):
+        Classifier.load(tiny_zh_checkpoint).predict_proba("one text")

@@ -1,0 +1,41 @@
+"""The real default model learns: m3e-small fine-tuned for 200 steps beats a trivial baseline on held-out data.
+
+This is the slowest test of the suite (about 2–3 minutes on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelwise import Classifier
+from labelwise.data import load_dataset, multi_hot
+from labelwise.metrics import f1_scores
+from labelwise.training import TrainConfig, train
+
+from conftest import DIVORCE, make_subset
+
+# Measured on 2026-11-25 (2 CPU cores): micro-F1 at the tuned thresholds was 76 on the 200 held-out examples
+# against 41.6 for the trivial baseline; the floor below keeps a wide margin for run-to-run noise.
+MICRO_F1_FLOOR = 60.0
+
+
+@pytest.mark.slow
+def test_m3e_small_learns_the_divorce_labels(tmp_path):
+    data = make_subset(DIVORCE, tmp_path / "data", n_train=800, n_dev=200)
+    result = train(TrainConfig(dataset_dir=str(data), save_dir=str(tmp_path / "ckpt"), model_name="m3e-small",
+                               epochs=4, batch_size=16, learning_rate=2e-4, warmup=True, max_seq_length=64,
+                               progress=False))
+    assert len(result.history) == 4 and result.history[-1]["loss"] < result.history[0]["loss"]
+
+    ds = load_dataset(data)
+    y = multi_hot(ds.dev, ds.labels)
+    # trivial baseline: give every text the label set that scores best when always predicted (top-k frequent)
+    order = np.argsort(-y.sum(0))
+    baseline = max(f1_scores(y, np.broadcast_to(np.isin(np.arange(y.shape[1]), order[:k]), y.shape))[0]
+                   for k in range(1, 4))
+    clf = Classifier.load(result.save_dir)
+    predicted = np.array([[label in p.labels for label in ds.labels]
+                          for p in clf.predict([e.text for e in ds.dev])])
+    micro, _ = f1_scores(y, predicted)
+    print(f"micro-F1 {micro:.1f} vs trivial baseline {baseline:.1f}")
+    assert micro >= MICRO_F1_FLOOR > baseline + 10
