@@ -1,4 +1,4 @@
-"""The real default model learns: m3e-small fine-tuned for 200 steps beats a trivial baseline on held-out data.
+"""The real default model learns: m3e-small fine-tuned for 240 steps beats a trivial baseline on held-out data.
 
 This is the slowest test of the suite (about 2–3 minutes on 2 CPU cores).
 """
@@ -21,11 +21,11 @@ MICRO_F1_FLOOR = 60.0
 
 @pytest.mark.slow
 def test_m3e_small_learns_the_divorce_labels(tmp_path):
-    data = make_subset(DIVORCE, tmp_path / "data", n_train=800, n_dev=200)
+    data = make_subset(DIVORCE, tmp_path / "data", n_train=640, n_dev=200)
     result = train(TrainConfig(dataset_dir=str(data), save_dir=str(tmp_path / "ckpt"), model_name="m3e-small",
-                               epochs=4, batch_size=16, learning_rate=2e-4, warmup=True, max_seq_length=64,
+                               epochs=3, batch_size=8, learning_rate=1e-4, warmup=True, max_seq_length=64,
                                progress=False))
-    assert len(result.history) == 4 and result.history[-1]["loss"] < result.history[0]["loss"]
+    assert len(result.history) == 3 and result.history[-1]["loss"] < result.history[0]["loss"]
 
     ds = load_dataset(data)
     y = multi_hot(ds.dev, ds.labels)
