@@ -171,6 +171,9 @@ def _validation_message(err: RequestValidationError) -> tuple[int, str]:
     problems = err.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
         return 400, f"request body is not valid JSON ({problems[0].get('ctx', {}).get('error', 'parse error')})"
+    if len(problems) == 1 and tuple(problems[0].get("loc", ())) == ("body",):
+        return 422, ("request body must be a JSON object such as {\"texts\": [\"...\"]}, sent with "
+                     "Content-Type: application/json")
     parts = []
     for p in problems[:5]:
         where = ".".join(str(x) for x in p.get("loc", ()) if x != "body") or "body"
@@ -291,6 +294,33 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         }}
 
     return app
+
+
+class ServerThread:
+    """Serve an app from a background thread (notebooks, tests): ``with ServerThread(app) as url: ...``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.host = host
+
+    def __enter__(self) -> str:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise LabelwiseError("the HTTP server did not start (is the port in use?)")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.host}:{port}"
+
+    def __exit__(self, *_exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend: str = "auto",

@@ -1,0 +1,159 @@
+"""HTTP service: answers match the Classifier, bad input gets a clear 4xx, batching gathers requests."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from labelwise.inference import Classifier  # noqa: E402
+from labelwise.serving import ServeConfig, ServerThread, create_app  # noqa: E402
+
+TEXTS = ["婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可，后因生活琐事发生矛盾。", "ok"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_zh_checkpoint):
+    return Classifier.load(tiny_zh_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(classifier):
+    app = create_app(classifier, ServeConfig(max_texts=4, max_chars=300, max_wait_ms=1))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_predict_matches_the_classifier(client, classifier):
+    response = client.post("/predict", json={"texts": TEXTS, "top_k_min": 1})
+    assert response.status_code == 200
+    got = response.json()["predictions"]
+    want = classifier.predict(TEXTS, top_k_min=1)
+    assert [p["labels"] for p in got] == [p.labels for p in want]
+    assert len(got[0]["labels"]) >= 1
+    for g, w in zip(got, want):
+        assert set(g["probabilities"]) == set(classifier.labels)
+        np.testing.assert_allclose(g["scores"], w.scores, atol=1e-5)
+
+
+def test_threshold_and_top_k_options(client, classifier):
+    everything = client.post("/predict", json={"texts": TEXTS[:1], "threshold": 0.0}).json()["predictions"][0]
+    assert sorted(everything["labels"]) == sorted(classifier.labels)
+    assert everything["scores"] == sorted(everything["scores"], reverse=True)
+    capped = client.post("/predict", json={"texts": TEXTS[:1], "threshold": 0.0, "top_k_max": 3}).json()
+    assert capped["predictions"][0]["labels"] == everything["labels"][:3]
+    nothing = client.post("/predict", json={"texts": TEXTS[:1], "threshold": 1.0}).json()["predictions"][0]
+    assert nothing["labels"] == [] and nothing["scores"] == []
+
+
+def test_seed_request_shape_returns_label_names(client, classifier):
+    body = {"data": {"text": TEXTS}, "parameters": {"max_seq_len": 32, "batch_size": 8, "prob_limit": 0.1}}
+    response = client.post("/models/cls_multi_label", json=body)
+    assert response.status_code == 200
+    result = response.json()["result"]
+    probs = classifier.predict_proba(TEXTS, max_seq_length=32)
+    for i, (names, confidence, ids) in enumerate(zip(result["label"], result["confidence"], result["label_ids"])):
+        want = [j for j in np.argsort(-probs[i], kind="stable") if probs[i][j] >= 0.1]
+        assert ids == [int(j) for j in want]
+        assert names == [classifier.labels[j] for j in want]
+        np.testing.assert_allclose(confidence, probs[i][want], atol=1e-5)
+        assert result["predictions"][i]["text"] == TEXTS[i]
+        assert result["predictions"][i]["labels"] == names
+    # parameters are optional: the model's tuned thresholds are used
+    plain = client.post("/models/cls_multi_label", json={"data": {"text": TEXTS[:1]}}).json()["result"]
+    assert plain["label"][0] == classifier.predict(TEXTS[:1])[0].labels
+
+
+def test_health_and_labels(client, classifier):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["backend"] == "torch" and health["labels"] == 20
+    assert health["config"]["max_texts"] == 4 and health["config"]["dynamic_batching"] is True
+    labels = client.get("/labels").json()
+    assert labels["labels"] == classifier.labels
+    np.testing.assert_allclose(labels["thresholds"], classifier.thresholds, atol=1e-6)
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+BAD_REQUESTS = [
+    # (method, path, raw body or JSON, expected status, words the error must contain)
+    ("post", "/predict", b'{"texts": ["a", }', 400, "not valid JSON"),
+    ("post", "/predict", b"\xff\xfe not utf-8", 400, ""),
+    ("post", "/predict", {"texts": "just one string"}, 422, "texts"),
+    ("post", "/predict", {"texts": []}, 422, "texts"),
+    ("post", "/predict", {"texts": ["fine", 42]}, 422, "texts.1"),
+    ("post", "/predict", {"texts": ["fine", None]}, 422, "texts.1"),
+    ("post", "/predict", {"text": ["wrong key"]}, 422, "texts"),
+    ("post", "/predict", {"texts": ["a"], "threshold": 1.5}, 422, "threshold"),
+    ("post", "/predict", {"texts": ["a"], "top_k_min": 3, "top_k_max": 1}, 422, "top_k_max"),
+    ("post", "/predict", {"texts": ["a"] * 5}, 413, "limit is 4"),
+    ("post", "/predict", {"texts": ["长" * 301]}, 413, "limit is 300"),
+    ("post", "/predict", [1, 2, 3], 422, ""),
+    ("post", "/models/cls_multi_label", {"data": {"text": [1]}}, 422, "data.text.0"),
+    ("post", "/models/cls_multi_label", {"data": {"text": ["a"]}, "parameters": {"max_seq_len": 100000}}, 422,
+     "max_seq_len"),
+    ("post", "/models/cls_multi_label", {"parameters": {}}, 422, "data"),
+    ("get", "/nowhere", None, 404, "no route"),
+    ("get", "/predict", None, 405, "not allowed"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,words", BAD_REQUESTS)
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(client, method, path, body, status, words):
+    if isinstance(body, bytes):
+        response = client.request(method, path, content=body, headers={"content-type": "application/json"})
+    else:
+        response = client.request(method, path, json=body) if body is not None else client.request(method, path)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    assert isinstance(message, str) and message
+    assert words in message
+    assert client.post("/predict", json={"texts": ["still alive"]}).status_code == 200
+
+
+def test_oversized_body_is_refused_before_parsing(client):
+    body = json.dumps({"texts": ["x" * 10_000]})
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "bytes" in response.json()["error"]
+
+
+def test_service_binds_to_localhost_by_default():
+    import inspect
+
+    from labelwise.serving import serve
+
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_concurrent_requests_are_batched_only_when_enabled(classifier, batching):
+    app = create_app(classifier, ServeConfig(max_wait_ms=300, max_batch_size=64, dynamic_batching=batching))
+    texts = [f"{TEXTS[i % 3]} 第{i}号" for i in range(12)]
+    with ServerThread(app) as url:
+        with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda t: http.post("/predict", json={"texts": [t]}).json(), texts))
+            stats = http.get("/health").json()["stats"]
+    want = classifier.predict(texts)
+    assert [a["predictions"][0]["labels"] for a in answers] == [p.labels for p in want]
+    for answer, prediction in zip(answers, want):
+        np.testing.assert_allclose(list(answer["predictions"][0]["probabilities"].values()),
+                                   list(prediction.probabilities.values()), atol=1e-5)
+    assert stats["requests"] == 12 and stats["texts"] == 12
+    if batching:
+        assert stats["forward_passes"] < 12 and stats["largest_batch"] > 1
+    else:
+        assert stats["forward_passes"] == 12 and stats["largest_batch"] == 1
+
+
+def test_serve_cli_rejects_bad_settings(capsys):
+    from labelwise.cli import main
+
+    assert main(["serve", "--model_path", "no/such/folder"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["serve", "--model_path", "x", "--max_texts", "0"]) == 2
+    assert "--max_texts" in capsys.readouterr().err

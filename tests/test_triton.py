@@ -1,0 +1,186 @@
+"""Triton model repository: configs parse against Triton's own schema, and the Python-backend models'
+execute() give the same labels as the Classifier when chained with the ONNX model (no server here).
+
+The schema is ``model_config.proto`` as compiled in the ``tritonclient`` package (its
+``grpc/model_config_pb2.py``, loaded by path so that grpcio is not needed).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from labelwise.cli import main  # noqa: E402
+from labelwise.errors import LabelwiseError  # noqa: E402
+from labelwise.export import export_onnx  # noqa: E402
+from labelwise.inference import Classifier  # noqa: E402
+from labelwise.triton import graph_signature, write_triton_repo  # noqa: E402
+
+TEXTS = ["婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可，后因生活琐事发生矛盾。",
+         "2011年5月1日在昌邑市山前御景园小区按揭共同购房77.74平方米。", "ok"]
+MODELS = ("cls_multi_label", "cls_multi_label_tokenizer", "cls_multi_label_onnx", "cls_multi_label_postprocess")
+
+
+def _model_config_schema():
+    try:
+        import tritonclient
+    except ImportError:
+        pytest.skip("tritonclient is not installed (pip install tritonclient): it ships Triton's model_config schema")
+    path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_zh_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("triton_export") / "export"
+    export_onnx(tiny_zh_checkpoint, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def repo(export_dir, tmp_path_factory):
+    return write_triton_repo(export_dir, tmp_path_factory.mktemp("triton") / "repo", max_batch_size=16)
+
+
+def _parse(path: Path):
+    from google.protobuf import text_format
+
+    schema = _model_config_schema()
+    return text_format.Parse(path.read_text(encoding="utf-8"), schema.ModelConfig())
+
+
+def test_configs_parse_and_come_from_the_graph(repo, export_dir):
+    configs = {name: _parse(repo / name / "config.pbtxt") for name in MODELS}
+    assert all((repo / name / "1").is_dir() for name in MODELS)
+    onnx_config = configs["cls_multi_label_onnx"]
+    assert onnx_config.platform == "onnxruntime_onnx" and onnx_config.max_batch_size == 16
+    inputs, outputs, dynamic = graph_signature(export_dir / "model.onnx")
+    assert dynamic
+    assert [(i.name, list(i.dims)) for i in onnx_config.input] == [(t["name"], t["dims"]) for t in inputs]
+    assert [i.name for i in onnx_config.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [(o.name, list(o.dims)) for o in onnx_config.output] == [("logits", [20])]
+    schema = _model_config_schema()
+    assert all(i.data_type == schema.TYPE_INT64 for i in onnx_config.input)
+    # the tokenizer gives exactly what the ONNX model takes; the postprocess takes what it gives
+    tokenizer = configs["cls_multi_label_tokenizer"]
+    assert tokenizer.backend == "python"
+    assert [o.name for o in tokenizer.output] == [i.name for i in onnx_config.input]
+    assert {p: v.string_value for p, v in tokenizer.parameters.items()} == {"max_seq_length": "64", "pad_token_id": "0"}
+    assert [i.name for i in configs["cls_multi_label_postprocess"].input] == ["logits"]
+    ensemble = configs["cls_multi_label"]
+    assert ensemble.platform == "ensemble"
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == list(MODELS[1:])
+    assert dict(steps[1].input_map) == {n: n for n in ("input_ids", "attention_mask", "token_type_ids")}
+    assert dict(steps[2].output_map) == {"RESULT": "RESULT", "PROBS": "PROBS"}
+    assert [o.name for o in ensemble.output] == ["RESULT", "PROBS"] and list(ensemble.output[1].dims) == [20]
+
+
+class FakeTensor:
+    def __init__(self, name, array):
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self):
+        return self._name
+
+    def as_numpy(self):
+        return self._array
+
+
+class FakeResponse:
+    def __init__(self, output_tensors=(), error=None):
+        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+
+@pytest.fixture
+def pb_utils(monkeypatch):
+    """A stand-in for Triton's ``triton_python_backend_utils`` module."""
+    fake = types.ModuleType("triton_python_backend_utils")
+    fake.Tensor = FakeTensor
+    fake.InferenceResponse = FakeResponse
+    fake.TritonError = lambda message: types.SimpleNamespace(message=lambda: message)
+    fake.get_input_tensor_by_name = lambda request, name: request[name]
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    return fake
+
+
+def _load_model(repo: Path, name: str):
+    folder = repo / name
+    spec = importlib.util.spec_from_file_location(f"{name}_model", folder / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    config = _parse(folder / "config.pbtxt")
+    from google.protobuf import json_format
+
+    model.initialize({"model_config": json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)),
+                      "model_repository": str(folder), "model_version": "1"})
+    return model
+
+
+def test_python_models_chained_with_onnx_match_the_classifier(repo, export_dir, pb_utils):
+    import onnxruntime as ort
+
+    tokenizer = _load_model(repo, "cls_multi_label_tokenizer")
+    postprocess = _load_model(repo, "cls_multi_label_postprocess")
+    session = ort.InferenceSession(str(repo / "cls_multi_label_onnx" / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    text = np.array([t.encode("utf-8") for t in TEXTS], dtype=np.object_).reshape(-1, 1)
+    request = {"TEXT": FakeTensor("TEXT", text)}
+    [encoded] = tokenizer.execute([request])
+    assert encoded.error is None and set(encoded.outputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert encoded.outputs["input_ids"].shape[0] == len(TEXTS)
+    logits = session.run(["logits"], encoded.outputs)[0]
+    [result] = postprocess.execute([{"logits": FakeTensor("logits", logits)}])
+    got = [json.loads(row[0].decode("utf-8")) for row in result.outputs["RESULT"]]
+    clf = Classifier.load(export_dir)
+    want = clf.predict(TEXTS)
+    assert [g["label"] for g in got] == [p.labels for p in want]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g["confidence"], w.scores, atol=1e-5)
+    np.testing.assert_allclose(result.outputs["PROBS"], clf.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_tokenizer_model_reports_bad_utf8_as_an_error_response(repo, pb_utils):
+    tokenizer = _load_model(repo, "cls_multi_label_tokenizer")
+    bad = {"TEXT": FakeTensor("TEXT", np.array([b"\xff\xfe"], dtype=np.object_).reshape(-1, 1))}
+    good = {"TEXT": FakeTensor("TEXT", np.array(["ok".encode()], dtype=np.object_).reshape(-1, 1))}
+    responses = tokenizer.execute([bad, good])
+    assert "tokenizer" in responses[0].error.message() and responses[1].error is None
+
+
+def test_postprocess_top_k_min_and_thresholds(export_dir, tmp_path, pb_utils):
+    repo = write_triton_repo(export_dir, tmp_path / "repo", top_k_min=2)
+    postprocess = _load_model(repo, "cls_multi_label_postprocess")
+    logits = np.full((1, 20), -10.0, dtype=np.float32)  # every probability ≈ 0: below every threshold
+    logits[0, 7], logits[0, 3] = -1.0, -2.0
+    [result] = postprocess.execute([{"logits": FakeTensor("logits", logits)}])
+    labels = Classifier.load(export_dir).labels
+    assert json.loads(result.outputs["RESULT"][0][0])["label"] == [labels[7], labels[3]]
+
+
+def test_export_cli_writes_a_triton_repository(tiny_zh_checkpoint, export_dir, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    assert main(["export", "--model_path", str(export_dir), "--triton", str(repo), "--triton_name", "divorce"]) == 0
+    assert "divorce" in capsys.readouterr().out
+    assert _parse(repo / "divorce" / "config.pbtxt").ensemble_scheduling.step[0].model_name == "divorce_tokenizer"
+    assert _parse(repo / "divorce_onnx" / "config.pbtxt").instance_group[0].kind == \
+        _model_config_schema().ModelInstanceGroup.KIND_CPU
+    with pytest.raises(LabelwiseError, match="--quantize int8"):
+        write_triton_repo(export_dir, tmp_path / "int8", precision="int8")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x", encoding="utf-8")
+    assert main(["export", "--model_path", str(export_dir), "--triton", str(mine)]) == 2
+    assert (mine / "keep.txt").exists()
