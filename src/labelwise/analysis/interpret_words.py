@@ -1,0 +1,388 @@
+"""Word-level interpretation: which words pushed the model toward (or away from) each label.
+
+For every input text and every label the model predicts, and every gold label it missed, captum attributes
+the label's logit to the input tokens, with respect to the word embeddings:
+
+* ``ig`` (default): integrated gradients (``LayerIntegratedGradients`` on the word-embedding layer) from a
+  baseline where every non-special token is [PAD], ``--n_steps`` steps;
+* ``shap``: gradient SHAP (expected gradients) in word-embedding space, baselines all-[PAD] and all-[UNK],
+  ``--n_samples`` random points;
+* ``lime``: LIME with whole words as the interpretable features (a dropped word becomes [PAD]), a ridge
+  surrogate over ``--n_samples`` perturbations weighted by how many words they keep.
+
+Sub-tokens are merged into words (jieba for text with CJK characters, else words and punctuation) by summing their
+attributions (LIME scores words directly), then min-max normalised per text and label, as in the seed: 1 is the
+word that pushes most toward the label, 0 the one that pushes most against it. Output: an HTML heatmap (word
+background = normalised importance) and a TSV of the top words.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError, LabelwiseError
+from ..io_utils import atomic_write_text
+
+__all__ = ["InterpretInput", "WordAttribution", "read_interpret_input", "word_spans", "merge_to_words",
+           "TokenAttributor", "interpret", "write_html", "write_tsv", "add_arguments", "run"]
+
+METHODS = ("ig", "lime", "shap")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+@dataclass
+class InterpretInput:
+    text: str
+    gold: list[str] | None = None  # None: the input gave no gold labels
+    line: int | None = None
+
+
+@dataclass
+class WordAttribution:
+    text: str
+    label: str
+    kind: str  # "predicted" (gold too), "wrong" (predicted, not gold), "missed" (gold, not predicted), "predicted?" (no gold)
+    probability: float
+    gold: list[str] | None
+    predicted: list[str]
+    words: list[str]
+    scores: np.ndarray  # raw attribution per word (sum over its sub-tokens)
+    truncated: str = ""  # text beyond max_seq_length, not attributed
+    importance: np.ndarray = field(init=False)  # min-max normalised to [0, 1]
+
+    def __post_init__(self):
+        low, high = (float(self.scores.min()), float(self.scores.max())) if len(self.scores) else (0.0, 0.0)
+        self.importance = (self.scores - low) / (high - low) if high > low else np.zeros_like(self.scores)
+
+    def top_words(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` words with the highest attribution (punctuation skipped, each word once)."""
+        seen, out = set(), []
+        for i in np.argsort(-self.scores, kind="stable"):
+            word = self.words[i].strip()
+            if word in seen or not any(ch.isalnum() for ch in word):
+                continue
+            seen.add(word)
+            out.append((word, float(self.importance[i])))
+            if len(out) == k:
+                break
+        return out
+
+
+# ---- input ----------------------------------------------------------------------------------------------
+def read_interpret_input(path: str | os.PathLike, labels: Sequence[str]) -> list[InterpretInput]:
+    """bad_case.txt (``Text\\tLabel\\tPrediction`` header), ``text\\tlabel,label`` or bare text lines."""
+    from ..data import _parse_label_field, _read_lines
+
+    path, known = Path(path), set(labels)
+    out = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        fields = line.split("\t")
+        if number == 1 and [f.strip().lower() for f in fields[:2]] == ["text", "label"]:
+            continue  # the header of `labelwise evaluate`'s bad_case.txt
+        if len(fields) > 3:
+            raise DataError(path, number, f"{len(fields) - 1} tabs, expected at most 2",
+                            "write 'text', 'text<TAB>labels' or 'text<TAB>labels<TAB>prediction'")
+        if not fields[0].strip():
+            raise DataError(path, number, "empty text", "remove the line")
+        gold = list(_parse_label_field(path, number, fields[1], known)) if len(fields) > 1 else None
+        out.append(InterpretInput(fields[0], gold, number))
+    if not out:
+        raise DataError(path, None, "no text to interpret", "give one text per line")
+    return out
+
+
+# ---- tokens → words ------------------------------------------------------------------------------------
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of ``text``: jieba when it has CJK characters, else words and punctuation
+    marks split as BERT's pre-tokenizer does (so word pieces ``##`` merge back into their word)."""
+    if CJK.search(text):
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        return [(start, end) for word, start, end in jieba.tokenize(text) if word.strip()]
+    return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
+
+
+def merge_to_words(text: str, offsets: Sequence[tuple[int, int]], token_scores: np.ndarray,
+                   reduce: str = "sum") -> tuple[list[str], np.ndarray, int]:
+    """(words, word scores, index of the first character not covered by any token) from token scores."""
+    spans = word_spans(text)
+    starts = np.array([s for s, _ in spans])
+    sums, counts = np.zeros(len(spans)), np.zeros(len(spans))
+    covered = 0
+    for (start, end), score in zip(offsets, token_scores):
+        if end <= start:  # special token
+            continue
+        w = int(np.searchsorted(starts, start, side="right")) - 1
+        if w >= 0:
+            sums[w] += score
+            counts[w] += 1
+        covered = max(covered, end)
+    keep = counts > 0
+    scores = sums if reduce == "sum" else np.divide(sums, np.maximum(counts, 1))
+    return [text[s:e] for (s, e), k in zip(spans, keep) if k], scores[keep], covered
+
+
+# ---- attributions ---------------------------------------------------------------------------------------
+class TokenAttributor:
+    """Attribution of label logits to the tokens of one text, with captum."""
+
+    def __init__(self, classifier, method: str = "ig", n_steps: int = 20, n_samples: int | None = None,
+                 max_seq_length: int | None = None, seed: int = 3):
+        if method not in METHODS:
+            raise LabelwiseError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        if not hasattr(classifier.backend, "model"):
+            raise LabelwiseError("word interpretation needs the PyTorch checkpoint (--params_path), not an ONNX export")
+        if n_steps < 1 or (n_samples is not None and n_samples < 2):
+            raise LabelwiseError("--n_steps must be >= 1 and --n_samples >= 2")
+        self.clf, self.model, self.tokenizer = classifier, classifier.backend.model, classifier.tokenizer
+        self.method, self.n_steps, self.seed = method, n_steps, seed
+        self.n_samples = n_samples or {"lime": 200, "shap": 20}.get(method, 0)
+        self.max_seq_length = max_seq_length or classifier.max_seq_length
+        self.device = next(self.model.parameters()).device
+
+    def encode(self, text: str) -> dict:
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True,
+                             return_special_tokens_mask=True)
+        return enc
+
+    def __call__(self, text: str, targets: Sequence[int]) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """(token offsets, attributions of shape (len(targets), n_tokens)); LIME gives each word's score."""
+        import torch
+
+        torch.manual_seed(self.seed)
+        enc = self.encode(text)
+        ids = torch.tensor([enc["input_ids"]], device=self.device)
+        special = torch.tensor([enc["special_tokens_mask"]], device=self.device).bool()
+        pad = self.tokenizer.pad_token_id or 0
+        baseline = torch.where(special, ids, torch.full_like(ids, pad))
+        extra = self._extra_args(enc)
+        offsets = [tuple(o) for o in enc["offset_mapping"]]
+        if self.method == "ig":
+            from captum.attr import LayerIntegratedGradients
+
+            n = len(targets)
+            lig = LayerIntegratedGradients(self._forward_ids, self.model.get_input_embeddings())
+            attr = lig.attribute(ids.expand(n, -1), baselines=baseline.expand(n, -1), target=list(targets),
+                                 additional_forward_args=tuple(a.expand(n, -1) for a in extra),
+                                 n_steps=self.n_steps, internal_batch_size=max(self.n_steps, 8))
+            return offsets, attr.sum(-1).detach().cpu().numpy()
+        if self.method == "shap":
+            return offsets, self._gradient_shap(ids, baseline, extra, targets)
+        return offsets, self._lime(text, ids, baseline, extra, offsets, targets)
+
+    # model calls captum differentiates --------------------------------------------------------------------
+    def _extra_args(self, enc) -> tuple:
+        import torch
+
+        args = [torch.ones(1, len(enc["input_ids"]), dtype=torch.long, device=self.device)]
+        if "token_type_ids" in enc:
+            args.append(torch.tensor([enc["token_type_ids"]], device=self.device))
+        return tuple(args)
+
+    def _forward_ids(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+    def _forward_embeds(self, inputs_embeds, attention_mask, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **extra).logits
+
+    def _gradient_shap(self, ids, baseline, extra, targets) -> np.ndarray:
+        import torch
+        from captum.attr import GradientShap
+
+        embed = self.model.get_input_embeddings()
+        unk = self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else baseline[0, 1].item()
+        unk_baseline = torch.where(ids != baseline, torch.full_like(ids, unk), baseline)  # special tokens kept
+        with torch.no_grad():
+            baselines = embed(torch.cat([baseline, unk_baseline]))
+            inputs = embed(ids)
+        n = len(targets)
+        attr = GradientShap(self._forward_embeds).attribute(
+            inputs.expand(n, -1, -1), baselines=baselines, target=list(targets), n_samples=self.n_samples,
+            stdevs=0.0, additional_forward_args=tuple(a.expand(n, -1) for a in extra))
+        return attr.sum(-1).detach().cpu().numpy()
+
+    def _lime(self, text, ids, baseline, extra, offsets, targets) -> np.ndarray:
+        import torch
+        from captum._utils.models.linear_model import SkLearnRidge
+        from captum.attr import Lime
+
+        # one interpretable feature per word; special tokens form a last group (dropping them changes nothing)
+        spans = word_spans(text)
+        starts = np.array([s for s, _ in spans])
+        groups = [max(0, int(np.searchsorted(starts, s, side="right")) - 1) if e > s else len(spans)
+                  for s, e in offsets]
+        mask = torch.tensor([groups], device=self.device)
+
+        def similarity(_original, _perturbed, interpretable, **_kwargs):
+            kept = float(interpretable.float().mean())  # cosine distance of the binary vector to all-ones
+            return float(np.exp(-((1 - np.sqrt(kept)) ** 2) / 0.25 ** 2))
+
+        lime = Lime(self._forward_ids, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=similarity)
+        rows = [lime.attribute(ids, baselines=baseline, target=int(t), additional_forward_args=extra,
+                               feature_mask=mask, n_samples=self.n_samples, perturbations_per_eval=16)
+                for t in targets]
+        return torch.cat(rows).detach().cpu().numpy()
+
+
+def _kind(label: str, gold: list[str] | None, predicted: list[str]) -> str:
+    if gold is None:
+        return "predicted?"
+    if label in predicted:
+        return "predicted" if label in gold else "wrong"
+    return "missed"
+
+
+def interpret(classifier, inputs: Sequence[InterpretInput], method: str = "ig", n_steps: int = 20,
+              n_samples: int | None = None, max_seq_length: int | None = None, progress: bool = False,
+              seed: int = 3) -> list[WordAttribution]:
+    """Word attributions for each predicted label and each missed gold label of every input.
+
+    When nothing is predicted and no gold label is given, the most probable label is explained.
+    """
+    attributor = TokenAttributor(classifier, method, n_steps, n_samples, max_seq_length, seed)
+    labels = classifier.labels
+    probs = classifier.predict_proba([x.text for x in inputs], max_seq_length=attributor.max_seq_length)
+    items = zip(inputs, probs, classifier.decode(probs))
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, total=len(inputs), desc=f"interpret ({method})", unit="text")
+    out = []
+    for item, row, prediction in items:
+        predicted = prediction.labels
+        explain = predicted + [g for g in (item.gold or []) if g not in predicted]
+        if not explain:
+            explain = [labels[int(np.argmax(row))]]
+        targets = [labels.index(label) for label in explain]
+        offsets, attributions = attributor(item.text, targets)
+        for label, target, token_scores in zip(explain, targets, attributions):
+            words, scores, covered = merge_to_words(item.text, offsets, token_scores,
+                                                    "mean" if method == "lime" else "sum")
+            out.append(WordAttribution(item.text, label, _kind(label, item.gold, predicted), float(row[target]),
+                                       item.gold, predicted, words, scores, item.text[covered:]))
+    return out
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+KIND_NOTE = {"predicted": "predicted, correct", "wrong": "predicted, not gold", "missed": "gold, missed",
+             "predicted?": "predicted (no gold given)"}
+
+
+def write_tsv(results: Sequence[WordAttribution], path: str | os.PathLike, top_words: int = 5) -> Path:
+    """``Text\\tLabel\\tKind\\tProbability\\tTop words`` (``word:importance`` separated by spaces)."""
+    lines = ["Text\tLabel\tKind\tProbability\tTop words"]
+    for r in results:
+        words = " ".join(f"{w}:{v:.2f}" for w, v in r.top_words(top_words))
+        lines.append(f"{r.text}\t{r.label}\t{r.kind}\t{r.probability:.4f}\t{words}")
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def write_html(results: Sequence[WordAttribution], path: str | os.PathLike, top_words: int = 5,
+               method: str = "ig") -> Path:
+    """A self-contained HTML table: label / gold / prediction / key words / the text as a heatmap."""
+    rows = []
+    for n, r in enumerate(results):
+        marks = "".join(f"<mark style='background:rgba(220,38,38,{0.85 * v:.2f})' title='{v:.2f} (raw {s:.3g})'>"
+                        f"{_e(w)}</mark>" for w, v, s in zip(r.words, r.importance, r.scores))
+        rest = f"<span class='cut' title='beyond max_seq_length, not attributed'>{_e(r.truncated)}</span>" \
+            if r.truncated else ""
+        key = " ".join(_e(w) for w, _ in r.top_words(top_words))
+        shared = ""  # gold and prediction once per text (results of one text are consecutive)
+        if n == 0 or results[n - 1].text != r.text:
+            span = next((k for k in range(n, len(results)) if results[k].text != r.text), len(results)) - n
+            gold = "—" if r.gold is None else _e(",".join(r.gold)) or "(none)"
+            shared = (f"<td rowspan='{span}'>{gold}</td>"
+                      f"<td rowspan='{span}'>{_e(', '.join(r.predicted)) or '(none)'}</td>")
+        rows.append(f"<tr class='{r.kind.rstrip('?')}'><td><b>{_e(r.label)}</b><br><small>{KIND_NOTE[r.kind]}, "
+                    f"p={r.probability:.2f}</small></td>{shared}<td class='key'>{key}</td>"
+                    f"<td class='text'>{marks}{rest}</td></tr>")
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>labelwise word interpretation</title><style>"
+        "body{font-family:system-ui,'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:24px;color:#1f2328}"
+        "table{border-collapse:collapse;font-size:14px}td,th{border-bottom:1px solid #d0d7de;padding:6px 8px;"
+        "vertical-align:top;text-align:left}th{background:#f6f8fa}td.text{max-width:760px;line-height:1.9}"
+        "mark{color:inherit;padding:1px 1px;border-radius:2px}.cut{color:#8c959f}td.key{max-width:180px}"
+        "tr.missed td:first-child{border-left:4px solid #cf222e}tr.wrong td:first-child{border-left:4px solid #bc4c00}"
+        "tr.predicted td:first-child{border-left:4px solid #1a7f37}</style></head><body>"
+        f"<h1>Word importance per label ({_e(method)})</h1><p>Darker red = the word pushes the label's score up more "
+        "(min-max normalised per row); pale words push it down or not at all. Hover a word for its value.</p>"
+        "<table id='interpretation'><tr><th>Label explained</th><th>Gold</th><th>Prediction</th><th>Key words</th>"
+        f"<th>Text</th></tr>{''.join(rows)}</table></body></html>\n")
+    return atomic_write_text(path, page)
+
+
+# ---- command line (wired as `labelwise interpret words`) -------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params_path", default="checkpoint", help="checkpoint folder (PyTorch)")
+    parser.add_argument("--dataset_dir", default=None,
+                        help="optional: its label.txt must match the model; bad_case.txt is looked for there too")
+    parser.add_argument("--interpret_input_file", default="bad_case.txt",
+                        help="bad_case.txt of `labelwise evaluate`, 'text<TAB>labels' or bare text lines")
+    parser.add_argument("--text", action="append", default=None, help="interpret this text instead (repeatable)")
+    parser.add_argument("--interpret_result_file", default="interpret_words.html", help="the HTML heatmap")
+    parser.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
+    parser.add_argument("--method", choices=METHODS, default="ig")
+    parser.add_argument("--top_words", type=int, default=5)
+    parser.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
+    parser.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
+    parser.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
+    parser.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
+    parser.add_argument("--device", default=None)
+
+
+def _input_path(args) -> Path:
+    path = Path(args.interpret_input_file)
+    if not path.exists() and args.dataset_dir and not path.is_absolute():
+        candidate = Path(args.dataset_dir) / path
+        if candidate.exists():
+            return candidate
+    if not path.exists():
+        raise DataError(path, None, "file not found",
+                        "run `labelwise evaluate` first (it writes bad_case.txt) or pass --interpret_input_file / --text")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import read_labels
+    from ..inference import Classifier
+
+    if args.max_examples is not None and args.max_examples < 1:
+        raise LabelwiseError(f"--max_examples must be >= 1, got {args.max_examples}")
+    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
+    if args.dataset_dir and read_labels(Path(args.dataset_dir) / "label.txt") != clf.labels:
+        raise LabelwiseError(f"{args.dataset_dir}/label.txt differs from the labels of {args.params_path}")
+    if args.text:
+        inputs = [InterpretInput(t) for t in args.text if t.strip()]
+        if not inputs:
+            raise LabelwiseError("--text is empty")
+    else:
+        inputs = read_interpret_input(_input_path(args), clf.labels)
+    total = len(inputs)
+    inputs = inputs[:args.max_examples]
+    results = interpret(clf, inputs, args.method, args.n_steps, args.n_samples, args.max_seq_length,
+                        progress=not getattr(args, "quiet", False))
+    html_path = Path(args.interpret_result_file)
+    tsv_path = Path(args.top_words_file) if args.top_words_file else html_path.with_suffix(".tsv")
+    write_html(results, html_path, args.top_words, args.method)
+    write_tsv(results, tsv_path, args.top_words)
+    note = f" (the first {len(inputs)} of {total}; --max_examples)" if total > len(inputs) else ""
+    print(f"{len(results)} label explanations for {len(inputs)} texts{note} -> {html_path}, top words -> {tsv_path}")
+    for r in results[:3]:
+        print(f"  {r.label} ({KIND_NOTE[r.kind]}): {' '.join(w for w, _ in r.top_words(args.top_words))}")
+    return 0
