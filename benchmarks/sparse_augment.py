@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--max_seq_length", type=int, default=128)
     ap.add_argument("--select_dev", type=int, default=300, help="dev examples used to pick the best epoch")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 helps on a crowded machine)")
     ap.add_argument("--work_dir", default="runs/data-tools/sparse_augment")
     ap.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     args = ap.parse_args()
@@ -124,6 +125,8 @@ def main() -> None:
     from labelwise.data import Example, load_dataset
 
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

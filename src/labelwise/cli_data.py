@@ -134,13 +134,16 @@ def register(sub) -> None:
 
 # ---- delegated commands ------------------------------------------------------------------------
 def _register_delegated(sub, name: str, module: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text)
     try:
-        importlib.import_module(f"labelwise.analysis.{module}").add_arguments(p)
+        add_arguments = importlib.import_module(f"labelwise.analysis.{module}").add_arguments
     except ImportError as err:
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        # no flags to know: take every argument (even --help) and answer that the part is missing
+        p = sub.add_parser(name, help=f"{help_text} (not installed)", prefix_chars="\0", add_help=False)
+        p.add_argument("rest", nargs="*")
         p.set_defaults(func=functools.partial(_not_installed, module, str(err)))
         return
+    p = sub.add_parser(name, help=help_text)
+    add_arguments(p)
     p.set_defaults(func=functools.partial(_run_delegated, module))
 
 

@@ -1,0 +1,171 @@
+"""doccano / Label Studio import and doccano export (labelwise.annotation)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labelwise.annotation import (check_splits, read_doccano, read_label_studio, split_indices, write_dataset,
+                                  write_doccano, write_labelled)
+from labelwise.data import Example, load_dataset, read_examples
+from labelwise.errors import DataError, LabelwiseError
+
+
+def jsonl(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_read_doccano_cleans_text_and_labels(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [
+        {"id": 1, "text": "第一\t行\n换行", "label": ["b", "a", "b"]},
+        {"id": 2, "data": " 旧版导出 ", "label": []},
+        {"id": 3, "text": "one label as a string", "label": "x"}])
+    examples = read_doccano(path)
+    assert [(e.text, e.labels, e.line) for e in examples] == [
+        ("第一 行 换行", ("b", "a"), 1), ("旧版导出", (), 2), ("one label as a string", ("x",), 3)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"text": "t", "label": ["a,b"]}', r"d.jsonl:2: label 'a,b' contains a comma"),
+    ('{"text": "t", "label": [1]}', r"d.jsonl:2: 'label' must be a list of label names"),
+    ('{"text": "t", "label": ["a"]', r"d.jsonl:2: not valid JSON"),
+    ('{"label": ["a"]}', r"d.jsonl:2: no 'text' \(or 'data'\) field"),
+    ('{"text": " \\t ", "label": ["a"]}', r"d.jsonl:2: empty text"),
+])
+def test_read_doccano_errors_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "ok", "label": ["a"]}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_doccano(path)
+
+
+def many(n=100, rare_every=20):
+    return [Example(f"text {i}", ("common",) + (("rare",) if i % rare_every == 0 else ())) for i in range(n)]
+
+
+def test_check_splits():
+    assert check_splits([0.7, 0.2, 0.1]) == [0.7, 0.2, 0.1]  # exact in decimal, not in binary floats
+    for bad, message in (([0.5, 0.4], "sum to 1"), ([0.5, 0.2, 0.2, 0.1], "1, 2 or 3"), ([1.2, -0.2], "positive")):
+        with pytest.raises(LabelwiseError, match=message):
+            check_splits(bad)
+
+
+def test_split_really_shuffles_and_is_reproducible():
+    examples = many()
+    a = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3)
+    b = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3)
+    c = split_indices(examples, [0.8, 0.2], shuffle=True, seed=4)
+    assert [len(p) for p in a] == [80, 20]
+    assert all((x == y).all() for x, y in zip(a, b)) and not (a[1] == c[1]).all()
+    assert sorted(np.concatenate(a).tolist()) == list(range(100))
+    assert a[0].tolist() != list(range(80))  # the seed's shuffle did nothing; this one does
+    plain = split_indices(examples, [0.8, 0.2], shuffle=False)
+    assert plain[0].tolist() == list(range(80)) and plain[1].tolist() == list(range(80, 100))
+
+
+def test_stratified_split_puts_a_rare_label_in_every_split():
+    examples = many(100, rare_every=20)  # 5 examples carry "rare"
+    parts = split_indices(examples, [0.6, 0.2, 0.2], seed=0, stratify=True)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(100))
+    assert [len(p) for p in parts] == pytest.approx([60, 20, 20], abs=2)
+    for part in parts:
+        assert any("rare" in examples[i].labels for i in part)
+
+
+def test_write_dataset_writes_a_loadable_folder(tmp_path):
+    examples = [Example(f"文本{i}", ("乙", "甲") if i % 3 else ("丙",)) for i in range(50)]
+    report = write_dataset(examples, tmp_path / "ds", [0.6, 0.2, 0.2], seed=1)
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.labels == ["丙", "乙", "甲"]  # sorted label.txt
+    assert (len(ds.train), len(ds.dev), len(ds.test)) == (30, 10, 10) == tuple(report.sizes.values())
+    everything = {(e.text, e.labels) for e in ds.train + ds.dev + ds.test}
+    assert everything == {(e.text, e.labels) for e in examples}
+    assert ds.data == [e.text for e in ds.test]  # data.txt: texts of the last split, as the seed
+    assert "50 examples, 3 labels" in report.summary()
+
+
+def test_write_dataset_never_clobbers_silently(tmp_path):
+    examples = many(10)
+    write_dataset(examples, tmp_path, [1.0])
+    before = (tmp_path / "train.txt").read_text(encoding="utf-8")
+    with pytest.raises(LabelwiseError, match="already exist.*--overwrite"):
+        write_dataset(examples[:5], tmp_path, [1.0])
+    assert (tmp_path / "train.txt").read_text(encoding="utf-8") == before
+    write_dataset(examples[:5], tmp_path, [1.0], overwrite=True)
+    assert len(read_examples(tmp_path / "train.txt")) == 5
+
+
+def test_write_labelled_checks_labels(tmp_path):
+    (tmp_path / "label.txt").write_text("a\nb\n", encoding="utf-8")
+    write_labelled([Example("x", ("a",))], tmp_path / "fixed.txt", tmp_path / "label.txt")
+    assert read_examples(tmp_path / "fixed.txt") == [Example("x", ("a",), 1)]
+    with pytest.raises(DataError, match="label 'c' is not in"):
+        write_labelled([Example("y", ("c",), 4)], tmp_path / "other.txt", tmp_path / "label.txt")
+
+
+def test_write_doccano_round_trip(tmp_path):
+    items = [Example("文本一", ("a", "b")), "只有文本", ("pair text", ["c"])]
+    path = write_doccano(tmp_path / "out.jsonl", items, meta=[{"score": 0.5}, {}, {"id": 99, "note": "n"}])
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert records[0] == {"id": 1, "text": "文本一", "label": ["a", "b"], "score": 0.5}
+    assert records[2] == {"id": 3, "text": "pair text", "label": ["c"], "note": "n"}  # our id wins
+    assert [(e.text, e.labels) for e in read_doccano(path)] == [
+        ("文本一", ("a", "b")), ("只有文本", ()), ("pair text", ("c",))]
+
+
+def ls_task(text, *annotations, **extra):
+    return {"id": 1, "data": {"text": text, **extra}, "annotations": list(annotations)}
+
+
+def choices(*labels, name="label", cancelled=False):
+    return {"was_cancelled": cancelled, "result": [
+        {"type": "choices", "from_name": name, "to_name": "text", "value": {"choices": list(labels)}}]}
+
+
+def test_read_label_studio_full_export(tmp_path):
+    tasks = [
+        ls_task("first", choices("a", "b")),
+        ls_task("second", choices("x", cancelled=True), choices("b")),  # cancelled one ignored
+        ls_task("third"),  # not annotated yet: skipped and counted
+        {"id": 4, "data": {"text": "tree"}, "annotations": [{"result": [
+            {"type": "taxonomy", "from_name": "tax", "value": {"taxonomy": [["Family", "Child"], ["Money"]]}}]}]},
+        ls_task("line\nbreak", choices()),  # annotated with no label: a negative example
+    ]
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps(tasks), encoding="utf-8")
+    examples, skipped = read_label_studio(path)
+    assert [(e.text, e.labels) for e in examples] == [
+        ("first", ("a", "b")), ("second", ("b",)), ("tree", ("Family/Child", "Money")), ("line break", ())]
+    assert skipped == 1
+
+
+def test_read_label_studio_controls_and_text_key(tmp_path):
+    two = {"result": choices("a")["result"] + choices("z", name="other")["result"]}
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps([ls_task("t", two)]), encoding="utf-8")
+    with pytest.raises(DataError, match="task 1: several classification controls.*--from_name"):
+        read_label_studio(path)
+    assert read_label_studio(path, from_name="other")[0][0].labels == ("z",)
+    path.write_text(json.dumps([{"data": {"review": "only field"}, "annotations": [choices("a")]},
+                                {"data": {"review": "r", "title": "t"}, "annotations": [choices("a")]}]))
+    with pytest.raises(DataError, match="task 2: no 'text' in the task data.*--text_key"):
+        read_label_studio(path)
+    assert [e.text for e in read_label_studio(path, text_key="review")[0]] == ["only field", "r"]
+
+
+def test_read_label_studio_json_min_and_bad_labels(tmp_path):
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps([{"id": 1, "text": "a text", "sentiment": {"choices": ["pos", "neutral"]}},
+                                {"id": 2, "text": "one", "sentiment": "neg"},
+                                {"id": 3, "text": "unlabelled"}]), encoding="utf-8")
+    examples, skipped = read_label_studio(path, from_name="sentiment")
+    assert [(e.text, e.labels) for e in examples] == [("a text", ("pos", "neutral")), ("one", ("neg",))]
+    assert skipped == 1
+    path.write_text(json.dumps([ls_task("t", choices("a,b"))]), encoding="utf-8")
+    with pytest.raises(DataError, match="task 1: label 'a,b' contains a comma"):
+        read_label_studio(path)
+    path.write_text('{"not": "a list"}', encoding="utf-8")
+    with pytest.raises(DataError, match="expected a JSON list of tasks"):
+        read_label_studio(path)
