@@ -5,22 +5,12 @@ import argparse
 import json
 
 import pytest
-from test_similarity import untrained_checkpoint
+from test_similarity import en_model, zh_model  # noqa: F401  (fixtures: untrained tiny checkpoints)
 
 from labelwise.annotation import write_doccano
 from labelwise.cli import main
 from labelwise.cli_data import _register_delegated
 from labelwise.data import load_dataset, read_examples
-
-
-@pytest.fixture(scope="module")
-def zh_ckpt(tmp_path_factory, tiny_zh_encoder, divorce_small):
-    return untrained_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory.mktemp("cli_zh") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def en_ckpt(tmp_path_factory, tiny_en_encoder, goemotions_small):
-    return untrained_checkpoint(tiny_en_encoder, goemotions_small, tmp_path_factory.mktemp("cli_en") / "ckpt")
 
 
 def test_doccano_command_builds_a_dataset_from_divorce(divorce_small, tmp_path, capsys):
@@ -87,8 +77,8 @@ def test_data_augment_command(dataset, request, tmp_path, capsys):
     assert "--mlm_model" in capsys.readouterr().err
 
 
-def test_data_sparse_command(divorce_small, zh_ckpt, tmp_path, capsys):
-    assert main(["-q", "data", "sparse", "--dataset_dir", str(divorce_small), "--params_path", str(zh_ckpt),
+def test_data_sparse_command(divorce_small, zh_model, tmp_path, capsys):
+    assert main(["-q", "data", "sparse", "--dataset_dir", str(divorce_small), "--params_path", str(zh_model),
                  "--output_dir", str(tmp_path), "--sparse_num", "5", "--support_num", "8",
                  "--support_threshold", "0", "--aug_strategy", "delete"]) == 0
     out = capsys.readouterr().out
@@ -101,7 +91,7 @@ def test_data_sparse_command(divorce_small, zh_ckpt, tmp_path, capsys):
     assert support and len(train) == 300 + len(support)
 
 
-@pytest.mark.parametrize("model, dataset", [("zh_ckpt", "divorce_small"), ("en_ckpt", "goemotions_small")])
+@pytest.mark.parametrize("model, dataset", [("zh_model", "divorce_small"), ("en_model", "goemotions_small")])
 def test_interpret_examples_command(model, dataset, request, tmp_path, capsys):
     ckpt, folder = request.getfixturevalue(model), request.getfixturevalue(dataset)
     train = read_examples(folder / "train.txt")
