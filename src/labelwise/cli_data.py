@@ -217,6 +217,9 @@ def cmd_interpret_examples(args) -> int:
         raise LabelwiseError(f"--top_k must be at least 1, got {args.top_k}")
     ds = load_dataset(args.dataset_dir, train_file=args.train_file, label_file=args.label_file, require=("train",))
     clf = Classifier.load(args.params_path, backend="torch", device=args.device)
+    if ds.labels != clf.labels:
+        raise LabelwiseError(f"{args.dataset_dir}: label.txt differs from the model's labels; interpret with "
+                             "the dataset the model was trained on")
     if args.text:
         items = [(text, None) for text in args.text]
     else:
