@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train briefly on the bundled divorce data, evaluate and predict")
     p.add_argument("--dataset_dir", default="data/divorce")
     p.add_argument("--work_dir", default="runs/demo")
-    p.add_argument("--max_train_samples", type=int, default=3000)
+    p.add_argument("--max_train_samples", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=2)
     p.set_defaults(func=cmd_demo)
 

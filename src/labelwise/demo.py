@@ -9,7 +9,7 @@ from .inference import Classifier
 from .training import TrainConfig, train
 
 
-def run_demo(dataset_dir: str = "data/divorce", work_dir: str = "runs/demo", max_train_samples: int = 3000,
+def run_demo(dataset_dir: str = "data/divorce", work_dir: str = "runs/demo", max_train_samples: int = 2000,
              epochs: int = 2, progress: bool = True) -> dict:
     work = Path(work_dir)
     start = time.perf_counter()
