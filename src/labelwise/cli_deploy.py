@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--quantize", choices=["int8"], default=None, help="also write model.int8.onnx (CPU)")
     p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s, at least 14)")
+    p.add_argument("--no_optimize", dest="optimize", action="store_false",
+                   help="keep the plain graph (default: fuse attention/layer-norm/GELU with ONNX Runtime's optimizer)")
     p.add_argument("--triton", default=None, metavar="REPO", help="also write a Triton model repository here")
     p.add_argument("--model_path", default=None,
                    help="with --triton: use this existing export folder instead of exporting again")
@@ -52,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     export_dir = args.model_path
     if export_dir is None:
         report = export_onnx(args.params_path, args.output_path, quantize=args.quantize, fp16=args.fp16,
-                             opset=args.opset)
+                             opset=args.opset, optimize=args.optimize)
         print(report.summary())
         export_dir = args.output_path
     elif not args.triton:

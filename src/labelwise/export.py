@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,7 @@ log = logging.getLogger("labelwise")
 
 EXPORT_INFO = "export.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+FUSABLE_MODEL_TYPES = {"bert", "ernie", "roberta", "xlm-roberta", "camembert", "electra"}
 FP32_TOLERANCE = 1e-4  # max |logit difference| allowed between ONNX Runtime fp32 and PyTorch
 # Texts for the check (mixed scripts and lengths), on top of random token ids of every length.
 CHECK_TEXTS = ("婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可，后因生活琐事发生矛盾。",
@@ -44,10 +46,12 @@ class ExportReport:
     output_path: Path
     files: dict[str, Path] = field(default_factory=dict)  # precision → model file
     checks: dict[str, dict] = field(default_factory=dict)  # precision → agreement with PyTorch
+    fused: dict[str, int] = field(default_factory=dict)  # ONNX Runtime operator → how many were fused
     seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"exported to {self.output_path} in {self.seconds:.1f} s"]
+        fused = ", ".join(f"{n} {op}" for op, n in self.fused.items()) or "none (plain graph)"
+        lines = [f"exported to {self.output_path} in {self.seconds:.1f} s; fused operators: {fused}"]
         for precision, path in self.files.items():
             size = path.stat().st_size / 2**20
             check = self.checks.get(precision, {})
@@ -57,12 +61,14 @@ class ExportReport:
 
 
 def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, *, quantize: str | None = None,
-                fp16: bool = False, opset: int = 17, check_texts: Sequence[str] = CHECK_TEXTS,
+                fp16: bool = False, opset: int = 17, optimize: bool = True, check_texts: Sequence[str] = CHECK_TEXTS,
                 atol: float = FP32_TOLERANCE) -> ExportReport:
     """Export checkpoint ``params_path`` to ``output_path`` (replaced as a whole, atomically).
 
-    The fp32 graph must match PyTorch within ``atol`` on every logit of the check inputs, or the
-    export fails. int8 and fp16 are approximations: their differences are measured and reported.
+    With ``optimize``, BERT-style subgraphs (attention, embeddings + layer norm, GELU) are fused into
+    ONNX Runtime's own operators, which run faster; if fusion fails or changes the outputs, the plain
+    graph is kept. The fp32 graph must match PyTorch within ``atol`` on every logit of the check
+    inputs, or the export fails. int8 and fp16 are approximations: their differences are reported.
     """
     from .models import load_checkpoint
 
@@ -82,6 +88,17 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     with atomic_dir(output_path) as tmp:
         _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset)
         report.checks["fp32"] = _compare(tmp, "fp32", samples, reference)
+        if optimize and report.checks["fp32"]["max_abs_logit_diff"] <= atol:
+            report.fused = fuse_graph(tmp / MODEL_FILES["fp32"], model.config)
+            if report.fused:
+                fused_check = _compare(tmp, "fp32", samples, reference)
+                if fused_check["max_abs_logit_diff"] > atol:  # keep the plain graph
+                    log.warning("fused graph differs from PyTorch (%.1e); keeping the plain graph",
+                                fused_check["max_abs_logit_diff"])
+                    _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset)
+                    report.fused = {}
+                else:
+                    report.checks["fp32"] = fused_check
         if report.checks["fp32"]["max_abs_logit_diff"] > atol:
             raise LabelwiseError(f"ONNX export does not match PyTorch: max |logit diff| "
                                  f"{report.checks['fp32']['max_abs_logit_diff']:.2e} > {atol:.0e}")
@@ -92,7 +109,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
             convert_fp16(tmp / MODEL_FILES["fp32"], tmp / MODEL_FILES["fp16"])
             report.checks["fp16"] = _compare(tmp, "fp16", samples, reference)
         _copy_side_files(params_path, tmp)
-        atomic_write_json(tmp / EXPORT_INFO, _export_info(params_path, opset, atol, report.checks))
+        atomic_write_json(tmp / EXPORT_INFO, _export_info(params_path, opset, atol, report))
         make_readable(tmp)
     report.files = {p: report.output_path / MODEL_FILES[p] for p in report.checks}
     report.seconds = time.perf_counter() - start
@@ -115,32 +132,61 @@ def _export_graph(model, sample: dict[str, np.ndarray], path: Path, opset: int) 
         def forward(self, *inputs):
             return self.inner(**dict(zip(names, inputs))).logits
 
+    if hasattr(model, "set_attn_implementation"):  # plain attention ops: the pattern the fuser knows
+        model.set_attn_implementation("eager")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python branches
         torch.onnx.export(LogitsOnly(model.eval()), args, str(path), input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """ONNX Runtime dynamic quantization: int8 weights of MatMul/Gemm, activations quantized at run time."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def fuse_graph(path: Path, config) -> dict[str, int]:
+    """Fuse a BERT-style graph in place with ONNX Runtime's transformer optimizer; {} when not applicable."""
+    from onnxruntime.transformers.optimizer import optimize_model
 
-    root = logging.getLogger()  # the quantizer logs every tensor it skips at INFO on the root logger
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    if config.model_type not in FUSABLE_MODEL_TYPES or not heads or not hidden:
+        return {}
+    with _quiet_logging():
+        try:
+            fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden)
+        except Exception as err:  # the plain graph is still correct, only slower
+            log.warning("graph fusion skipped (%s: %s)", type(err).__name__, err)
+            return {}
+        counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+        if counts:
+            fused.save_model_to_file(str(path))
+    return counts
+
+
+@contextmanager
+def _quiet_logging():
+    """ONNX Runtime's Python tools log every step at INFO; keep warnings only while they run."""
+    root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            prepared = Path(scratch) / "prepared.onnx"
-            try:
-                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            except Exception as err:  # pre-processing only helps; quantize the raw graph without it
-                log.warning("int8: pre-processing skipped (%s)", err)
-                prepared = source
-            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=False,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+        yield
     finally:
         root.setLevel(level)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime dynamic quantization: int8 weights of MatMul/Gemm/Attention, activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet_logging(), tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        except Exception as err:  # pre-processing only helps; quantize the raw graph without it
+            log.warning("int8: pre-processing skipped (%s)", err)
+            prepared = source
+        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=False,
+                         op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         extra_options={"DefaultTensorType": 1})  # fused ops' outputs: float
+
 
 def convert_fp16(source: Path, target: Path) -> None:
     """fp16 weights and activations, fp32 inputs/outputs kept (for the CUDA provider)."""
@@ -196,14 +242,14 @@ def _copy_side_files(params_path: Path, target: Path) -> None:
                              "(re-save the checkpoint with a recent transformers)")
 
 
-def _export_info(params_path: Path, opset: int, atol: float, checks: dict) -> dict:
+def _export_info(params_path: Path, opset: int, atol: float, report: ExportReport) -> dict:
     import onnxruntime
     import torch
 
     meta = read_meta(params_path)
     return {"source_checkpoint": str(params_path.resolve()), "opset": opset, "files": {
-        p: MODEL_FILES[p] for p in checks}, "inputs": list(INPUT_NAMES), "output": "logits",
-        "fp32_tolerance": atol, "checks": checks, "labels": len(meta.labels),
+        p: MODEL_FILES[p] for p in report.checks}, "inputs": list(INPUT_NAMES), "output": "logits",
+        "fused_operators": report.fused, "fp32_tolerance": atol, "checks": report.checks, "labels": len(meta.labels),
         "max_seq_length": meta.max_seq_length, "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -139,7 +139,13 @@ class Batcher:
                     break
                 jobs.append(job)
                 size += len(job[0])
-            await self._run(jobs)
+            try:
+                await self._run(jobs)
+            except Exception as err:  # never let the gatherer die: fail these requests, keep going
+                log.exception("batch failed")
+                for job in jobs:
+                    if not job[2].done():
+                        job[2].set_exception(err)
 
     async def _run(self, jobs: list[tuple]) -> None:
         """One forward pass per max_seq_length among the gathered jobs; results go back to each."""

@@ -17,6 +17,12 @@ function row(label, probability, threshold) {
   fill.className = "fill";
   fill.style.width = `${Math.max(1, Math.round(probability * 100))}%`;
   track.appendChild(fill);
+  if (threshold !== undefined) {
+    const tick = document.createElement("div");
+    tick.className = "tick";
+    tick.style.left = `${Math.round(threshold * 100)}%`;
+    track.appendChild(tick);
+  }
   const score = document.createElement("span");
   score.className = "label-score";
   score.textContent = probability.toFixed(3);

@@ -1,0 +1,110 @@
+"""Inference speed and accuracy of one checkpoint: PyTorch eager fp32 vs ONNX Runtime fp32 vs int8.
+
+    python benchmarks/infer_speed.py --params_path runs/deploy/ckpt --dataset_dir data/divorce [--write]
+
+Exports the checkpoint (fp32 + int8) to --export_dir, then predicts the whole split with each
+backend at --batch_size, in rounds (the order rotates each round; the best round counts, since
+the machine is shared). F1 uses the checkpoint's tuned thresholds. Prints a Markdown section;
+--write appends it to benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results, machine  # noqa: E402
+
+from labelwise.data import load_dataset, multi_hot  # noqa: E402
+from labelwise.export import export_onnx  # noqa: E402
+from labelwise.inference import Classifier  # noqa: E402
+from labelwise.metrics import evaluate_predictions  # noqa: E402
+
+CONFIGS = [("PyTorch eager fp32", "torch", {}), ("ONNX Runtime fp32", "onnx", {"precision": "fp32"}),
+           ("ONNX Runtime int8", "onnx", {"precision": "int8"})]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--params_path", required=True, help="checkpoint folder")
+    p.add_argument("--dataset_dir", default="data/divorce")
+    p.add_argument("--split", choices=["dev", "test"], default="dev")
+    p.add_argument("--export_dir", default="runs/deploy/bench-export")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--max_samples", type=int, default=None, help="first N examples of the split only")
+    p.add_argument("--num_threads", type=int, default=None, help="default: every core")
+    p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    load_before = os.getloadavg()[0]
+    threads = args.num_threads or os.cpu_count()
+    report = export_onnx(args.params_path, args.export_dir, quantize="int8")
+    print(report.summary(), file=sys.stderr)
+    ds = load_dataset(args.dataset_dir, require=(args.split,))
+    examples = ds.split(args.split)[:args.max_samples]
+    texts, y_true = [e.text for e in examples], multi_hot(examples, ds.labels)
+    models = {}
+    for name, backend, options in CONFIGS:
+        path = args.params_path if backend == "torch" else args.export_dir
+        models[name] = Classifier.load(path, backend=backend, device="cpu", num_threads=threads, **options)
+        models[name].predict_proba(texts[:64], batch_size=args.batch_size)  # warm-up
+    seconds = {name: [] for name in models}
+    probs = {}
+    for r in range(args.rounds):
+        order = list(models)[r % len(models):] + list(models)[:r % len(models)]
+        for name in order:
+            start = time.perf_counter()
+            out = models[name].predict_proba(texts, batch_size=args.batch_size)
+            seconds[name].append(time.perf_counter() - start)
+            probs.setdefault(name, out)
+            print(f"round {r + 1}: {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
+    rows, eager = [], min(seconds[CONFIGS[0][0]])
+    for name, clf in models.items():
+        m = evaluate_predictions(y_true, probs[name], ds.labels, clf.thresholds)
+        best = min(seconds[name])
+        rows.append({"name": name, "sps": len(texts) / best, "ms": 1000 * best / len(texts), "speedup": eager / best,
+                     "micro": m["micro"]["f1"], "macro": m["macro"]["f1"],
+                     "diff": float(np.abs(probs[name] - probs[CONFIGS[0][0]]).max())})
+    section = format_section(args, rows, len(texts), threads, load_before, os.getloadavg()[0], report)
+    print(section)
+    if args.write:
+        append_results(section)
+    return section
+
+
+def format_section(args, rows, n, threads, load_before, load_after, report) -> str:
+    fp32, int8 = rows[1], rows[2]
+    speed_ok = int8["speedup"] >= 3
+    f1_ok = abs(int8["micro"] - fp32["micro"]) <= 0.5 and abs(int8["macro"] - fp32["macro"]) <= 0.5
+    cmd = "python benchmarks/infer_speed.py " + " ".join(sys.argv[1:])
+    lines = [f"## Inference speed: PyTorch eager vs ONNX Runtime fp32 / int8 ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+             "", f"Command: `{cmd}`  ", f"Machine: {machine()}; inference threads: {threads}  ",
+             f"Data: {args.dataset_dir} {args.split}, {n} texts, batch {args.batch_size}, length-grouped batches, "
+             f"max_seq_length of the checkpoint; best of {args.rounds} rounds  ",
+             f"Load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} "
+             "(the machine is shared: other jobs ran at the same time)", "",
+             "| backend | samples/s | ms/sample | speed-up vs eager | micro-F1 | macro-F1 | max abs prob diff vs eager |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['sps']:.1f} | {r['ms']:.2f} | {r['speedup']:.2f}x | {r['micro']:.2f} | "
+                     f"{r['macro']:.2f} | {r['diff']:.2g} |")
+    sizes = ", ".join(f"{p} {path.stat().st_size / 2**20:.1f} MiB" for p, path in report.files.items())
+    lines += ["", f"Model files: {sizes}. Export check (fp32 vs PyTorch, max abs logit diff): "
+              f"{report.checks['fp32']['max_abs_logit_diff']:.1e}.", "",
+              f"Targets: int8 ≥ 3x eager throughput: **{'met' if speed_ok else 'not met'}** "
+              f"({int8['speedup']:.2f}x); int8 F1 within 0.5 point of ONNX fp32: **{'met' if f1_ok else 'not met'}** "
+              f"(micro {int8['micro'] - fp32['micro']:+.2f}, macro {int8['macro'] - fp32['macro']:+.2f})."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

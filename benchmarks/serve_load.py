@@ -1,0 +1,162 @@
+"""HTTP load test: the service with dynamic batching on vs off, under 1, 8 and 32 concurrent clients.
+
+    python benchmarks/serve_load.py --model_path runs/deploy/bench-export --dataset_dir data/divorce [--write]
+
+Starts two servers (subprocesses, 127.0.0.1, free ports): one with dynamic batching, one without.
+Each client sends one dev text per request (POST /predict) in a loop, for --seconds per setting;
+settings alternate between the two servers so both see the same background load. Reports
+requests/s, p50/p99 latency and errors; --write appends the Markdown section to benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results, machine  # noqa: E402
+
+from labelwise.data import read_examples, read_labels  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model_path", required=True, help="export folder (or checkpoint) to serve")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"])
+    p.add_argument("--dataset_dir", default="data/divorce", help="texts come from its dev.txt")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--seconds", type=float, default=10.0, help="per setting")
+    p.add_argument("--max_batch_size", type=int, default=32)
+    p.add_argument("--max_wait_ms", type=float, default=5.0)
+    p.add_argument("--num_threads", type=int, default=None)
+    p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, batching: bool) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "labelwise", "-q", "serve", "--model_path", args.model_path, "--port", str(port),
+           "--host", "127.0.0.1", "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
+           str(args.max_wait_ms), "--log_level", "warning"]
+    if args.model_path and not (Path(args.model_path) / "model.safetensors").exists():
+        cmd += ["--precision", args.precision]
+    if args.num_threads:
+        cmd += ["--num_threads", str(args.num_threads)]
+    if not batching:
+        cmd.append("--no_dynamic_batching")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("server did not start in 120 s")
+
+
+async def drive(url: str, texts: list[str], clients: int, seconds: float) -> dict:
+    """``clients`` loops posting one text each until the time is up; latencies of completed requests."""
+    latencies, errors = [], 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        for text in texts[:4]:  # warm-up
+            await http.post("/predict", json={"texts": [text]})
+        deadline = time.perf_counter() + seconds
+
+        async def client(k: int) -> None:
+            nonlocal errors
+            i = k
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    response = await http.post("/predict", json={"texts": [texts[i % len(texts)]]})
+                    ok = response.status_code == 200 and len(response.json()["predictions"]) == 1
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+                i += clients
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client(k) for k in range(clients)))
+        elapsed = time.perf_counter() - start
+        stats = (await http.get("/health")).json()["stats"]
+    ms = 1000 * np.asarray(latencies) if latencies else np.zeros(1)
+    return {"clients": clients, "requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
+            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "stats": stats}
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    labels = read_labels(Path(args.dataset_dir) / "label.txt")
+    texts = [e.text for e in read_examples(Path(args.dataset_dir) / "dev.txt", labels)]
+    load_before = os.getloadavg()[0]
+    servers = {True: start_server(args, True), False: start_server(args, False)}
+    results = {True: [], False: []}
+    try:
+        for clients in args.clients:
+            for batching in (True, False):
+                r = asyncio.run(drive(servers[batching][1], texts, clients, args.seconds))
+                results[batching].append(r)
+                print(f"batching {'on ' if batching else 'off'} clients {clients:>3}: {r['rps']:.1f} req/s "
+                      f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms errors {r['errors']}", file=sys.stderr)
+    finally:
+        for proc, _url in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    section = format_section(args, results, os.getloadavg()[0], load_before)
+    print(section)
+    if args.write:
+        append_results(section)
+    return section
+
+
+def format_section(args, results, load_after, load_before) -> str:
+    cmd = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    lines = [f"## HTTP service under load: dynamic batching on vs off ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+             "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
+             f"Server: `labelwise serve --model_path {args.model_path}` ({args.precision}), one process, one "
+             f"inference thread; batching: max {args.max_batch_size} texts, max wait {args.max_wait_ms} ms. "
+             f"Clients: httpx async on the same machine, one dev text per request, {args.seconds:.0f} s per setting, "
+             "settings alternating between the two servers  ",
+             f"Load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} "
+             "(the machine is shared: other jobs ran at the same time)", "",
+             "| clients | batching | requests/s | p50 ms | p99 ms | errors | requests | forward passes so far |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for on, off in zip(results[True], results[False]):
+        for r, label in ((on, "on"), (off, "off")):
+            lines.append(f"| {r['clients']} | {label} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                         f"{r['errors']} | {r['requests']} | {r['stats']['forward_passes']} |")
+    ratios = ", ".join(f"{on['clients']} clients {on['rps'] / max(off['rps'], 1e-9):.2f}x"
+                       for on, off in zip(results[True], results[False]))
+    top_on, top_off = results[True][-1], results[False][-1]
+    met = top_on["rps"] >= 5 * top_off["rps"]
+    errors = sum(r["errors"] for rs in results.values() for r in rs)
+    lines += ["", f"Throughput with batching / without: {ratios}. Target ≥ 5x at {top_on['clients']} clients: "
+              f"**{'met' if met else 'not met'}**. Errors in all: {errors}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
