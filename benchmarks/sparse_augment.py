@@ -166,22 +166,23 @@ def main() -> None:
     wall = time.perf_counter() - started
     command = "python benchmarks/sparse_augment.py " + " ".join(sys.argv[1:])
     lines = [f"## Sparse data + augmentation, {args.train_size} training examples (divorce)", "",
-             f"`{command}`", "", f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
-             f"Wall time of this run: {wall / 60:.1f} min (earlier variants may come from the cache in "
-             f"{args.work_dir}).", "",
+             f"`{command}`", "", f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. Per-variant minutes below "
+             f"(each variant's result is cached in {args.work_dir}; this run took {wall / 60:.1f} min).", "",
              f"{args.model_name}, {args.epochs} epochs, lr {args.learning_rate}, batch {args.batch_size}, seed "
              f"{args.seed}; epoch picked on {args.select_dev} dev examples; scores on the full dev "
              f"({len(ds.dev)}) at threshold 0.5. Sparse set: {args.sparse_num} dev examples, mean support "
              f"{sel['sparse_mean']:.3f} vs {sel['dev_mean']:.3f} for all dev; the baseline's micro-F1 is "
              f"{sel['sparse_micro_f1']:.2f} on them vs {sel['rest_micro_f1']:.2f} on the rest. "
-             f"{len(sel['support'])} support examples (cosine > {args.support_threshold}). annotateN: N texts "
+             f"{len(sel['support'])} support examples (cosine > {args.support_threshold}; the pooled features of a "
+             "fine-tuned model are close for every text, so this threshold filters little). annotateN: N texts "
              f"picked from {args.pool_size} held-out training examples and given their gold labels "
              "(an oracle stands in for the annotator); randomN: N random texts of the same pool.", "",
-             "| variant | train size | micro-F1 | macro-F1 | seed micro / macro |", "|---|---|---|---|---|"]
+             "| variant | train size | micro-F1 | macro-F1 | minutes (train + eval) | seed micro / macro |",
+             "|---|---|---|---|---|---|"]
     for name, r in results.items():
         seed = SEED_TABLE.get(name)
         lines.append(f"| {name} | {r['train_size']} | {r['micro_f1']:.2f} | {r['macro_f1']:.2f} | "
-                     f"{f'{seed[0]:.2f} / {seed[1]:.2f}' if seed else '-'} |")
+                     f"{r['seconds'] / 60:.0f} | {f'{seed[0]:.2f} / {seed[1]:.2f}' if seed else '-'} |")
     lines += ["", "The seed's numbers are PaddleNLP's (ERNIE 3.0 Medium, its own 500-example subset); a single "
               "seed and a single run each: differences of a point or two are within run-to-run noise."]
     section = "\n".join(lines)
