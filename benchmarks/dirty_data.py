@@ -69,7 +69,7 @@ def fine_tune(name: str, folder: Path, args) -> dict:
         return json.loads(cache.read_text())
     start = time.perf_counter()
     result = train(TrainConfig(dataset_dir=str(folder), save_dir=str(out / "checkpoint"), model_name=args.model_name,
-                               epochs=args.epochs, learning_rate=args.learning_rate, batch_size=32, warmup=True,
+                               epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, warmup=True,
                                max_seq_length=128, seed=args.seed, progress=False))
     dev = result.metrics["dev@0.5"]
     record = {"name": name, "train_size": sum(1 for _ in open(folder / "train.txt", encoding="utf-8")),
@@ -119,14 +119,18 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=100, help="precision@top / recall@top")
     ap.add_argument("--clean_nums", default="25,50,100")
     ap.add_argument("--model_name", default="m3e-small")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--learning_rate", type=float, default=1e-4)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--learning_rate", type=float, default=2e-4)
+    ap.add_argument("--batch_size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--cl_finetune", action="store_true", help="also confident learning with 5 fine-tuned fold models")
     ap.add_argument("--work_dir", default="runs/analysis/dirty_bench")
     ap.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     args = ap.parse_args()
     started = time.perf_counter()
+    import logging
+
+    logging.basicConfig(format="%(message)s", level=logging.INFO)  # one line per epoch from the trainer
 
     from labelwise.data import load_dataset
 
@@ -171,13 +175,14 @@ def main() -> None:
 
 def report(args, results, detection, cleaned, n_train, seconds) -> str:
     cmd = ("python benchmarks/dirty_data.py --dataset_dir {d} --train_size {t} --dev_size {v} --noise {n} "
-           "--epochs {e} --learning_rate {lr} --seed {s}{cl}").format(
+           "--epochs {e} --learning_rate {lr} --batch_size {b} --seed {s}{cl}").format(
         d=args.dataset_dir, t=args.train_size, v=args.dev_size, n=args.noise, e=args.epochs, lr=args.learning_rate,
-        s=args.seed, cl=" --cl_finetune" if args.cl_finetune else "")
+        b=args.batch_size, s=args.seed, cl=" --cl_finetune" if args.cl_finetune else "")
     lines = [f"## Dirty data: finding {args.noise} injected label errors in {n_train} training examples",
              "", f"`{cmd}`", "", f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
              f"Wall time {seconds / 60:.1f} min.", "",
-             f"{args.model_name}, {args.epochs} epochs, learning rate {args.learning_rate}, warm-up, batch 32, "
+             f"{args.model_name}, {args.epochs} epochs, learning rate {args.learning_rate}, warm-up, "
+             f"batch {args.batch_size}, "
              f"best epoch by dev macro-F1; dev = a fixed random {args.dev_size} of {args.dataset_dir}/dev.txt, "
              "F1 at threshold 0.5. An injected error replaces an example's label set by another example's.", "",
              f"### Detection (top {args.top} of {n_train}; random ranking would find "
