@@ -32,6 +32,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
     p.add_argument("--model_path", default=None, help="an export folder (ONNX); implies --backend onnx")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "int8", "fp16"], default="fp32",
+                   help="which model file of an ONNX export (default %(default)s)")
     p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_seq_length", type=int, default=None, help="default: the one the model was trained with")
@@ -112,7 +114,8 @@ def _load_classifier(args):
     path, backend = args.params_path, args.backend
     if args.model_path:
         path, backend = args.model_path, "onnx" if backend == "auto" else backend
-    return Classifier.load(path, backend=backend, device=args.device, num_threads=args.num_threads)
+    options = {"precision": args.precision} if args.precision != "fp32" else {}
+    return Classifier.load(path, backend=backend, device=args.device, num_threads=args.num_threads, **options)
 
 
 def cmd_train(args) -> int:
