@@ -66,15 +66,14 @@ def test_reads_bad_cases_labelled_and_bare_lines(tmp_path):
     labels = ["a", "b", "c"]
     bad = tmp_path / "bad_case.txt"
     bad.write_text("Text\tLabel\tPrediction\nfirst\ta,b\tb\nsecond\t\tc\n", encoding="utf-8")
-    assert read_interpret_input(bad, labels) == [InterpretInput("first", ["a", "b"], 2),
-                                                 InterpretInput("second", [], 3)]
+    assert read_interpret_input(bad, labels) == [InterpretInput("first", ["a", "b"]), InterpretInput("second", [])]
     mixed = tmp_path / "mixed.txt"
     mixed.write_text("\ufefflabelled\tc\r\nbare text\n", encoding="utf-8")
-    assert read_interpret_input(mixed, labels) == [InterpretInput("labelled", ["c"], 1),
-                                                   InterpretInput("bare text", None, 2)]
+    assert read_interpret_input(mixed, labels) == [InterpretInput("labelled", ["c"]),
+                                                   InterpretInput("bare text", None)]
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("ok\ta\nnot ok\tzzz\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"wrong.txt:2: label 'zzz' is not in label.txt"):
+    with pytest.raises(DataError, match=r"wrong.txt:2: label 'zzz' is not one of the model's labels"):
         read_interpret_input(wrong, labels)
     wrong.write_text("a\tb\tc\td\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"wrong.txt:1: 3 tabs"):

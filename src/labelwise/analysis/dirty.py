@@ -59,26 +59,24 @@ class DirtyRanking:
 
 # ---- a linear multi-label head, fit exactly (shared by the representer refit and the CL head) -------------
 def fit_linear_head(features: np.ndarray, targets: np.ndarray, lmbd: float, init: np.ndarray | None = None,
-                    max_iter: int = 500) -> np.ndarray:
-    """W (d+1, L) minimising mean BCE(sigmoid([F 1] W), targets) + lmbd * |W|^2 (L-BFGS, convex)."""
-    import torch
+                    max_iter: int = 2000) -> np.ndarray:
+    """W (d+1, L) minimising mean BCE(sigmoid([F 1] W), targets) + lmbd * |W|^2 (convex; scipy L-BFGS)."""
+    from scipy.optimize import minimize
 
-    x = torch.from_numpy(_with_bias(features)).double()
-    y = torch.from_numpy(np.asarray(targets, dtype=np.float64))
-    w = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64) if init is None else torch.from_numpy(np.ascontiguousarray(init, dtype=np.float64))
-    w.requires_grad_(True)
-    opt = torch.optim.LBFGS([w], max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                            history_size=20, line_search_fn="strong_wolfe")
+    x, y = _with_bias(features), np.asarray(targets, dtype=np.float64)
+    shape = (x.shape[1], y.shape[1])
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w, y, reduction="sum") / len(x)
-        loss = loss + lmbd * (w * w).sum()
-        loss.backward()
-        return loss
+    def loss_and_grad(flat: np.ndarray):
+        w = flat.reshape(shape)
+        z = x @ w
+        loss = (np.logaddexp(0.0, z) - y * z).sum() / len(x) + lmbd * (w * w).sum()
+        grad = x.T @ (_sigmoid(z) - y) / len(x) + 2 * lmbd * w
+        return loss, grad.ravel()
 
-    opt.step(closure)
-    return w.detach().numpy()
+    start = np.zeros(shape) if init is None else np.asarray(init, dtype=np.float64)
+    result = minimize(loss_and_grad, start.ravel(), jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-16})
+    return result.x.reshape(shape)
 
 
 def _with_bias(features: np.ndarray) -> np.ndarray:
@@ -87,7 +85,7 @@ def _with_bias(features: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large |x|
 
 
 def representer_alpha(features: np.ndarray, y: np.ndarray, lmbd: float, init: np.ndarray | None = None) -> np.ndarray:
@@ -227,8 +225,13 @@ def select_dirty(ranking: DirtyRanking, dirty_num: int = 100, dirty_threshold: f
 
 
 def write_dirty(examples: Sequence[Example], dirty: Sequence[int], dirty_file: str | os.PathLike,
-                rest_file: str | os.PathLike, doccano_file: str | os.PathLike | None = None) -> None:
-    """Dirty examples (most suspicious first) and the rest (file order), both in the training format."""
+                rest_file: str | os.PathLike, doccano_file: str | os.PathLike | None = None,
+                ranking: DirtyRanking | None = None) -> None:
+    """Dirty examples (most suspicious first) and the rest (file order), both in the training format.
+
+    The doccano JSONL has the gold labels pre-filled and, given ``ranking``, each example's score and
+    the labels the model predicts as metadata.
+    """
     chosen = set(dirty)
     write_examples(dirty_file, [examples[i] for i in dirty])
     write_examples(rest_file, [e for i, e in enumerate(examples) if i not in chosen])
@@ -238,7 +241,9 @@ def write_dirty(examples: Sequence[Example], dirty: Sequence[int], dirty_file: s
         except ImportError:
             raise LabelwiseError("--doccano_file needs labelwise.annotation (the annotation extra), "
                                  "which is not installed here") from None
-        write_doccano(doccano_file, [examples[i] for i in dirty])
+        meta = None if ranking is None else [
+            {"dirty_score": round(float(ranking.scores[i]), 6), "model_labels": ranking.suggested[i]} for i in dirty]
+        write_doccano(doccano_file, [examples[i] for i in dirty], meta)
 
 
 # ---- command line (wired as `labelwise data dirty`) ------------------------------------------------------
@@ -293,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
                          max_seq_length=args.max_seq_length, seed=args.seed,
                          progress=not getattr(args, "quiet", False))
     dirty = select_dirty(ranking, args.dirty_num, args.dirty_threshold)
-    write_dirty(ds.train, dirty, dirty_path, rest_path, args.doccano_file)
+    write_dirty(ds.train, dirty, dirty_path, rest_path, args.doccano_file, ranking)
     print(f"{args.method}: {len(dirty)} of {len(ds.train)} training examples flagged -> {dirty_path}; "
           f"the other {len(ds.train) - len(dirty)} -> {rest_path}")
     if "cleanlab_issues" in ranking.detail:

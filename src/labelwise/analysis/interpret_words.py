@@ -41,7 +41,6 @@ CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\
 class InterpretInput:
     text: str
     gold: list[str] | None = None  # None: the input gave no gold labels
-    line: int | None = None
 
 
 @dataclass
@@ -77,25 +76,14 @@ class WordAttribution:
 
 # ---- input ----------------------------------------------------------------------------------------------
 def read_interpret_input(path: str | os.PathLike, labels: Sequence[str]) -> list[InterpretInput]:
-    """bad_case.txt (``Text\\tLabel\\tPrediction`` header), ``text\\tlabel,label`` or bare text lines."""
-    from ..data import _parse_label_field, _read_lines
+    """bad_case.txt (``Text\tLabel\tPrediction`` header), ``text\tlabel,label`` or bare text lines.
 
-    path, known = Path(path), set(labels)
-    out = []
-    for number, line in enumerate(_read_lines(path), start=1):
-        fields = line.split("\t")
-        if number == 1 and [f.strip().lower() for f in fields[:2]] == ["text", "label"]:
-            continue  # the header of `labelwise evaluate`'s bad_case.txt
-        if len(fields) > 3:
-            raise DataError(path, number, f"{len(fields) - 1} tabs, expected at most 2",
-                            "write 'text', 'text<TAB>labels' or 'text<TAB>labels<TAB>prediction'")
-        if not fields[0].strip():
-            raise DataError(path, number, "empty text", "remove the line")
-        gold = list(_parse_label_field(path, number, fields[1], known)) if len(fields) > 1 else None
-        out.append(InterpretInput(fields[0], gold, number))
-    if not out:
-        raise DataError(path, None, "no text to interpret", "give one text per line")
-    return out
+    The reader is shared with ``labelwise interpret examples`` (:mod:`labelwise.analysis.similarity`).
+    """
+    from .similarity import read_interpret_input as read_items
+
+    return [InterpretInput(text, list(gold) if gold is not None else None)
+            for text, gold in read_items(path, labels)]
 
 
 # ---- tokens → words ------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""The HTML report and the word heatmap render in a real browser (headless Chromium through Playwright)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("LABELWISE_CHROMIUM", "/usr/bin/chromium"))
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI installs it)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _open(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("requestfailed", lambda request: errors.append(request.url))
+    page.goto(path.resolve().as_uri())
+    return page, errors
+
+
+def test_evaluation_report_renders(browser, tiny_zh_checkpoint, divorce_small, tmp_path):
+    from labelwise import Classifier
+    from labelwise.analysis.report import write_report
+    from labelwise.evaluation import evaluate
+
+    clf = Classifier.load(tiny_zh_checkpoint)
+    ev = evaluate(clf, divorce_small)
+    page, errors = _open(browser, write_report(ev, tmp_path / "report.html", classifier=clf))
+    assert page.title() == "labelwise evaluation: dev split"
+    table = page.inner_text("#per-label")
+    assert all(label in table for label in ev.labels)
+    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.clientWidth])")
+    with_gold = sum(1 for label in ev.labels if any(label in e.labels for e in ev.examples))
+    assert len(images) == with_gold + 1  # one curve per label with gold examples, and the histogram
+    assert all(done and natural > 100 and shown > 100 for done, natural, shown in images)
+    # each figure fits its grid cell, and the page does not scroll sideways
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    f1_bar = page.eval_on_selector("#per-label tr:nth-child(2) .bar.f", "e => e.getBoundingClientRect().width")
+    best_f1 = max(row["f1"] for row in ev.metrics["per_label"])
+    cell = page.eval_on_selector("#per-label tr:nth-child(2) .barcell", "e => e.getBoundingClientRect().width")
+    assert abs(f1_bar - cell * best_f1 / 100) < 0.1 * cell  # the drawn bar is the number
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000 and not errors
+
+
+def test_word_heatmap_renders(browser, tiny_en_checkpoint, tmp_path):
+    from labelwise import Classifier
+    from labelwise.analysis.interpret_words import InterpretInput, interpret, write_html
+
+    clf = Classifier.load(tiny_en_checkpoint)
+    inputs = [InterpretInput("Thank you so much, this made my day!", ["gratitude", "joy"]),
+              InterpretInput("I am not sure what you mean.")]
+    results = interpret(clf, inputs, "ig", n_steps=4)
+    page, errors = _open(browser, write_html(results, tmp_path / "words.html"))
+    table = page.inner_text("#interpretation")
+    assert "gratitude" in table and "joy" in table and inputs[1].text.split()[0] in table
+    marks = page.eval_on_selector_all("mark", "els => els.map(e => [e.textContent, getComputedStyle(e).backgroundColor])")
+    assert [m[0] for m in marks] == [w for r in results for w in r.words]
+    darkest = int(results[0].importance.argmax())
+    assert marks[darkest][1] == "rgba(220, 38, 38, 0.85)"  # the most important word gets the strongest colour
+    shot = tmp_path / "words.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000 and not errors

@@ -1,0 +1,157 @@
+"""Dirty data: representer points and confident learning find planted label errors; `data dirty` files."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from labelwise.analysis import dirty
+from labelwise.analysis.dirty import (confident_scores, fit_linear_head, out_of_fold_probs, representer_alpha,
+                                      representer_scores)
+from labelwise.data import read_examples
+from labelwise.errors import LabelwiseError
+
+
+def _planted(n=240, d=8, n_flip=6, seed=0):
+    """Three well-separated clusters, label j = cluster j, and a few examples given another cluster's label."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (3, d))
+    cluster = rng.integers(0, 3, n)
+    features = centers[cluster] + rng.normal(0, 0.5, (n, d))
+    y = np.eye(3)[cluster]
+    flipped = rng.choice(n, n_flip, replace=False)
+    y[flipped] = np.eye(3)[(cluster[flipped] + 1) % 3]
+    return features, y, set(flipped.tolist())
+
+
+def test_representer_weights_reproduce_the_refit_head_exactly():
+    features, y, _ = _planted()
+    lmbd = 1e-2
+    w = fit_linear_head(features, y, lmbd)
+    alpha = representer_alpha(features, y, lmbd)
+    augmented = np.hstack([features, np.ones((len(features), 1))])
+    # representer theorem at the stationary point: W = sum_i f_i alpha_i
+    np.testing.assert_allclose(augmented.T @ alpha, w, atol=1e-4)
+
+
+def test_representer_self_influence_ranks_planted_errors_first():
+    features, y, flipped = _planted()
+    alpha = representer_alpha(features, y, 1e-3)
+    scores = representer_scores(alpha, features, "self")
+    assert set(np.argsort(-scores)[:len(flipped)].tolist()) == flipped
+
+
+def test_seed_rule_sorts_by_count_of_positive_weights_then_their_sum():
+    alpha = np.array([[0.5, 0.2, -0.1], [0.6, -0.3, -0.2], [0.1, 0.1, 0.1], [0.7, -0.1, -0.1]])
+    features = np.zeros((4, 2))
+    assert np.argsort(-representer_scores(alpha, features, "seed", 0.0), kind="stable").tolist() == [2, 0, 3, 1]
+    assert np.argsort(-representer_scores(alpha, features, "seed", 0.15), kind="stable").tolist() == [0, 3, 1, 2]
+    with pytest.raises(LabelwiseError, match="representer_score"):
+        representer_scores(alpha, features, "nope")
+
+
+def test_confident_learning_on_out_of_fold_probs_finds_planted_errors():
+    features, y, flipped = _planted(seed=1)
+    probs = out_of_fold_probs(features, y, folds=4, seed=0)
+    scores, issues = confident_scores(y, probs)
+    assert set(np.argsort(-scores)[:len(flipped)].tolist()) == flipped
+    assert flipped <= set(np.flatnonzero(issues).tolist())  # cleanlab's own filter flags them too
+
+
+def _args(**overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dirty.add_arguments(parser)
+    argv = []
+    for key, value in overrides.items():
+        argv += [f"--{key}", str(value)]
+    return parser.parse_args(argv)
+
+
+def _copy(dataset, tmp_path):
+    return shutil.copytree(dataset, tmp_path / "data")
+
+
+@pytest.mark.parametrize("method", ["representer", "confident"])
+def test_data_dirty_splits_the_training_file(method, tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
+    data = _copy(divorce_small, tmp_path)
+    args = _args(dataset_dir=data, params_path=tiny_zh_checkpoint, method=method, dirty_num=30, folds=3)
+    assert dirty.run(args) == 0
+    train = read_examples(data / "train.txt")
+    flagged, rest = read_examples(data / "train_dirty.txt"), read_examples(data / "train_dirty_rest.txt")
+    assert len(flagged) == 30 and len(rest) == len(train) - 30
+    as_pairs = lambda examples: Counter((e.text, e.labels) for e in examples)  # noqa: E731
+    assert as_pairs(flagged) + as_pairs(rest) == as_pairs(train)  # a partition, labels untouched
+    out = capsys.readouterr().out
+    assert f"{method}: 30 of 300 training examples flagged" in out
+    assert flagged[0].text[:60] in out  # the most suspicious example is shown first
+
+
+def test_data_dirty_order_matches_the_api_ranking(tiny_en_checkpoint, goemotions_small, tmp_path):
+    from labelwise import Classifier
+    from labelwise.data import load_dataset
+
+    data = _copy(goemotions_small, tmp_path)
+    out = tmp_path / "out"
+    assert dirty.run(_args(dataset_dir=data, params_path=tiny_en_checkpoint, dirty_num=10,
+                           dirty_file=out / "d.txt", rest_file=out / "r.txt")) == 0
+    ranking = dirty.find_dirty(Classifier.load(tiny_en_checkpoint), load_dataset(data).train)
+    expected = [load_dataset(data).train[i].text for i in ranking.order[:10]]
+    assert [e.text for e in read_examples(out / "d.txt")] == expected
+    assert not (data / "train_dirty.txt").exists()  # paths with a folder are used as given
+
+
+def test_dirty_threshold_and_refusing_to_overwrite_train(tiny_zh_checkpoint, divorce_small, tmp_path):
+    data = _copy(divorce_small, tmp_path)
+    with pytest.raises(LabelwiseError, match="training file itself"):
+        dirty.run(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, dirty_file="train.txt"))
+    assert len(read_examples(data / "train.txt")) == 300
+    assert dirty.run(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, method="confident",
+                           dirty_threshold=1.0)) == 0  # 1 - quality never exceeds 1: nothing flagged
+    assert (data / "train_dirty.txt").read_text(encoding="utf-8") == ""
+    assert len(read_examples(data / "train_dirty_rest.txt")) == 300
+
+
+def test_doccano_export_or_a_clear_error(tiny_zh_checkpoint, divorce_small, tmp_path):
+    data = _copy(divorce_small, tmp_path)
+    args = _args(dataset_dir=data, params_path=tiny_zh_checkpoint, dirty_num=7, doccano_file=tmp_path / "d.jsonl")
+    try:
+        import labelwise.annotation  # noqa: F401
+    except ImportError:
+        with pytest.raises(LabelwiseError, match="doccano"):
+            dirty.run(args)
+        return
+    assert dirty.run(args) == 0
+    records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines()]
+    flagged = read_examples(data / "train_dirty.txt")
+    assert [(r["text"], tuple(r["label"])) for r in records] == [(e.text, e.labels) for e in flagged]
+    scores = [r["dirty_score"] for r in records]
+    assert scores == sorted(scores, reverse=True) and all(isinstance(r["model_labels"], list) for r in records)
+
+
+def test_confident_with_fine_tuned_fold_models(tiny_zh_checkpoint, divorce_small):
+    from labelwise import Classifier
+    from labelwise.data import load_dataset
+
+    train = load_dataset(divorce_small).train[:60]
+    ranking = dirty.find_dirty(Classifier.load(tiny_zh_checkpoint), train, "confident", cl_model="finetune",
+                               folds=2, cl_epochs=1, dataset_dir=divorce_small)
+    probs = ranking.detail["pred_probs"]
+    assert probs.shape == (60, 20) and np.all((probs > 0) & (probs < 1))
+    assert ranking.scores.shape == (60,) and len(set(np.round(ranking.scores, 6))) > 1
+
+
+def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, divorce_small, tmp_path):
+    from labelwise import Classifier
+    from labelwise.data import load_dataset
+
+    clf, train = Classifier.load(tiny_zh_checkpoint), load_dataset(divorce_small).train
+    with pytest.raises(LabelwiseError, match="--folds"):
+        dirty.find_dirty(clf, train, "confident", folds=1)
+    with pytest.raises(LabelwiseError, match="--lmbd"):
+        dirty.find_dirty(clf, train, lmbd=0)
+    with pytest.raises(LabelwiseError, match="labels differ"):
+        dirty.run(_args(dataset_dir=_copy(divorce_small, tmp_path), params_path=tiny_en_checkpoint))
