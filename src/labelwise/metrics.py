@@ -64,27 +64,39 @@ def evaluate_predictions(y_true: np.ndarray, probs: np.ndarray, labels: Sequence
     return out
 
 
-def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float] | None = None,
-                    default: float = 0.5) -> np.ndarray:
-    """Per label, the threshold on ``grid`` with the best F1 on (y_true, probs).
+def _f1(tp, fp, fn):
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
 
-    A label without a positive example keeps ``default``. Ties go to the threshold closest to 0.5,
-    so a flat F1 curve does not drift to an extreme.
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float] | None = None,
+                    default: float = 0.5, passes: int = 2) -> np.ndarray:
+    """Per-label thresholds on ``grid`` that maximise (micro-F1 + macro-F1) / 2 on (y_true, probs).
+
+    Coordinate ascent from ``default`` for every label: each label in turn takes the threshold that is
+    best for the whole objective given the others (the CAIL2019 ranking metric). Tuning each label for
+    its own F1 alone would let a rare, never-predicted label buy one true positive with many false ones,
+    lowering micro-F1. A label without a positive example keeps ``default``; ties go to the threshold
+    closest to 0.5, so a flat curve does not drift to an extreme. Never worse than ``default`` on the
+    data it is fit on.
     """
     y_true = np.asarray(y_true).astype(bool)
     probs = np.asarray(probs, dtype=np.float32)
     grid = np.asarray(grid if grid is not None else np.round(np.arange(0.05, 0.951, 0.025), 3))
-    order = np.argsort(np.abs(grid - 0.5), kind="stable")  # prefer thresholds near 0.5 on ties
-    thresholds = np.full(probs.shape[1], default, dtype=np.float32)
-    for j in range(probs.shape[1]):
-        gold = y_true[:, j]
-        if not gold.any():
-            continue
-        pred = probs[:, j][None, :] >= grid[:, None]  # (grid, n)
-        tp = (pred & gold).sum(1)
-        fp = (pred & ~gold).sum(1)
-        fn = (~pred & gold).sum(1)
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        best = order[np.argmax(f1[order])]
-        thresholds[j] = grid[best]
+    order = np.argsort(np.abs(grid - default), kind="stable")  # prefer thresholds near the default on ties
+    n_labels = probs.shape[1]
+    thresholds = np.full(n_labels, default, dtype=np.float32)
+    pred = probs >= thresholds
+    tp = (pred & y_true).sum(0).astype(np.float64)
+    fp = (pred & ~y_true).sum(0).astype(np.float64)
+    fn = (~pred & y_true).sum(0).astype(np.float64)
+    for _ in range(passes):
+        for j in np.flatnonzero(y_true.any(axis=0)):
+            cand = probs[:, j][None, :] >= grid[:, None]  # (grid, n)
+            gold = y_true[:, j]
+            tp_j, fp_j, fn_j = (cand & gold).sum(1), (cand & ~gold).sum(1), (~cand & gold).sum(1)
+            micro = _f1(tp.sum() - tp[j] + tp_j, fp.sum() - fp[j] + fp_j, fn.sum() - fn[j] + fn_j)
+            macro = (_f1(tp, fp, fn).sum() - _f1(tp[j], fp[j], fn[j]) + _f1(tp_j, fp_j, fn_j)) / n_labels
+            objective = micro + macro
+            best = order[np.argmax(objective[order])]
+            thresholds[j], tp[j], fp[j], fn[j] = grid[best], tp_j[best], fp_j[best], fn_j[best]
     return thresholds
