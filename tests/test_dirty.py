@@ -155,3 +155,11 @@ def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, d
         dirty.find_dirty(clf, train, lmbd=0)
     with pytest.raises(LabelwiseError, match="labels differ"):
         dirty.run(_args(dataset_dir=_copy(divorce_small, tmp_path), params_path=tiny_en_checkpoint))
+
+
+def test_bare_output_names_go_into_the_dataset_folder():
+    from pathlib import Path
+
+    assert dirty._output_path("data", "train_dirty.txt") == Path("data/train_dirty.txt")
+    assert dirty._output_path("data", "./train_dirty.txt") == Path("train_dirty.txt")
+    assert dirty._output_path("data", "out/d.txt") == Path("out/d.txt")

@@ -275,8 +275,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _output_path(dataset_dir: str, name: str) -> Path:
-    path = Path(name)
-    return Path(dataset_dir) / path if path.parent == Path(".") and not path.is_absolute() else path
+    """A bare file name goes into the dataset folder (the seed's way); a path (even ./name) is used as given."""
+    bare = "/" not in str(name) and os.sep not in str(name)
+    return Path(dataset_dir) / name if bare else Path(name)
 
 
 def run(args: argparse.Namespace) -> int:
