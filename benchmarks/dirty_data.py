@@ -6,8 +6,10 @@
 2. ``--noise`` of the training examples get a wrong label set: the label set of another random example
    of the subset whose labels differ (so label frequencies stay natural and every error is a real change).
 3. Models are fine-tuned side by side with the same settings and seed on: the clean subset, the noisy subset,
-   the noisy subset minus the injected errors (oracle), and the noisy subset minus the top 25 / 50 / 100
-   examples flagged by each method. Dev micro/macro F1 at threshold 0.5 (the seed's way) for each.
+   the noisy subset minus the injected errors (oracle), and the noisy subset after cleaning the top 25 / 50 /
+   100 examples flagged by each method, either removed or re-annotated (the seed's cleaning: the injected
+   errors among them get their true labels back). Dev micro/macro F1 at threshold 0.5 (the seed's way).
+   ``--spread_seeds`` retrains the noisy subset with other seeds, to show how much F1 moves by chance.
 4. Each method ranks the noisy training set using the model trained on it: how many injected errors fall in
    its top 100 (precision@100, recall) — representer points (self-influence and the seed's rule) and confident
    learning (head over frozen features; optionally K fine-tuned fold models).
@@ -59,7 +61,7 @@ def make_dataset(folder: Path, labels, train, dev) -> Path:
     return folder
 
 
-def fine_tune(name: str, folder: Path, args) -> dict:
+def fine_tune(name: str, folder: Path, args, seed: int | None = None) -> dict:
     """Train on folder/train.txt, score folder/dev.txt at 0.5; cached in work_dir/name/result.json."""
     from labelwise.training import TrainConfig, train
 
@@ -70,7 +72,7 @@ def fine_tune(name: str, folder: Path, args) -> dict:
     start = time.perf_counter()
     result = train(TrainConfig(dataset_dir=str(folder), save_dir=str(out / "checkpoint"), model_name=args.model_name,
                                epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, warmup=True,
-                               max_seq_length=128, seed=args.seed, progress=False))
+                               max_seq_length=128, seed=args.seed if seed is None else seed, progress=False))
     dev = result.metrics["dev@0.5"]
     record = {"name": name, "train_size": sum(1 for _ in open(folder / "train.txt", encoding="utf-8")),
               "micro_f1": dev["micro_f1"], "macro_f1": dev["macro_f1"], "best_epoch": result.best_epoch,
@@ -110,6 +112,33 @@ def rankings(noisy_ckpt: Path, noisy, noisy_dir: Path, args) -> dict[str, np.nda
     return out
 
 
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def cleaning_runs(args, orders, train, noisy, injected, dev, labels) -> dict:
+    """(slug, mode, k) → dev F1 after cleaning the top k of a ranking and retraining.
+
+    ``remove``: the flagged examples are dropped. ``relabel``: a re-annotator fixes the flagged examples
+    (the injected errors among them get their true labels back; the others are confirmed as they are),
+    the seed's "cleaning". The seed's rule is only ranked; confident learning is cleaned at the largest k.
+    """
+    bad, work, out = set(injected), Path(args.work_dir), {}
+    nums = _ints(args.clean_nums)
+    for slug, order in orders.items():
+        for k in {"rep-self": nums, "rep-seed": []}.get(slug, nums[-1:]):
+            flagged = {int(i) for i in order[:k]}
+            for mode in args.cleaning.split(","):
+                if mode == "remove":
+                    examples = [e for i, e in enumerate(noisy) if i not in flagged]
+                else:
+                    examples = [train[i] if i in flagged else e for i, e in enumerate(noisy)]
+                folder = make_dataset(work / f"data-{slug}-{mode}-{k}", labels, examples, dev)
+                name = f"{slug}-{k}" if mode == "remove" else f"{slug}-{mode}-{k}"  # remove: the first runs' names
+                out[(slug, mode, k)] = {**fine_tune(name, folder, args), "fixed": len(bad & flagged)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset_dir", default="data/divorce")
@@ -118,6 +147,9 @@ def main() -> None:
     ap.add_argument("--noise", type=int, default=50)
     ap.add_argument("--top", type=int, default=100, help="precision@top / recall@top")
     ap.add_argument("--clean_nums", default="25,50,100")
+    ap.add_argument("--cleaning", default="remove,relabel", help="remove and/or relabel the flagged examples")
+    ap.add_argument("--spread_seeds", default="", help="also train the noisy set with these seeds (e.g. 4,5) "
+                    "to show how much F1 moves with the seed alone")
     ap.add_argument("--model_name", default="m3e-small")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--learning_rate", type=float, default=2e-4)
@@ -155,29 +187,25 @@ def main() -> None:
         hits = len(bad & {int(i) for i in order[:args.top]})
         detection[slug] = {"hits": hits, "precision": 100 * hits / args.top, "recall": 100 * hits / len(bad),
                            "hits@50": len(bad & {int(i) for i in order[:50]})}
-    cleaned = {}
-    clean_nums = [int(x) for x in args.clean_nums.split(",") if x]
-    for slug, order in orders.items():
-        for k in {"rep-self": clean_nums, "rep-seed": []}.get(slug, clean_nums[-1:]):
-            drop = {int(i) for i in order[:k]}
-            folder = make_dataset(work / f"data-{slug}-{k}", ds.labels,
-                                  [e for i, e in enumerate(noisy) if i not in drop], dev)
-            cleaned[(slug, k)] = {**fine_tune(f"{slug}-{k}", folder, args), "injected_removed": len(bad & drop)}
+    cleaned = cleaning_runs(args, orders, train, noisy, injected, dev, ds.labels)
+    spread = [fine_tune(f"noisy-seed{seed}", noisy_dir, args, seed) for seed in _ints(args.spread_seeds)]
 
-    section = report(args, results, detection, cleaned, len(noisy), time.perf_counter() - started)
+    section = report(args, results, detection, cleaned, spread, len(noisy), time.perf_counter() - started)
     print(section)
     (work / "results.json").write_text(json.dumps(
         {"results": results, "detection": detection, "injected": injected,
-         "cleaned": {f"{slug}-{k}": v for (slug, k), v in cleaned.items()}}, indent=2, ensure_ascii=False))
+         "cleaned": {f"{slug}-{mode}-{k}": v for (slug, mode, k), v in cleaned.items()}, "spread": spread},
+        indent=2, ensure_ascii=False))
     if args.write:
         append_results(section)
 
 
-def report(args, results, detection, cleaned, n_train, seconds) -> str:
+def report(args, results, detection, cleaned, spread, n_train, seconds) -> str:
     cmd = ("python benchmarks/dirty_data.py --dataset_dir {d} --train_size {t} --dev_size {v} --noise {n} "
-           "--epochs {e} --learning_rate {lr} --batch_size {b} --seed {s}{cl}").format(
+           "--epochs {e} --learning_rate {lr} --batch_size {b} --seed {s} --cleaning {c}{sp}{cl}").format(
         d=args.dataset_dir, t=args.train_size, v=args.dev_size, n=args.noise, e=args.epochs, lr=args.learning_rate,
-        b=args.batch_size, s=args.seed, cl=" --cl_finetune" if args.cl_finetune else "")
+        b=args.batch_size, s=args.seed, c=args.cleaning, cl=" --cl_finetune" if args.cl_finetune else "",
+        sp=f" --spread_seeds {args.spread_seeds}" if args.spread_seeds else "")
     lines = [f"## Dirty data: finding {args.noise} injected label errors in {n_train} training examples",
              "", f"`{cmd}`", "", f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
              f"Wall time {seconds / 60:.1f} min.", "",
@@ -192,13 +220,21 @@ def report(args, results, detection, cleaned, n_train, seconds) -> str:
     names = {slug: name for slug, name, _ in METHODS}
     for slug, d in detection.items():
         lines.append(f"| {names[slug]} | {d['hits']} | {d['precision']:.0f}% | {d['recall']:.0f}% | {d['hits@50']} |")
-    lines += ["", "### Dev F1 after cleaning (flagged examples removed, model retrained)", "",
+    lines += ["", "### Dev F1 after cleaning (model retrained)", "",
+              "*remove*: the flagged examples are dropped; *relabel*: they are re-annotated (the injected errors "
+              "among them get their true labels back, the others stay), as in the seed.", "",
               "| training set | size | injected errors left | micro-F1 | macro-F1 |", "|---|---:|---:|---:|---:|",
               _row("clean subset (before injection)", results["clean"], 0),
               _row(f"with {args.noise} injected errors", results["noisy"], args.noise),
               _row("minus the injected errors (oracle)", results["oracle"], 0)]
-    for (slug, k), r in cleaned.items():
-        lines.append(_row(f"minus top {k} of {names[slug]}", r, args.noise - r["injected_removed"]))
+    for (slug, mode, k), r in cleaned.items():
+        lines.append(_row(f"{mode} top {k} of {names[slug]}", r, args.noise - r["fixed"]))
+    if spread:
+        runs = [results["noisy"]] + spread
+        seeds = ", ".join(str(s) for s in [args.seed] + _ints(args.spread_seeds))
+        lines += ["", f"Seed-to-seed spread of the noisy training set alone (seeds {seeds}): micro-F1 "
+                  f"{min(r['micro_f1'] for r in runs):.2f}–{max(r['micro_f1'] for r in runs):.2f}, macro-F1 "
+                  f"{min(r['macro_f1'] for r in runs):.2f}–{max(r['macro_f1'] for r in runs):.2f}."]
     lines += ["", "Seed's published experiment (500 training examples, 50 dirty, ERNIE 3.0, cleaning = the flagged "
               "examples re-annotated; different data size and model, so only the trend compares):", "",
               "| seed | micro-F1 | macro-F1 |", "|---|---:|---:|"]
