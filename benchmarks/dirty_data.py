@@ -71,8 +71,9 @@ def fine_tune(name: str, folder: Path, args, seed: int | None = None) -> dict:
         return json.loads(cache.read_text())
     start = time.perf_counter()
     result = train(TrainConfig(dataset_dir=str(folder), save_dir=str(out / "checkpoint"), model_name=args.model_name,
-                               epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, warmup=True,
-                               max_seq_length=128, seed=args.seed if seed is None else seed, progress=False))
+                               epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                               warmup=True, max_seq_length=128, seed=args.seed if seed is None else seed,
+                               progress=False))
     dev = result.metrics["dev@0.5"]
     record = {"name": name, "train_size": sum(1 for _ in open(folder / "train.txt", encoding="utf-8")),
               "micro_f1": dev["micro_f1"], "macro_f1": dev["macro_f1"], "best_epoch": result.best_epoch,

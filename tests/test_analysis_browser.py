@@ -66,7 +66,8 @@ def test_word_heatmap_renders(browser, tiny_en_checkpoint, tmp_path):
     page, errors = _open(browser, write_html(results, tmp_path / "words.html"))
     table = page.inner_text("#interpretation")
     assert "gratitude" in table and "joy" in table and inputs[1].text.split()[0] in table
-    marks = page.eval_on_selector_all("mark", "els => els.map(e => [e.textContent, getComputedStyle(e).backgroundColor])")
+    marks = page.eval_on_selector_all(
+        "mark", "els => els.map(e => [e.textContent, getComputedStyle(e).backgroundColor])")
     assert [m[0] for m in marks] == [w for r in results for w in r.words]
     darkest = int(results[0].importance.argmax())
     assert marks[darkest][1] == "rgba(220, 38, 38, 0.85)"  # the most important word gets the strongest colour

@@ -6,7 +6,8 @@ Two methods, both scoring every training example (higher = more suspicious):
     Representer points (Yeh et al., 2018), on the trained model. The final linear layer is refit to a
     stationary point of ``mean BCE(sigmoid(F W), Y) + lambda * |W|^2`` over the frozen features
     ``F = Classifier.features(train texts)`` (plus a bias column) and the *gold* labels ``Y``. Then
-    ``W = sum_i alpha_i f_i`` exactly, with ``alpha_ij = -1/(2 lambda n) * dL/dlogit_ij = (y_ij - p_ij) / (2 lambda n)``.
+    ``W = sum_i alpha_i f_i`` exactly, with
+    ``alpha_ij = -1/(2 lambda n) * dL/dlogit_ij = (y_ij - p_ij) / (2 lambda n)``.
     Rules (``--representer_score``):
 
     * ``self`` (default): ``sum_j |alpha_ij| * (f_i . f_i)``, the example's influence on its own logits: how hard
@@ -188,6 +189,8 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
         raise LabelwiseError("no training examples to rank")
     if lmbd <= 0:
         raise LabelwiseError(f"--lmbd must be positive, got {lmbd}")
+    if cl_model not in ("head", "finetune"):
+        raise LabelwiseError(f"--cl_model must be head or finetune, got {cl_model!r}")
     labels = classifier.labels
     y = multi_hot(examples, labels)
     texts = [e.text for e in examples]
@@ -196,7 +199,8 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
                                     progress=progress) if needs_features else None)
     if method == "representer":
         head = classifier.backend.head()
-        init = np.vstack([head.weight.detach().double().numpy().T, head.bias.detach().double().numpy()[None]])
+        init = np.vstack([head.weight.detach().cpu().double().numpy().T,
+                          head.bias.detach().cpu().double().numpy()[None]])
         alpha = representer_alpha(features, y, lmbd, init)
         scores = representer_scores(alpha, features, representer_score, dirty_threshold)
         probs = _sigmoid(_with_bias(features) @ init)  # the trained head's own predictions
@@ -204,12 +208,10 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
     else:
         if cl_model == "head":
             probs = out_of_fold_probs(features, y, folds, lmbd, seed)
-        elif cl_model == "finetune":
-            if dataset_dir is None:
-                raise LabelwiseError("--cl_model finetune needs --dataset_dir (its dev.txt picks each fold's best epoch)")
-            probs = out_of_fold_probs_finetune(classifier, examples, dataset_dir, folds, cl_epochs, seed, progress)
+        elif dataset_dir is None:
+            raise LabelwiseError("--cl_model finetune needs --dataset_dir (its dev.txt picks each fold's best epoch)")
         else:
-            raise LabelwiseError(f"--cl_model must be head or finetune, got {cl_model!r}")
+            probs = out_of_fold_probs_finetune(classifier, examples, dataset_dir, folds, cl_epochs, seed, progress)
         scores, issues = confident_scores(y, probs)
         detail = {"pred_probs": probs, "cleanlab_issues": issues, "folds": folds, "cl_model": cl_model}
     suggested = [[labels[j] for j in np.flatnonzero(row >= classifier.thresholds)] for row in probs]
@@ -267,7 +269,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cl_model", choices=["head", "finetune"], default="head",
                         help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
                              "finetune = K fine-tuned models like the checkpoint (slow)")
-    parser.add_argument("--cl_epochs", type=int, default=None, help="finetune: epochs per fold (default: the checkpoint's)")
+    parser.add_argument("--cl_epochs", type=int, default=None,
+                        help="finetune: epochs per fold (default: the checkpoint's)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_seq_length", type=int, default=None)
     parser.add_argument("--device", default=None)
@@ -285,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",))
     train_path = Path(args.dataset_dir) / args.train_file
-    dirty_path, rest_path = _output_path(args.dataset_dir, args.dirty_file), _output_path(args.dataset_dir, args.rest_file)
+    dirty_path = _output_path(args.dataset_dir, args.dirty_file)
+    rest_path = _output_path(args.dataset_dir, args.rest_file)
     for out in (dirty_path, rest_path):
         if out.resolve() == train_path.resolve():
             raise LabelwiseError(f"{out}: this is the training file itself; pass another --dirty_file/--rest_file")

@@ -30,8 +30,8 @@ import numpy as np
 from ..errors import DataError, LabelwiseError
 from ..io_utils import atomic_write_text
 
-__all__ = ["InterpretInput", "WordAttribution", "read_interpret_input", "word_spans", "merge_to_words",
-           "TokenAttributor", "interpret", "write_html", "write_tsv", "add_arguments", "run"]
+__all__ = ["InterpretInput", "WordAttribution", "read_interpret_input", "word_spans", "token_words",
+           "merge_to_words", "TokenAttributor", "interpret", "write_html", "write_tsv", "add_arguments", "run"]
 
 METHODS = ("ig", "lime", "shap")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
@@ -47,7 +47,7 @@ class InterpretInput:
 class WordAttribution:
     text: str
     label: str
-    kind: str  # "predicted" (gold too), "wrong" (predicted, not gold), "missed" (gold, not predicted), "predicted?" (no gold)
+    kind: str  # predicted (and gold) | wrong (predicted, not gold) | missed (gold only) | predicted? (no gold given)
     probability: float
     gold: list[str] | None
     predicted: list[str]
@@ -100,21 +100,23 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
 
 
+def token_words(spans: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Index of the word each token starts in; -1 for special tokens (empty offsets)."""
+    starts = np.array([s for s, _ in spans])
+    return [max(0, int(np.searchsorted(starts, start, side="right")) - 1) if end > start else -1
+            for start, end in offsets]
+
+
 def merge_to_words(text: str, offsets: Sequence[tuple[int, int]], token_scores: np.ndarray,
                    reduce: str = "sum") -> tuple[list[str], np.ndarray, int]:
     """(words, word scores, index of the first character not covered by any token) from token scores."""
     spans = word_spans(text)
-    starts = np.array([s for s, _ in spans])
     sums, counts = np.zeros(len(spans)), np.zeros(len(spans))
-    covered = 0
-    for (start, end), score in zip(offsets, token_scores):
-        if end <= start:  # special token
-            continue
-        w = int(np.searchsorted(starts, start, side="right")) - 1
+    for w, score in zip(token_words(spans, offsets), token_scores):
         if w >= 0:
             sums[w] += score
             counts[w] += 1
-        covered = max(covered, end)
+    covered = max((end for start, end in offsets if end > start), default=0)
     keep = counts > 0
     scores = sums if reduce == "sum" else np.divide(sums, np.maximum(counts, 1))
     return [text[s:e] for (s, e), k in zip(spans, keep) if k], scores[keep], covered
@@ -132,16 +134,15 @@ class TokenAttributor:
             raise LabelwiseError("word interpretation needs the PyTorch checkpoint (--params_path), not an ONNX export")
         if n_steps < 1 or (n_samples is not None and n_samples < 2):
             raise LabelwiseError("--n_steps must be >= 1 and --n_samples >= 2")
-        self.clf, self.model, self.tokenizer = classifier, classifier.backend.model, classifier.tokenizer
+        self.model, self.tokenizer = classifier.backend.model, classifier.tokenizer
         self.method, self.n_steps, self.seed = method, n_steps, seed
         self.n_samples = n_samples or {"lime": 200, "shap": 20}.get(method, 0)
         self.max_seq_length = max_seq_length or classifier.max_seq_length
         self.device = next(self.model.parameters()).device
 
     def encode(self, text: str) -> dict:
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True,
-                             return_special_tokens_mask=True)
-        return enc
+        return self.tokenizer(text, truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True,
+                              return_special_tokens_mask=True)
 
     def __call__(self, text: str, targets: Sequence[int]) -> tuple[list[tuple[int, int]], np.ndarray]:
         """(token offsets, attributions of shape (len(targets), n_tokens)); LIME gives each word's score."""
@@ -162,7 +163,7 @@ class TokenAttributor:
             lig = LayerIntegratedGradients(self._forward_ids, self.model.get_input_embeddings())
             attr = lig.attribute(ids.expand(n, -1), baselines=baseline.expand(n, -1), target=list(targets),
                                  additional_forward_args=tuple(a.expand(n, -1) for a in extra),
-                                 n_steps=self.n_steps, internal_batch_size=max(self.n_steps, 8))
+                                 n_steps=self.n_steps, internal_batch_size=max(self.n_steps, n))
             return offsets, attr.sum(-1).detach().cpu().numpy()
         if self.method == "shap":
             return offsets, self._gradient_shap(ids, baseline, extra, targets)
@@ -208,9 +209,7 @@ class TokenAttributor:
 
         # one interpretable feature per word; special tokens form a last group (dropping them changes nothing)
         spans = word_spans(text)
-        starts = np.array([s for s, _ in spans])
-        groups = [max(0, int(np.searchsorted(starts, s, side="right")) - 1) if e > s else len(spans)
-                  for s, e in offsets]
+        groups = [w if w >= 0 else len(spans) for w in token_words(spans, offsets)]
         mask = torch.tensor([groups], device=self.device)
 
         def similarity(_original, _perturbed, interpretable, **_kwargs):
@@ -330,7 +329,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
     parser.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
     parser.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
-    parser.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
+    parser.add_argument("--max_examples", type=int, default=100,
+                        help="interpret the first N texts (default %(default)s)")
     parser.add_argument("--device", default=None)
 
 
@@ -341,8 +341,8 @@ def _input_path(args) -> Path:
         if candidate.exists():
             return candidate
     if not path.exists():
-        raise DataError(path, None, "file not found",
-                        "run `labelwise evaluate` first (it writes bad_case.txt) or pass --interpret_input_file / --text")
+        raise DataError(path, None, "file not found", "run `labelwise evaluate` first (it writes bad_case.txt) "
+                        "or pass --interpret_input_file / --text")
     return path
 
 
