@@ -122,12 +122,13 @@ def cleaning_runs(args, orders, train, noisy, injected, dev, labels) -> dict:
 
     ``remove``: the flagged examples are dropped. ``relabel``: a re-annotator fixes the flagged examples
     (the injected errors among them get their true labels back; the others are confirmed as they are),
-    the seed's "cleaning". The seed's rule is only ranked; confident learning is cleaned at the largest k.
+    the seed's "cleaning". The seed's rule and the fine-tuned confident learning are only ranked (time);
+    confident learning with the head is cleaned at the largest k.
     """
     bad, work, out = set(injected), Path(args.work_dir), {}
     nums = _ints(args.clean_nums)
     for slug, order in orders.items():
-        for k in {"rep-self": nums, "rep-seed": []}.get(slug, nums[-1:]):
+        for k in {"rep-self": nums, "rep-seed": [], "cl-finetune": []}.get(slug, nums[-1:]):
             flagged = {int(i) for i in order[:k]}
             for mode in args.cleaning.split(","):
                 if mode == "remove":
