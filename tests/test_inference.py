@@ -38,6 +38,18 @@ def test_length_grouped_batches_cover_every_row_once():
         assert spread < 0.5 * (lengths.max() - lengths.min())
 
 
+
+def test_tight_batches_split_where_padding_would_grow():
+    # a server gathers 32 texts of any length: one long text must not make 31 short ones pad to 120
+    lengths = np.array([120] + [20] * 30 + [118])
+    batches = length_grouped_batches(lengths, 32, tight=True)
+    assert [sorted(b.tolist()) for b in batches] == [[0, 31], list(range(1, 31))]
+    assert sum(len(b) for b in length_grouped_batches(np.arange(3, 300), 16, tight=True)) == 297
+    rng_lengths = np.random.default_rng(0).integers(3, 128, size=500)
+    for b in length_grouped_batches(rng_lengths, 32, tight=True):
+        longest = rng_lengths[b].max()
+        assert len(b) <= 32 and longest - rng_lengths[b].min() <= max(8, 0.1 * longest)
+
 def test_checkpoint_is_a_plain_transformers_folder(tiny_zh_checkpoint):
     from transformers import AutoModelForSequenceClassification
 

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 LONG_TEXT_MODES = ("truncate", "slide")
+PAD_SLACK_TOKENS, PAD_SLACK_FRACTION = 8, 0.1  # inference batches: padding allowed per row
 
 
 @dataclass
@@ -65,19 +66,23 @@ def pad_batch(encoded: Encoded, rows: Sequence[int], pad_id: int = 0,
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool = False,
-                           rng: np.random.Generator | None = None, group_factor: int = 50) -> list[np.ndarray]:
+                           rng: np.random.Generator | None = None, group_factor: int = 50,
+                           tight: bool = False) -> list[np.ndarray]:
     """Row indices split into batches of similar length.
 
-    Without shuffle: sorted by length (longest first), for inference. With shuffle: rows are shuffled,
-    cut into pools of ``group_factor`` batches, each pool sorted by length and cut into batches, and the
-    batches shuffled: near-random order, but little padding.
+    Without shuffle: sorted by length (longest first), for inference; with ``tight``, a batch also ends
+    where padding the next row would add more than max(8 tokens, 10%) of the batch's longest row. With
+    shuffle: rows are shuffled, cut into pools of ``group_factor`` batches, each pool sorted by length and
+    cut into batches, and the batches shuffled: near-random order, but little padding.
     """
     n = len(lengths)
     if n == 0:
         return []
     if not shuffle:
         order = np.argsort(-lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        if not tight:
+            return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        return _tight_batches(order, lengths, batch_size)
     rng = rng or np.random.default_rng()
     order = rng.permutation(n)
     pool = batch_size * group_factor
@@ -90,8 +95,24 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, *, shuffle: boo
     return batches
 
 
+def _tight_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Cut rows sorted longest first into batches whose padding stays small.
+
+    A server gathers texts of any length; padding them all to the longest can double the work on a CPU,
+    where the cost per token barely falls with batch size (benchmarks/RESULTS.md, serving).
+    """
+    batches, start = [], 0
+    for i in range(1, len(order) + 1):
+        longest = lengths[order[start]]
+        if i == len(order) or i - start == batch_size or \
+                longest - lengths[order[i]] > max(PAD_SLACK_TOKENS, PAD_SLACK_FRACTION * longest):
+            batches.append(order[start:i])
+            start = i
+    return batches
+
+
 def iter_batches(encoded: Encoded, batch_size: int, pad_id: int = 0,
                  pad_to: int | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Inference batches (longest first): yields (row indices, padded arrays)."""
-    for rows in length_grouped_batches(encoded.lengths, batch_size):
+    """Inference batches (longest first, little padding): yields (row indices, padded arrays)."""
+    for rows in length_grouped_batches(encoded.lengths, batch_size, tight=True):
         yield rows, pad_batch(encoded, rows, pad_id, pad_to)
