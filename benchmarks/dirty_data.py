@@ -203,6 +203,8 @@ def main() -> None:
 
 
 def report(args, results, detection, cleaned, spread, n_train, seconds) -> str:
+    runs = [*results.values(), *cleaned.values(), *spread]
+    train_min = sum(r["seconds"] for r in runs) / 60
     cmd = ("python benchmarks/dirty_data.py --dataset_dir {d} --train_size {t} --dev_size {v} --noise {n} "
            "--epochs {e} --learning_rate {lr} --batch_size {b} --seed {s} --cleaning {c}{sp}{cl}").format(
         d=args.dataset_dir, t=args.train_size, v=args.dev_size, n=args.noise, e=args.epochs, lr=args.learning_rate,
@@ -210,7 +212,8 @@ def report(args, results, detection, cleaned, spread, n_train, seconds) -> str:
         sp=f" --spread_seeds {args.spread_seeds}" if args.spread_seeds else "")
     lines = [f"## Dirty data: finding {args.noise} injected label errors in {n_train} training examples",
              "", f"`{cmd}`", "", f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
-             f"Wall time {seconds / 60:.1f} min.", "",
+             f"Training time, all {len(runs)} fine-tunes together (cached runs included): {train_min:.0f} min; "
+             f"this invocation {seconds / 60:.1f} min.", "",
              f"{args.model_name}, {args.epochs} epochs, learning rate {args.learning_rate}, warm-up, "
              f"batch {args.batch_size}, "
              f"best epoch by dev macro-F1; dev = a fixed random {args.dev_size} of {args.dataset_dir}/dev.txt, "

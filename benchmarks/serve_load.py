@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=15.0, help="per setting and server")
     p.add_argument("--slices", type=int, default=3, help="the seconds are cut into this many on/off turns")
     p.add_argument("--max_batch_size", type=int, default=32)
-    p.add_argument("--max_wait_ms", type=float, default=5.0)
+    p.add_argument("--max_wait_ms", type=float, default=0.0)
     p.add_argument("--num_threads", type=int, default=None)
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)

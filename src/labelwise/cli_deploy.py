@@ -38,8 +38,9 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="default %(default)s (this machine only)")
     p.add_argument("--port", type=int, default=8189)
     p.add_argument("--max_batch_size", type=int, default=32, help="texts per forward pass (default %(default)s)")
-    p.add_argument("--max_wait_ms", type=float, default=5.0,
-                   help="how long a request waits to be batched with others (default %(default)s)")
+    p.add_argument("--max_wait_ms", type=float, default=0.0,
+                   help="how long a request waits for others to batch with, on top of those already queued "
+                        "(default %(default)s; a few ms can pay off on a GPU)")
     p.add_argument("--no_dynamic_batching", action="store_true", help="run every request alone")
     p.add_argument("--max_texts", type=int, default=64, help="texts per request (default %(default)s)")
     p.add_argument("--max_chars", type=int, default=20000, help="characters per request (default %(default)s)")

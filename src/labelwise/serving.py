@@ -9,9 +9,10 @@ Routes::
     POST /models/cls_multi_label    the seed's shape: {"data": {"text": [...]}, "parameters": {...}}
     GET  /docs, /openapi.json       from FastAPI
 
-Dynamic batching: requests wait at most ``max_wait_ms`` in a queue; the texts of every waiting
-request (up to ``max_batch_size`` texts) go through the model in one forward pass, on one inference
-thread, so throughput grows with concurrency. With batching off, each request runs alone on that
+Dynamic batching: requests queue while the model is busy; the texts of every waiting request (up to
+``max_batch_size`` texts) go through the model in one forward pass, on one inference thread. The first
+request may also wait ``max_wait_ms`` for company (default 0: worth it only where a wide pass costs
+about as much as a narrow one, as on a GPU). With batching off, each request runs alone on that
 same thread. Bad input gets a 4xx answer ``{"error": "..."}``; the server keeps running.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
 @dataclass
 class ServeConfig:
     max_batch_size: int = 32  # texts per forward pass
-    max_wait_ms: float = 5.0  # how long the first waiting request waits for company
+    max_wait_ms: float = 0.0  # how long the first waiting request waits for company (0: take what is queued)
     dynamic_batching: bool = True
     max_texts: int = 64  # per request
     max_chars: int = 20_000  # per request, all texts together
@@ -130,6 +131,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
+            await asyncio.sleep(0)  # let requests that already arrived reach the queue too
             size, deadline = len(jobs[0][0]), loop.time() + self.config.max_wait_ms / 1000
             while size < self.config.max_batch_size:
                 try:

@@ -1,0 +1,117 @@
+"""Which int8 dynamic-quantization settings keep accuracy on this CPU? (the choice behind `--quantize int8`)
+
+    python benchmarks/quantize_variants.py --export_dir runs/deploy2/acc-export [--write]
+
+Takes the fp32 ``model.onnx`` of an export folder, quantizes it with several ONNX Runtime
+``quantize_dynamic`` settings (per-tensor / per-channel weights, 8-bit / 7-bit ``reduce_range``,
+some layers left in fp32), and predicts the dev split with each (batch 32, best of 2 rounds):
+samples/s and micro/macro F1 at the export's tuned thresholds, beside fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results, machine  # noqa: E402
+
+from labelwise.data import load_dataset, multi_hot  # noqa: E402
+from labelwise.inference import Classifier  # noqa: E402
+from labelwise.metrics import evaluate_predictions  # noqa: E402
+
+ALL_OPS = ["MatMul", "Gemm", "Attention"]
+
+
+def ffn_output_nodes(graph) -> list[str]:
+    """The feed-forward down-projections (input: GELU output, the widest activation range)."""
+    return [n.name for n in graph.node if n.name.endswith("output/dense/MatMul") and "attention" not in n.name]
+
+
+def variants(graph) -> dict[str, dict]:
+    return {
+        "per-tensor 8-bit (previous default)": dict(per_channel=False, op_types_to_quantize=ALL_OPS),
+        "per-channel 8-bit": dict(per_channel=True, op_types_to_quantize=ALL_OPS),
+        "per-tensor 7-bit": dict(per_channel=False, reduce_range=True, op_types_to_quantize=ALL_OPS),
+        "per-channel 7-bit (default)": dict(per_channel=True, reduce_range=True, op_types_to_quantize=ALL_OPS),
+        "per-tensor 8-bit, FFN output fp32": dict(per_channel=False, op_types_to_quantize=ALL_OPS,
+                                                  nodes_to_exclude=ffn_output_nodes(graph)),
+        "per-channel 7-bit, attention fp32": dict(per_channel=True, reduce_range=True,
+                                                  op_types_to_quantize=["MatMul", "Gemm"]),
+    }
+
+
+def score(folder: Path, precision: str, texts, y_true, labels, threads: int, rounds: int) -> dict:
+    clf = Classifier.load(folder, backend="onnx", precision=precision, num_threads=threads)
+    clf.predict_proba(texts[:64])  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        probs = clf.predict_proba(texts, batch_size=32)
+        best = min(best, time.perf_counter() - start)
+    m = evaluate_predictions(y_true, probs, labels, clf.thresholds)
+    return {"sps": len(texts) / best, "micro": m["micro"]["f1"], "macro": m["macro"]["f1"]}
+
+
+def main(argv=None) -> str:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--export_dir", required=True, help="export folder with model.onnx")
+    p.add_argument("--dataset_dir", default="data/divorce")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--num_threads", type=int, default=None)
+    p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
+    args = p.parse_args(argv)
+    threads = args.num_threads or os.cpu_count()
+    export = Path(args.export_dir)
+    ds = load_dataset(args.dataset_dir, require=("dev",))
+    texts, y_true = [e.text for e in ds.dev], multi_hot(ds.dev, ds.labels)
+    rows = [("fp32 (no quantization)", score(export, "fp32", texts, y_true, ds.labels, threads, args.rounds))]
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(export / "model.onnx"), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        for name, options in variants(graph).items():
+            folder = Path(scratch) / f"v{len(rows)}"
+            folder.mkdir()
+            for f in export.iterdir():  # the side files; the int8 file is this variant's
+                if f.name != "model.int8.onnx":
+                    (folder / f.name).symlink_to(f.resolve())
+            quantize_dynamic(str(prepared), str(folder / "model.int8.onnx"), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": 1}, **options)
+            rows.append((name, score(folder, "int8", texts, y_true, ds.labels, threads, args.rounds)))
+            print(f"{name}: {rows[-1][1]}", file=sys.stderr, flush=True)
+    section = report(args, rows, len(texts), threads)
+    print(section)
+    if args.write:
+        append_results(section)
+    return section
+
+
+def report(args, rows, n: int, threads: int) -> str:
+    fp32 = rows[0][1]
+    lines = [f"## int8 quantization settings on this CPU ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
+             "UTC)", "", f"Command: `python benchmarks/quantize_variants.py --export_dir {args.export_dir} "
+             f"--dataset_dir {args.dataset_dir}{' --write' if args.write else ''}`  ",
+             f"Machine: {machine()}; inference threads: {threads}; load average (1 min) {os.getloadavg()[0]:.1f}  ",
+             f"Data: {args.dataset_dir} dev, {n} texts, batch 32, the export's tuned thresholds; best of "
+             f"{args.rounds} rounds", "",
+             "| model | samples/s | vs fp32 | micro-F1 | macro-F1 | Δ micro | Δ macro |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['sps']:.1f} | {r['sps'] / fp32['sps']:.2f}x | {r['micro']:.2f} | "
+                     f"{r['macro']:.2f} | {r['micro'] - fp32['micro']:+.2f} | {r['macro'] - fp32['macro']:+.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
