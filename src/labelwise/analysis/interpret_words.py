@@ -145,10 +145,25 @@ class TokenAttributor:
                               return_special_tokens_mask=True)
 
     def __call__(self, text: str, targets: Sequence[int]) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """(token offsets, attributions of shape (len(targets), n_tokens)); LIME gives each word's score."""
+        """(token offsets, attributions of shape (len(targets), n_tokens)); LIME gives each word's score.
+
+        Reproducible: SHAP and LIME sample from torch's and numpy's global generators (captum draws
+        SHAP's interpolation points with ``np.random``), so both are seeded here and restored after.
+        """
         import torch
 
-        torch.manual_seed(self.seed)
+        numpy_state = np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                np.random.seed(self.seed)
+                return self._attribute(text, targets)
+        finally:
+            np.random.set_state(numpy_state)
+
+    def _attribute(self, text: str, targets: Sequence[int]) -> tuple[list[tuple[int, int]], np.ndarray]:
+        import torch
+
         enc = self.encode(text)
         ids = torch.tensor([enc["input_ids"]], device=self.device)
         special = torch.tensor([enc["special_tokens_mask"]], device=self.device).bool()
