@@ -8,15 +8,28 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
+def int8_instructions(flags: set[str]) -> str:
+    """The widest int8 dot-product instructions the CPU has: what ONNX Runtime's int8 kernels can use."""
+    for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"), ("avx512bw", "AVX-512, no VNNI"),
+                       ("avx2", "AVX2, no VNNI")):
+        if flag in flags:
+            return name
+    return "no AVX2"
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    model, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    cpu = model or platform.processor() or platform.machine()
+    if flags:
+        cpu += f", {int8_instructions(flags)}"
     import torch
 
     return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
