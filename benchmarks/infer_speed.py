@@ -25,7 +25,7 @@ from _common import append_results, machine  # noqa: E402
 from labelwise.data import load_dataset, multi_hot  # noqa: E402
 from labelwise.export import export_onnx  # noqa: E402
 from labelwise.inference import Classifier  # noqa: E402
-from labelwise.metrics import evaluate_predictions  # noqa: E402
+from labelwise.metrics import apply_thresholds, evaluate_predictions  # noqa: E402
 
 CONFIGS = [("PyTorch eager fp32", "torch", {}), ("ONNX Runtime fp32", "onnx", {"precision": "fp32"}),
            ("ONNX Runtime int8", "onnx", {"precision": "int8"})]
@@ -53,6 +53,7 @@ def int8_breakdown(export_dir: str, clf, texts, batch_size: int, threads: int) -
     import onnxruntime as ort
 
     from labelwise.batching import encode, iter_batches
+    from labelwise.runtime_onnx import OnnxBackend
 
     start = time.perf_counter()
     encoded = encode(clf.tokenizer, texts, clf.max_seq_length)
@@ -62,14 +63,13 @@ def int8_breakdown(export_dir: str, clf, texts, batch_size: int, threads: int) -
     options.intra_op_num_threads, options.enable_profiling = threads, True
     with tempfile.TemporaryDirectory() as scratch:
         options.profile_file_prefix = str(Path(scratch) / "int8")
-        session = ort.InferenceSession(str(Path(export_dir) / "model.int8.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
+        backend = OnnxBackend(ort.InferenceSession(str(Path(export_dir) / "model.int8.onnx"), options,
+                                                   providers=["CPUExecutionProvider"]), "int8")
         start = time.perf_counter()
         for _, batch in batches:
-            session.run(None, {k: batch[k] for k in names if k in batch})
+            backend.logits(batch)
         run = time.perf_counter() - start
-        events = json.loads(Path(session.end_profiling()).read_text())
+        events = json.loads(Path(backend.session.end_profiling()).read_text())
     per_op = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
@@ -113,7 +113,8 @@ def main(argv=None) -> str:
         rows.append({"name": name, "sps": len(texts) / best, "ms": 1000 * best / len(texts), "speedup": eager / best,
                      "micro": m["micro"]["f1"], "macro": m["macro"]["f1"],
                      "micro05": half["micro"]["f1"], "macro05": half["macro"]["f1"],
-                     "flips": int(((probs[name] >= clf.thresholds) != (reference >= clf.thresholds)).sum()),
+                     "flips": int((apply_thresholds(probs[name], clf.thresholds)
+                                   != apply_thresholds(reference, clf.thresholds)).sum()),
                      "decisions": probs[name].size,
                      "diff": float(np.abs(probs[name] - reference).max())})
     breakdown = int8_breakdown(args.export_dir, models[CONFIGS[2][0]], texts, args.batch_size, threads)
