@@ -53,7 +53,7 @@ def start_server(args, batching: bool) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "labelwise", "-q", "serve", "--model_path", args.model_path, "--port", str(port),
            "--host", "127.0.0.1", "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
            str(args.max_wait_ms), "--log_level", "warning"]
-    if args.model_path and not (Path(args.model_path) / "model.safetensors").exists():
+    if args.model_path and not (Path(args.model_path) / "head.safetensors").exists():
         cmd += ["--precision", args.precision]
     if args.num_threads:
         cmd += ["--num_threads", str(args.num_threads)]
@@ -122,7 +122,7 @@ def model_cost(args, texts: list[str], sizes=(1, 8, 32), rounds: int = 2) -> dic
     """Milliseconds of model time per text at each batch size, without HTTP (best of ``rounds``)."""
     from labelwise.inference import Classifier
 
-    options = {} if (Path(args.model_path) / "model.safetensors").exists() else {"precision": args.precision}
+    options = {} if (Path(args.model_path) / "head.safetensors").exists() else {"precision": args.precision}
     clf = Classifier.load(args.model_path, num_threads=args.num_threads, **options)
     clf.predict_proba(texts[:8])
     best = {size: float("inf") for size in sizes}

@@ -37,12 +37,17 @@ def run_hf_trainer(dataset_dir, samples, args, out_dir) -> float:
     from transformers import Trainer, TrainingArguments
 
     from labelwise.data import load_dataset, multi_hot
-    from labelwise.models import build_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from labelwise.models import resolve_model_name
     from labelwise.training import _subset
 
     ds = load_dataset(dataset_dir)
     train_set = _subset(ds.train, samples, 3)
-    model, tokenizer = build_model("m3e-small", ds.labels)
+    source = resolve_model_name("m3e-small")  # the same encoder; the stock class computes its own loss
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(ds.labels),
+                                                               problem_type="multi_label_classification")
     enc = tokenizer([e.text for e in train_set], truncation=True, max_length=args.max_seq_length,
                     padding="max_length")
     y = multi_hot(train_set, ds.labels)

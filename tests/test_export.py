@@ -124,7 +124,7 @@ def test_missing_precision_and_bad_paths_are_clear_errors(export_dir, tiny_zh_ch
     assert "not written by labelwise" in capsys.readouterr().err
     assert (user_folder / "notes.txt").read_text(encoding="utf-8") == "keep me"
     assert main(["export", "--params_path", str(tiny_zh_checkpoint), "--output_path", str(tiny_zh_checkpoint)]) == 2
-    assert (tiny_zh_checkpoint / "model.safetensors").exists()
+    assert (tiny_zh_checkpoint / "head.safetensors").exists()
     assert main(["export", "--params_path", str(tmp_path / "nothing"), "--output_path", str(tmp_path / "e")]) == 2
     assert "not found" in capsys.readouterr().err
 

@@ -50,16 +50,71 @@ def test_tight_batches_split_where_padding_would_grow():
         longest = rng_lengths[b].max()
         assert len(b) <= 32 and longest - rng_lengths[b].min() <= max(8, 0.1 * longest)
 
-def test_checkpoint_is_a_plain_transformers_folder(tiny_zh_checkpoint):
-    from transformers import AutoModelForSequenceClassification
+def plain_transformers_probabilities(checkpoint, texts):
+    """The README's snippet: a checkpoint's probabilities with transformers + safetensors only, no labelwise."""
+    import json
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_zh_checkpoint)
-    assert model.config.problem_type == "multi_label_classification"
-    assert model.config.id2label[0] == "婚后有子女" and len(model.config.id2label) == 20
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    meta = json.load(open(f"{checkpoint}/labelwise.json", encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encoder = AutoModel.from_pretrained(f"{checkpoint}/encoder").eval()
+    head = load_file(f"{checkpoint}/head.safetensors")
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_seq_length"], return_tensors="pt")
+    with torch.no_grad():
+        out = encoder(**batch)
+        if meta["pooling"] == "mean":  # average over the real tokens
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
+        else:  # "cls": the [CLS] vector through the encoder's pooler
+            pooled = out.pooler_output
+        return torch.sigmoid(pooled @ head["weight"].T + head["bias"]).numpy()
+
+
+def test_checkpoint_is_plain_files_and_plain_transformers_reproduces_it(tiny_zh_checkpoint):
+    texts = ["婚生子杨某甲由原告抚养，被告每月支付抚养费。", "双方均认可价值6万元。", "准予离婚"]
+    expected = Classifier.load(tiny_zh_checkpoint).predict_proba(texts)
+    np.testing.assert_allclose(plain_transformers_probabilities(tiny_zh_checkpoint, texts), expected, atol=1e-5)
+    assert {p.name for p in tiny_zh_checkpoint.iterdir()} >= {"encoder", "head.safetensors", "labelwise.json",
+                                                               "tokenizer.json"}
+    assert not list(tiny_zh_checkpoint.rglob("*.bin")) and not list(tiny_zh_checkpoint.rglob("*.pt"))
     meta = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))
-    assert len(meta["thresholds"]) == 20 and meta["max_seq_length"] == 64
+    assert len(meta["thresholds"]) == 20 and meta["max_seq_length"] == 64 and meta["pooling"] in ("mean", "cls")
     assert meta["training_args"]["epochs"] == 3 and "dev@0.5" in meta["metrics"]
     assert not (tiny_zh_checkpoint.parent / "checkpoint.train_state").exists()  # cleaned after success
+
+
+def test_stock_sequence_classification_class_refuses_the_checkpoint(tiny_zh_checkpoint):
+    # it would compute another head (pooler + random layer): it must fail rather than give other probabilities
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises((OSError, ValueError)):  # no config.json at the top of the folder
+        AutoModelForSequenceClassification.from_pretrained(tiny_zh_checkpoint)
+
+
+def test_cls_pooling_checkpoint_is_reproduced_too(tmp_path, tiny_zh_encoder, divorce_small):
+    from labelwise.training import TrainConfig, train
+
+    train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(tmp_path / "ck"), model_name=str(tiny_zh_encoder),
+                      pooling="cls", epochs=1, batch_size=32, max_seq_length=32, learning_rate=1e-3,
+                      max_train_samples=64, progress=False, baseline=False))
+    texts = ["婚生子杨某甲由原告抚养", "双方均认可价值6万元。"]
+    expected = Classifier.load(tmp_path / "ck").predict_proba(texts)
+    np.testing.assert_allclose(plain_transformers_probabilities(tmp_path / "ck", texts), expected, atol=1e-5)
+
+
+def test_checkpoint_of_the_first_format_fails_with_one_line(tmp_path, tiny_zh_encoder):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from labelwise.errors import LabelwiseError
+
+    old = tmp_path / "old"
+    BertForSequenceClassification(BertConfig.from_pretrained(tiny_zh_encoder, num_labels=2)).save_pretrained(old)
+    (old / "labelwise.json").write_text('{"labels": ["a", "b"], "format_version": 1}', encoding="utf-8")
+    with pytest.raises(LabelwiseError, match="first format.*train again"):
+        Classifier.load(old)
 
 
 def test_predict_returns_names_scores_and_never_empty(tiny_zh_checkpoint):

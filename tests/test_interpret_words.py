@@ -24,20 +24,19 @@ def _live_checkpoint(folder, base: str, dataset) -> str:
     attribution vanish.)
     """
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from labelwise.modeling import MultiLabelModel
     from labelwise.models import CheckpointMeta, resolve_model_name, save_checkpoint
 
     labels = read_labels(dataset / "label.txt")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(base))
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, initializer_range=0.3, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
-                        problem_type="multi_label_classification")
+                        intermediate_size=64, initializer_range=0.3)
     # thresholds of 0.9: a few predicted labels per text, so the tests stay fast
     meta = CheckpointMeta(labels=labels, max_seq_length=48, thresholds=[0.9] * len(labels), base_model=base)
-    save_checkpoint(folder, BertForSequenceClassification(config), tokenizer, meta)
+    save_checkpoint(folder, MultiLabelModel(BertModel(config), len(labels), "mean"), tokenizer, meta)
     return str(folder)
 
 

@@ -26,7 +26,7 @@ def untrained_checkpoint(encoder: Path, dataset: Path, folder: Path) -> Path:
 
     labels = read_labels(dataset / "label.txt")
     torch.manual_seed(0)
-    model, tokenizer = build_model(str(encoder), labels)
+    model, tokenizer, _ = build_model(str(encoder), labels)
     save_checkpoint(folder, model, tokenizer, CheckpointMeta(labels=labels, max_seq_length=64, base_model=str(encoder)))
     return folder
 

@@ -61,7 +61,7 @@ def test_resume_continues_after_the_last_finished_epoch(tiny_zh_encoder, divorce
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     state = json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())
-    assert state["epoch"] == 1 and (save / "model.safetensors").exists()  # best so far is safe on disk
+    assert state["epoch"] == 1 and (save / "head.safetensors").exists()  # best so far is safe on disk
 
     monkeypatch.setattr(training, "_evaluate", real_evaluate)
     cfg.resume = True

@@ -52,13 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="m3e-small (offline), all-minilm-l6-v2 (offline, English), ernie-3.0-medium-zh etc. "
                         "(hub, needs internet), any hub id or local folder")
     p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
-    for name, typ, default in [("max_seq_length", int, 128), ("batch_size", int, 32), ("learning_rate", float, 3e-5),
-                               ("epochs", int, 10), ("early_stop_nums", int, 4), ("logging_steps", int, 5),
-                               ("weight_decay", float, 0.0), ("warmup_steps", int, 0),
+    for name, typ, default in [("max_seq_length", int, 128), ("batch_size", int, 32), ("early_stop_nums", int, 4),
+                               ("logging_steps", int, 5), ("warmup_steps", int, 0),
                                ("warmup_proportion", float, 0.1), ("seed", int, 3)]:
         p.add_argument(f"--{name}", type=typ, default=default, help="default %(default)s")
+    p.add_argument("--learning_rate", type=float, default=None,
+                   help="encoder learning rate (default: 1e-4 for encoders up to 512 wide, 3e-5 for larger ones)")
+    p.add_argument("--head_learning_rate", type=float, default=None,
+                   help="learning rate of the new linear head (default: 30 × --learning_rate)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: enough for 600 optimiser steps, at least 3 and at most 40 epochs")
+    p.add_argument("--weight_decay", type=float, default=0.01,
+                   help="AdamW decay of the encoder's weight matrices (default %(default)s)")
+    p.add_argument("--pooling", choices=["auto", "mean", "cls"], default="auto",
+                   help="how the head reads the encoder: mean over tokens, or the [CLS] vector (through the "
+                        "encoder's pooler); auto = mean for sentence encoders (m3e, MiniLM), cls otherwise")
     p.add_argument("--early_stop", action="store_true", help="stop after --early_stop_nums epochs without gain")
-    p.add_argument("--warmup", action="store_true", help="warm the learning rate up over --warmup_proportion")
+    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="warm the learning rate up over --warmup_proportion (default on; --no-warmup turns it off)")
+    p.add_argument("--no_baseline", dest="baseline", action="store_false",
+                   help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
     p.add_argument("--init_from_ckpt", default=None, help="start from the weights of this checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --save_dir")
     p.add_argument("--loss", choices=["bce", "focal", "asymmetric"], default="bce")

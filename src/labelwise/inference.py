@@ -82,21 +82,15 @@ class TorchBackend:
 
     def head(self):
         """The final linear layer (hidden → labels): its input is the text's pooled representation."""
-        import torch
-
-        num_labels = self.model.config.num_labels
-        linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
-        return linears[-1]
+        return self.model.head
 
     def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Pooled representation of each row: the input of the final linear layer."""
-        captured = []
-        hook = self.head().register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
-        try:
-            self.logits(batch)
-        finally:
-            hook.remove()
-        return captured[0].float().cpu().numpy()
+        import torch
+
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
+        with torch.inference_mode():
+            return self.model.pooled(**inputs).float().cpu().numpy()
 
 
 def _resolve_device(device: str | None) -> str:
@@ -131,11 +125,13 @@ class Classifier:
     def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
              num_threads: int | None = None, **backend_options) -> "Classifier":
         """Load a checkpoint folder (torch) or an export folder (onnx). ``backend``: auto|torch|onnx."""
+        from .models import detect_backend
+
         path = Path(path)
-        if not path.is_dir():
-            raise LabelwiseError(f"{path}: model folder not found (--params_path / --model_path)")
         if backend == "auto":
-            backend = "torch" if (path / "model.safetensors").exists() else "onnx"
+            backend = detect_backend(path)
+        elif not path.is_dir():
+            raise LabelwiseError(f"{path}: model folder not found (--params_path / --model_path)")
         if backend == "torch":
             from .models import load_checkpoint
 

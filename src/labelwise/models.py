@@ -1,9 +1,8 @@
 """Model names → encoders, and the checkpoint folder format.
 
-A checkpoint is a folder that plain ``transformers`` loads
-(``AutoModelForSequenceClassification.from_pretrained(folder)``: config with id2label and
-``problem_type=multi_label_classification``, ``model.safetensors``, tokenizer files) plus our own
-``labelwise.json``: labels, per-label thresholds, max_seq_length, training arguments, best-epoch metrics.
+A checkpoint is a plain folder (see :func:`save_checkpoint`): ``encoder/`` that ``AutoModel`` loads,
+``head.safetensors``, tokenizer files, and ``labelwise.json``: labels, pooling, per-label thresholds,
+max_seq_length, training arguments, best-epoch metrics. Nothing is pickled.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from .errors import LabelwiseError
 from .io_utils import atomic_dir, atomic_write_json
 
 META_FILE = "labelwise.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Offline encoders shipped inside PyPI packages: alias → (distribution, folder inside it).
 OFFLINE_MODELS = {
@@ -66,7 +65,7 @@ def resolve_model_name(name: str) -> str:
     return name  # a hub id such as "bert-base-chinese" or "org/model"
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -81,21 +80,72 @@ def _load_error(name: str, source: str, err: Exception) -> LabelwiseError:
                           f"{str(err).splitlines()[0] if str(err) else ''}.{offline_hint}")
 
 
-def build_model(name: str, labels: list[str]):
-    """A fresh classifier: pretrained encoder ``name`` + a new linear head with one sigmoid per label."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+POOLINGS = ("auto", "mean", "cls")
+ENCODER_DIR = "encoder"  # inside a checkpoint: the encoder as a plain transformers folder (AutoModel)
+HEAD_FILE = "head.safetensors"  # inside a checkpoint: the linear head, weight [labels, hidden] and bias [labels]
 
-    _quiet_transformers()
+
+def is_sentence_encoder(source: str) -> bool:
+    """True for encoders trained to give mean-pooled sentence embeddings (m3e, sentence-transformers models).
+
+    Signs: a sentence-transformers pooling config (``modules.json`` / ``1_Pooling/config.json``) or uniem's
+    ``uniem_embedding_strategy`` in config.json. Hub ids are looked up in the local cache only.
+    """
+    folder = Path(source)
+    if folder.is_dir():
+        if (folder / "modules.json").exists() or (folder / "1_Pooling" / "config.json").exists():
+            return True
+        config = folder / "config.json"
+        if config.exists():
+            try:
+                return "mean" in str(json.loads(config.read_text(encoding="utf-8")).get("uniem_embedding_strategy", ""))
+            except ValueError:
+                return False
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(source, "modules.json"), str)
+    except Exception:  # no cache, odd id: treat as a plain MLM encoder
+        return False
+
+
+def resolve_pooling(pooling: str, source: str) -> str:
+    """``auto`` → mean for sentence-embedding encoders, cls (the encoder's pooler) for MLM encoders."""
+    if pooling not in POOLINGS:
+        raise LabelwiseError(f"pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+    if pooling != "auto":
+        return pooling
+    return "mean" if is_sentence_encoder(source) else "cls"
+
+
+def _load_encoder(source: str, pooling: str):
+    from transformers import AutoModel
+
+    try:  # no pooler weights when they are not used (BERT-like encoders accept the flag)
+        return AutoModel.from_pretrained(source, add_pooling_layer=pooling == "cls")
+    except TypeError:
+        return AutoModel.from_pretrained(source)
+
+
+def build_model(name: str, labels: list[str], pooling: str = "auto"):
+    """A fresh classifier: pretrained encoder ``name`` + pooling + a new linear head, one sigmoid per label.
+
+    Returns (model, tokenizer, pooling actually used).
+    """
+    from transformers import AutoTokenizer
+
+    from .modeling import MultiLabelModel
+
+    quiet_transformers()
     source = resolve_model_name(name)
-    id2label = {i: label for i, label in enumerate(labels)}
+    pooling = resolve_pooling(pooling, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            problem_type="multi_label_classification", ignore_mismatched_sizes=True)
+        encoder = _load_encoder(source, pooling)
     except (OSError, ValueError, EnvironmentError) as err:
         raise _load_error(name, source, err) from None
-    return model, tokenizer
+    return MultiLabelModel(encoder, len(labels), pooling), tokenizer, pooling
 
 
 @dataclass
@@ -106,6 +156,7 @@ class CheckpointMeta:
     max_seq_length: int = 128
     thresholds: list[float] | None = None  # per label, tuned on dev; None → 0.5
     base_model: str = DEFAULT_MODEL
+    pooling: str = "mean"  # how the head reads the encoder: mean | cls (see labelwise.modeling)
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -131,28 +182,77 @@ def read_meta(folder: str | os.PathLike) -> CheckpointMeta:
 
 
 def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: CheckpointMeta) -> Path:
-    """Write the whole checkpoint to a temporary folder, then swap it in (the old one survives a crash)."""
+    """Write the whole checkpoint to a temporary folder, then swap it in (the old one survives a crash).
+
+    Layout: ``encoder/`` (config.json + model.safetensors: ``AutoModel.from_pretrained`` loads it),
+    ``head.safetensors`` (``weight``, ``bias``), tokenizer files, ``labelwise.json`` (labels, pooling,
+    thresholds, training arguments, metrics). There is deliberately no top-level config.json: the stock
+    ``AutoModelForSequenceClassification`` would build a different head (the [CLS] pooler and a random
+    layer) and give other probabilities, so it fails to load the folder instead.
+    """
+    from safetensors.torch import save_file
+
     model = getattr(model, "module", model)  # unwrap DDP
-    _quiet_transformers()
+    meta.pooling = model.pooling
+    quiet_transformers()
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.encoder.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
+        save_file({"weight": model.head.weight.detach().float().contiguous().cpu(),
+                   "bias": model.head.bias.detach().float().contiguous().cpu()}, tmp / HEAD_FILE)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / META_FILE, meta.to_json())
     return Path(folder)
 
 
+def is_checkpoint(folder: str | os.PathLike) -> bool:
+    """A PyTorch checkpoint of this format (as opposed to an ONNX export folder)."""
+    return (Path(folder) / HEAD_FILE).exists()
+
+
+def detect_backend(folder: str | os.PathLike) -> str:
+    """torch for a checkpoint folder, onnx for an export folder; one clear line for anything else."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LabelwiseError(f"{folder}: model folder not found (--params_path / --model_path)")
+    if is_checkpoint(folder):
+        return "torch"
+    if any(folder.glob("*.onnx")):
+        return "onnx"
+    _refuse_old_format(folder)
+    raise LabelwiseError(f"{folder}: neither a labelwise checkpoint ({HEAD_FILE}) nor an ONNX export (model.onnx)")
+
+
+def _refuse_old_format(folder: Path) -> None:
+    if (folder / "config.json").exists() and any((folder / f).exists() for f in (
+            "model.safetensors", "model.safetensors.index.json")):
+        raise LabelwiseError(
+            f"{folder}: a checkpoint in labelwise's first format (one AutoModelForSequenceClassification folder); "
+            "this version reads the encoder/ + head.safetensors layout: train again with `labelwise train`, "
+            "or load the old folder with transformers' AutoModelForSequenceClassification")
+
+
 def load_checkpoint(folder: str | os.PathLike, device: str = "cpu"):
     """Load (model, tokenizer, meta) from a checkpoint folder written by :func:`save_checkpoint`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
 
-    _quiet_transformers()
+    from .modeling import MultiLabelModel
+
+    quiet_transformers()
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelwiseError(f"{folder}: checkpoint folder not found (--params_path)")
+    if not is_checkpoint(folder):
+        _refuse_old_format(folder)
+        raise LabelwiseError(f"{folder}: no {HEAD_FILE}; is this an ONNX export? use --model_path / --backend onnx")
     meta = read_meta(folder)
-    if not any((folder / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
-        raise LabelwiseError(f"{folder}: no model.safetensors; is this an ONNX export? use --backend onnx")
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    head = load_file(folder / HEAD_FILE)
+    if head["weight"].shape[0] != len(meta.labels):
+        raise LabelwiseError(f"{folder}: {HEAD_FILE} has {head['weight'].shape[0]} outputs but labelwise.json "
+                             f"lists {len(meta.labels)} labels; the folder is damaged, train again")
+    encoder = _load_encoder(str(folder / ENCODER_DIR), meta.pooling)
+    model = MultiLabelModel(encoder, len(meta.labels), meta.pooling)
+    model.head.load_state_dict(head)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.to(device).eval()
     return model, tokenizer, meta

@@ -337,8 +337,11 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch) and serve it with uvicorn."""
     import uvicorn
 
-    options = {"precision": precision} if backend == "onnx" or (
-        backend == "auto" and not (Path(model_path) / "model.safetensors").exists()) else {}
+    from .models import detect_backend
+
+    if backend == "auto":
+        backend = detect_backend(model_path)
+    options = {"precision": precision} if backend == "onnx" else {}
     if precision != "fp32" and not options:
         raise LabelwiseError(f"--precision {precision} needs an export folder (ONNX), not a checkpoint")
     classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)

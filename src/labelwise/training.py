@@ -30,7 +30,9 @@ from .inference import Classifier, TorchBackend, _resolve_device
 from .io_utils import atomic_dir, atomic_write_json
 from .losses import LOSSES, MultiLabelLoss, auto_pos_weight
 from .metrics import evaluate_predictions, tune_thresholds
-from .models import DEFAULT_MODEL, CheckpointMeta, build_model, load_checkpoint, read_meta, save_checkpoint
+from .baseline import LinearBaseline
+from .modeling import prior_logits
+from .models import DEFAULT_MODEL, POOLINGS, CheckpointMeta, build_model, load_checkpoint, read_meta, save_checkpoint
 
 log = logging.getLogger("labelwise")
 
@@ -42,13 +44,16 @@ class TrainConfig:
     model_name: str = DEFAULT_MODEL
     max_seq_length: int = 128
     batch_size: int = 32
-    learning_rate: float = 3e-5
-    epochs: int = 10
+    learning_rate: float | None = None  # None → by encoder size (see auto_learning_rate)
+    head_learning_rate: float | None = None  # None → HEAD_LR_MULTIPLIER × learning_rate
+    epochs: int | None = None  # None → by dataset size (see auto_epochs)
+    pooling: str = "auto"  # auto | mean | cls
+    head_prior: bool = True  # start the head's bias at each label's log-odds in train (else 0)
     early_stop: bool = False
     early_stop_nums: int = 4
     logging_steps: int = 5
-    weight_decay: float = 0.0
-    warmup: bool = False
+    weight_decay: float = 0.01  # encoder weights only; never biases, LayerNorm or the head
+    warmup: bool = True
     warmup_steps: int = 0  # > 0 wins; else --warmup means warmup_proportion of all steps
     warmup_proportion: float = 0.1
     max_grad_norm: float = 1.0
@@ -59,6 +64,7 @@ class TrainConfig:
     loss: str = "bce"
     pos_weight: str | None = None  # None | "auto"
     threshold_tuning: bool = True
+    baseline: bool = True  # train the TF-IDF + linear SVM baseline first and report it beside the model
     max_train_samples: int | None = None  # a random subset, for quick runs
     max_dev_samples: int | None = None
     train_file: str = "train.txt"
@@ -70,10 +76,14 @@ class TrainConfig:
     def validate(self) -> None:
         positive = ("max_seq_length", "batch_size", "epochs", "early_stop_nums", "logging_steps")
         for name in positive:
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise LabelwiseError(f"--{name} must be positive, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise LabelwiseError(f"--learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("learning_rate", "head_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise LabelwiseError(f"--{name} must be in (0, 1), got {value}")
+        if self.pooling not in POOLINGS:
+            raise LabelwiseError(f"--pooling must be one of {', '.join(POOLINGS)}")
         if self.loss not in LOSSES:
             raise LabelwiseError(f"--loss must be one of {', '.join(LOSSES)}")
         if self.pos_weight not in (None, "auto"):
@@ -111,13 +121,36 @@ def _subset(examples, limit, seed):
     return [examples[i] for i in idx]
 
 
+# ---- defaults that follow the encoder and the data (measured: benchmarks/RESULTS.md, "Training recipe") ----
+HEAD_LR_MULTIPLIER = 30  # the new head learns this much faster than the pretrained encoder
+MIN_STEPS = 600  # small datasets get more epochs, so that every run takes at least this many optimiser steps
+MIN_EPOCHS, MAX_EPOCHS = 3, 40
+
+
+def auto_learning_rate(hidden_size: int) -> float:
+    """Encoder learning rate: 1e-4 for small encoders (hidden ≤ 512, e.g. m3e-small, MiniLM), 3e-5 above."""
+    return 1e-4 if hidden_size <= 512 else 3e-5
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Enough epochs for MIN_STEPS optimiser steps, at least MIN_EPOCHS, at most MAX_EPOCHS."""
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // max(1, steps_per_epoch)))))
+
+
 def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+    """AdamW; decay on the encoder's weight matrices only; the head in its own group at the head rate."""
+    decay, no_decay, head = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if name.startswith("head."):
+            head.append(param)
+        elif name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": head, "weight_decay": 0.0, "lr": cfg.head_learning_rate}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
@@ -158,6 +191,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
 
     save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
+    y_train = multi_hot(train_set, labels)
     if cfg.init_from_ckpt:
         model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
         if old_meta.labels != labels:
@@ -165,19 +199,30 @@ def train(cfg: TrainConfig) -> TrainResult:
                                  f"{cfg.dataset_dir}/{cfg.label_file}; start from --model_name instead")
         base_model = old_meta.base_model
     else:
-        model, tokenizer = build_model(cfg.model_name, labels)
+        model, tokenizer, _ = build_model(cfg.model_name, labels, cfg.pooling)
+        if cfg.head_prior:
+            with torch.no_grad():  # the head starts at the label priors
+                model.head.bias.copy_(prior_logits(y_train))
         base_model = cfg.model_name
     model.to(device).train()
-    meta = CheckpointMeta(labels=labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
-                          training_args=dataclasses.asdict(cfg))
 
-    y_train = multi_hot(train_set, labels)
     enc = encode(tokenizer, [e.text for e in train_set], cfg.max_seq_length)
     lengths = enc.lengths
+    steps_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size)) // world or 1
+    cfg = _with_defaults(cfg, model, steps_per_epoch)
+    meta = CheckpointMeta(labels=labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
+                          pooling=model.pooling, training_args=dataclasses.asdict(cfg))
+    if main_process:
+        log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
+                 base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
+                 cfg.head_learning_rate)
+    baseline = _fit_baseline(train_set, dev_set, ds.test, y_train, labels) if cfg.baseline and main_process else None
+    vs_baseline = (f" (baseline {baseline['dev@0.5']['micro_f1']:.2f} / {baseline['dev@0.5']['macro_f1']:.2f})"
+                   if baseline else "")
+
     pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(device) if cfg.pos_weight == "auto" else None
     loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(device)
     optimizer = _optimizer(model, cfg)
-    steps_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size)) // world or 1
     scheduler = _schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
@@ -238,8 +283,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         else:
             bad_epochs += 1
         if main_process:
-            log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f acc %.2f%s", epoch, record["loss"],
-                     record["dev_micro_f1"], score, record["dev_accuracy"], " | best, saved" if improved else "")
+            log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f%s acc %.2f%s", epoch, record["loss"],
+                     record["dev_micro_f1"], score, vs_baseline, record["dev_accuracy"],
+                     " | best, saved" if improved else "")
             _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history)
 
     if world > 1:
@@ -247,7 +293,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if best_probs is None:  # resumed after the last epoch: re-read the best model's dev predictions
         model, tokenizer, meta = load_checkpoint(save_dir, device)
         best_probs, _ = _evaluate(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
-    result_metrics = _finish(cfg, save_dir, dev_set, best_probs, labels, ds.test, main_process)
+    result_metrics = _finish(cfg, save_dir, dev_set, best_probs, labels, ds.test, main_process, baseline)
     if main_process:
         shutil.rmtree(state_dir, ignore_errors=True)
     if world > 1:
@@ -261,7 +307,27 @@ def _headline(metrics: dict) -> dict:
     return {"micro_f1": metrics["micro"]["f1"], "macro_f1": metrics["macro"]["f1"], "accuracy": metrics["accuracy"]}
 
 
-def _finish(cfg, save_dir, dev_set, dev_probs, labels, test_set, main_process) -> dict:
+def _with_defaults(cfg: TrainConfig, model, steps_per_epoch: int) -> TrainConfig:
+    """Fill the automatic settings (None) from the encoder's size and the number of steps per epoch."""
+    lr = cfg.learning_rate or auto_learning_rate(model.config.hidden_size)
+    return dataclasses.replace(cfg, learning_rate=lr, head_learning_rate=cfg.head_learning_rate or HEAD_LR_MULTIPLIER * lr,
+                               epochs=cfg.epochs or auto_epochs(steps_per_epoch), pooling=model.pooling)
+
+
+def _fit_baseline(train_set, dev_set, test_set, y_train, labels) -> dict:
+    """Fit the TF-IDF + linear SVM baseline; score it on dev (and test, when there is one)."""
+    base = LinearBaseline().fit([e.text for e in train_set], y_train)
+    result = {"model": base.describe(), "fit_seconds": round(base.fit_seconds, 2)}
+    for split, examples in (("dev", dev_set), ("test", test_set)):
+        if examples:
+            predicted = base.predict([e.text for e in examples])
+            result[f"{split}@0.5"] = _headline(evaluate_predictions(multi_hot(examples, labels), predicted, labels, 0.5))
+    log.info("baseline %s: dev micro-F1 %.2f macro-F1 %.2f (%.1f s)", result["model"],
+             result["dev@0.5"]["micro_f1"], result["dev@0.5"]["macro_f1"], base.fit_seconds)
+    return result
+
+
+def _finish(cfg, save_dir, dev_set, dev_probs, labels, test_set, main_process, baseline=None) -> dict:
     """Tune per-label thresholds on dev, score dev (and test) at 0.5 and tuned, store in labelwise.json."""
     meta = read_meta(save_dir) if main_process else None
     y_dev = multi_hot(dev_set, labels)
@@ -278,14 +344,20 @@ def _finish(cfg, save_dir, dev_set, dev_probs, labels, test_set, main_process) -
         metrics["test@0.5"] = _headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
         if thresholds is not None:
             metrics["test@tuned"] = _headline(evaluate_predictions(y_test, test_probs, labels, thresholds))
+    if baseline:
+        metrics["baseline"] = baseline
     if main_process:
         meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
         meta.metrics = metrics
         atomic_write_json(save_dir / "labelwise.json", meta.to_json())
         for split, values in metrics.items():
-            if isinstance(values, dict):
+            if isinstance(values, dict) and "micro_f1" in values:
                 log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f", split, values["micro_f1"],
                          values["macro_f1"], values["accuracy"])
+        for split, values in (baseline or {}).items():
+            if isinstance(values, dict):
+                log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f  (linear baseline)", split,
+                         values["micro_f1"], values["macro_f1"], values["accuracy"])
     return metrics
 
 

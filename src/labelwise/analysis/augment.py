@@ -158,9 +158,9 @@ class MaskFiller:
     """Fill ``[MASK]`` runs with a masked LM's likely tokens (top 5, sampled)."""
 
     def __init__(self, model_name: str, device: str | None = None, top_n: int = 5):
-        from ..models import _quiet_transformers
+        from ..models import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         try:
             from transformers import AutoModelForMaskedLM, AutoTokenizer
 
