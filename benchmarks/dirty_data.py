@@ -1,4 +1,4 @@
-"""Dirty data: inject label errors, find them again, and measure what cleaning buys (the seed's experiment).
+"""Dirty data: inject label errors, find them again, and measure what cleaning buys (PaddleNLP's experiment).
 
     python benchmarks/dirty_data.py [--dataset_dir data/divorce] [--train_size 1000] [--noise 50] [--write]
 
@@ -7,11 +7,11 @@
    of the subset whose labels differ (so label frequencies stay natural and every error is a real change).
 3. Models are fine-tuned side by side with the same settings and seed on: the clean subset, the noisy subset,
    the noisy subset minus the injected errors (oracle), and the noisy subset after cleaning the top 25 / 50 /
-   100 examples flagged by each method, either removed or re-annotated (the seed's cleaning: the injected
-   errors among them get their true labels back). Dev micro/macro F1 at threshold 0.5 (the seed's way).
+   100 examples flagged by each method, either removed or re-annotated (PaddleNLP's cleaning: the injected
+   errors among them get their true labels back). Dev micro/macro F1 at threshold 0.5 (PaddleNLP's way).
    ``--spread_seeds`` retrains the noisy subset with other seeds, to show how much F1 moves by chance.
 4. Each method ranks the noisy training set using the model trained on it: how many injected errors fall in
-   its top 100 (precision@100, recall) — representer points (self-influence and the seed's rule) and confident
+   its top 100 (precision@100, recall) — representer points (self-influence and PaddleNLP's rule) and confident
    learning (head over frozen features; optionally K fine-tuned fold models).
 
 Every trained model is cached under --work_dir (result.json), so an interrupted run resumes.
@@ -84,9 +84,9 @@ def fine_tune(name: str, folder: Path, args, seed: int | None = None) -> dict:
     return record
 
 
-# (slug, row name, find_dirty options); the seed's rule is ranked only: it mostly counts gold labels
+# (slug, row name, find_dirty options); PaddleNLP's rule is ranked only: it mostly counts gold labels
 METHODS = [("rep-self", "representer (self-influence)", dict(method="representer", representer_score="self")),
-           ("rep-seed", "representer (seed's rule)", dict(method="representer", representer_score="seed")),
+           ("rep-paddlenlp", "representer (PaddleNLP's rule)", dict(method="representer", representer_score="paddlenlp")),
            ("cl-head", "confident learning (head, 5 folds)", dict(method="confident", cl_model="head", folds=5)),
            ("cl-finetune", "confident learning (fine-tuned, 5 folds)",
             dict(method="confident", cl_model="finetune", folds=5))]
@@ -122,13 +122,13 @@ def cleaning_runs(args, orders, train, noisy, injected, dev, labels) -> dict:
 
     ``remove``: the flagged examples are dropped. ``relabel``: a re-annotator fixes the flagged examples
     (the injected errors among them get their true labels back; the others are confirmed as they are),
-    the seed's "cleaning". The seed's rule and the fine-tuned confident learning are only ranked (time);
+    PaddleNLP's "cleaning". PaddleNLP's rule and the fine-tuned confident learning are only ranked (time);
     confident learning with the head is cleaned at the largest k.
     """
     bad, work, out = set(injected), Path(args.work_dir), {}
     nums = _ints(args.clean_nums)
     for slug, order in orders.items():
-        for k in {"rep-self": nums, "rep-seed": [], "cl-finetune": []}.get(slug, nums[-1:]):
+        for k in {"rep-self": nums, "rep-paddlenlp": [], "cl-finetune": []}.get(slug, nums[-1:]):
             flagged = {int(i) for i in order[:k]}
             for mode in args.cleaning.split(","):
                 if mode == "remove":
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--clean_nums", default="25,50,100")
     ap.add_argument("--cleaning", default="remove,relabel", help="remove and/or relabel the flagged examples")
     ap.add_argument("--spread_seeds", default="", help="also train the noisy set with these seeds (e.g. 4,5) "
-                    "to show how much F1 moves with the seed alone")
+                    "to show how much F1 moves with PaddleNLP alone")
     ap.add_argument("--model_name", default="m3e-small")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--learning_rate", type=float, default=2e-4)
@@ -227,7 +227,7 @@ def report(args, results, detection, cleaned, spread, n_train, seconds) -> str:
         lines.append(f"| {names[slug]} | {d['hits']} | {d['precision']:.0f}% | {d['recall']:.0f}% | {d['hits@50']} |")
     lines += ["", "### Dev F1 after cleaning (model retrained)", "",
               "*remove*: the flagged examples are dropped; *relabel*: they are re-annotated (the injected errors "
-              "among them get their true labels back, the others stay), as in the seed.", "",
+              "among them get their true labels back, the others stay), as in PaddleNLP.", "",
               "| training set | size | injected errors left | micro-F1 | macro-F1 |", "|---|---:|---:|---:|---:|",
               _row("clean subset (before injection)", results["clean"], 0),
               _row(f"with {args.noise} injected errors", results["noisy"], args.noise),
@@ -240,7 +240,7 @@ def report(args, results, detection, cleaned, spread, n_train, seconds) -> str:
         lines += ["", f"Seed-to-seed spread of the noisy training set alone (seeds {seeds}): micro-F1 "
                   f"{min(r['micro_f1'] for r in runs):.2f}–{max(r['micro_f1'] for r in runs):.2f}, macro-F1 "
                   f"{min(r['macro_f1'] for r in runs):.2f}–{max(r['macro_f1'] for r in runs):.2f}."]
-    lines += ["", "Seed's published experiment (500 training examples, 50 dirty, ERNIE 3.0, cleaning = the flagged "
+    lines += ["", "PaddleNLP's published experiment (500 training examples, 50 dirty, ERNIE 3.0, cleaning = the flagged "
               "examples re-annotated; different data size and model, so only the trend compares):", "",
               "| seed | micro-F1 | macro-F1 |", "|---|---:|---:|"]
     lines += [f"| {name} | {mi:.2f} | {ma:.2f} |" for name, mi, ma in SEED_RESULTS]

@@ -4,7 +4,7 @@
 
 Exports the checkpoint (fp32 + int8) to --export_dir, then predicts the whole split with each
 backend at --batch_size, in rounds (the order rotates each round; the best round counts, since
-the machine is shared). F1 at the checkpoint's tuned thresholds and at 0.5 (the seed's setting), and
+the machine is shared). F1 at the checkpoint's tuned thresholds and at 0.5 (PaddleNLP's setting), and
 how many label decisions each backend changes against eager. Prints a Markdown section;
 --write appends it to benchmarks/RESULTS.md.
 """

@@ -1,9 +1,9 @@
-"""The seed's 500-example experiment: does sparse-data selection help a model trained on little data?
+"""PaddleNLP's 500-example experiment: does sparse-data selection help a model trained on little data?
 
     python benchmarks/sparse_augment.py [--variants baseline,duplicate,substitute,annotate50,random50] [--write]
 
 1. baseline: fine-tune m3e-small on a fixed random 500-example subset of CAIL2019 divorce train;
-   evaluate on the full dev set (1,611) at threshold 0.5 (the seed's numbers are at 0.5).
+   evaluate on the full dev set (1,611) at threshold 0.5 (PaddleNLP's numbers are at 0.5).
 2. With the baseline model: the 100 dev examples with the lowest support score (sparse data), and
    up to 100 of the 500 training examples that support them best (cosine >= 0.7).
    * duplicate / substitute / insert / delete / swap: train on 500 + those support examples,
@@ -183,7 +183,7 @@ def main() -> None:
         seed = SEED_TABLE.get(name)
         lines.append(f"| {name} | {r['train_size']} | {r['micro_f1']:.2f} | {r['macro_f1']:.2f} | "
                      f"{r['seconds'] / 60:.0f} | {f'{seed[0]:.2f} / {seed[1]:.2f}' if seed else '-'} |")
-    lines += ["", "The seed's numbers are PaddleNLP's (ERNIE 3.0 Medium, its own 500-example subset); a single "
+    lines += ["", "PaddleNLP's numbers are PaddleNLP's (ERNIE 3.0 Medium, its own 500-example subset); a single "
               "seed and a single run each: differences of a point or two are within run-to-run noise."]
     section = "\n".join(lines)
     print(section)

@@ -1,10 +1,21 @@
-"""Shared fixtures: tiny encoders (real tokenizers, random small BERTs) and small data subsets.
+"""Shared fixtures and builders: tiny encoders (real tokenizers, random small BERTs), small data subsets,
+tiny checkpoints, and the one headless Chromium of the browser tests.
 
-Everything is built offline from what the packages ship and from the repo's data/ folder, so the suite
-needs no network and runs in seconds per test.
+Everything but Chromium is built offline from what the packages ship and from the repo's data/ folder,
+so the suite needs no network and runs in seconds per test (except those marked ``slow``).
+
+Markers (registered in pyproject.toml): ``slow`` fine-tunes the real m3e-small / all-MiniLM encoder, runs
+DDP (torchrun) subprocesses or trains K fold models; ``browser`` drives headless Chromium. `make test-fast`
+runs ``-m "not slow and not browser"``.
+
+Browser tests skip when Chromium or the playwright package is missing, except on CI (``CI=true``), where
+they fail instead, unless ``LABELWISE_SKIP_BROWSER=1`` opts out (``.ci/run`` then deselects them).
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,20 +24,31 @@ REPO = Path(__file__).resolve().parents[1]
 DIVORCE = REPO / "data" / "divorce"
 GOEMOTIONS = REPO / "data" / "goemotions"
 
+# The suite's one tiny encoder shape: 2 layers, 32 wide, 2 heads.
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=512)
+
+
+# ---- builders --------------------------------------------------------------------------------------------
+def tiny_bert(vocab_size: int, model_class=None, seed: int = 0, **config):
+    """A random tiny BERT (``TINY_BERT`` shape; ``config`` overrides BertConfig fields) of ``model_class``
+    (default ``BertModel``; e.g. ``BertForMaskedLM``), its weights drawn right after ``torch.manual_seed(seed)``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    bert_config = BertConfig(**{**TINY_BERT, "vocab_size": vocab_size, **config})
+    torch.manual_seed(seed)
+    return (model_class or BertModel)(bert_config)
+
 
 def make_tiny_encoder(folder: Path, base: str) -> Path:
-    """A 2-layer, 32-wide BERT with the tokenizer of offline model ``base`` (m3e-small / all-minilm-l6-v2)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    """A tiny BERT folder with the tokenizer of offline model ``base`` (m3e-small / all-minilm-l6-v2)."""
+    from transformers import AutoTokenizer
 
     from labelwise.models import resolve_model_name
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(base))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    tiny_bert(len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -44,6 +66,33 @@ def make_subset(source: Path, folder: Path, n_train: int, n_dev: int, n_test: in
     return folder
 
 
+def untrained_checkpoint(encoder: Path, dataset: Path, folder: Path) -> Path:
+    """A checkpoint straight from the tiny encoder plus a random head.
+
+    The shared trained fixtures saturate the tiny pooler (every text gets the same features), which
+    says nothing about similarity; a fresh random encoder keeps texts apart.
+    """
+    import torch
+
+    from labelwise.data import read_labels
+    from labelwise.models import CheckpointMeta, build_model, save_checkpoint
+
+    labels = read_labels(dataset / "label.txt")
+    torch.manual_seed(0)
+    model, tokenizer, _ = build_model(str(encoder), labels)
+    save_checkpoint(folder, model, tokenizer, CheckpointMeta(labels=labels, max_seq_length=64, base_model=str(encoder)))
+    return folder
+
+
+def _train_tiny(encoder: Path, dataset: Path, save_dir: Path) -> Path:
+    from labelwise.training import TrainConfig, train
+
+    train(TrainConfig(dataset_dir=str(dataset), save_dir=str(save_dir), model_name=str(encoder), epochs=3,
+                      learning_rate=3e-3, batch_size=16, max_seq_length=64, progress=False, seed=1))
+    return save_dir
+
+
+# ---- encoders and data -----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_zh_encoder(tmp_path_factory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp("tiny_zh"), "m3e-small")
@@ -66,14 +115,7 @@ def goemotions_small(tmp_path_factory) -> Path:
     return make_subset(GOEMOTIONS, tmp_path_factory.mktemp("goemotions_small"), 300, 80, 80)
 
 
-def _train_tiny(encoder: Path, dataset: Path, save_dir: Path) -> Path:
-    from labelwise.training import TrainConfig, train
-
-    train(TrainConfig(dataset_dir=str(dataset), save_dir=str(save_dir), model_name=str(encoder), epochs=3,
-                      learning_rate=3e-3, batch_size=16, max_seq_length=64, progress=False, seed=1))
-    return save_dir
-
-
+# ---- checkpoints -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_zh_checkpoint(tmp_path_factory, tiny_zh_encoder, divorce_small) -> Path:
     """A tiny model trained for 3 epochs on divorce_small: a real checkpoint folder, seconds to make."""
@@ -83,3 +125,79 @@ def tiny_zh_checkpoint(tmp_path_factory, tiny_zh_encoder, divorce_small) -> Path
 @pytest.fixture(scope="session")
 def tiny_en_checkpoint(tmp_path_factory, tiny_en_encoder, goemotions_small) -> Path:
     return _train_tiny(tiny_en_encoder, goemotions_small, tmp_path_factory.mktemp("ckpt_en") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def untrained_zh_checkpoint(tmp_path_factory, tiny_zh_encoder, divorce_small) -> Path:
+    """The tiny Chinese encoder with a random head, divorce labels (see ``untrained_checkpoint``)."""
+    return untrained_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory.mktemp("untrained_zh") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def untrained_en_checkpoint(tmp_path_factory, tiny_en_encoder, goemotions_small) -> Path:
+    """The tiny English encoder with a random head, GoEmotions labels (see ``untrained_checkpoint``)."""
+    return untrained_checkpoint(tiny_en_encoder, goemotions_small, tmp_path_factory.mktemp("untrained_en") / "ckpt")
+
+
+# ---- headless Chromium -----------------------------------------------------------------------------------
+def find_chromium() -> str | None:
+    """The Chromium to drive: $LABELWISE_CHROMIUM (or $CHROMIUM_PATH), else Debian's chromium on the PATH."""
+    for candidate in (os.environ.get("LABELWISE_CHROMIUM"), os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def browser_tests_required() -> bool:
+    """On CI (CI=true) the browser tests must run, unless LABELWISE_SKIP_BROWSER=1 opts out."""
+    on_ci = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+    return on_ci and os.environ.get("LABELWISE_SKIP_BROWSER", "").strip() != "1"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (no Chromium, no playwright package), or None."""
+    if find_chromium() is None:
+        return "no Chromium found: apt-get install chromium (or set LABELWISE_CHROMIUM)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (pip install playwright; `make test` does)"
+    return None
+
+
+def _browser_unavailable(reason: str):
+    if browser_tests_required():
+        pytest.fail(f"{reason}. CI=true: the browser tests must run here (.ci/run installs Chromium, `make test` "
+                    "playwright); set LABELWISE_SKIP_BROWSER=1 to go without them", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """A launched headless Chromium (playwright ``Browser``), one per test module."""
+    reason = browser_missing()
+    if reason:
+        _browser_unavailable(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def pytest_runtest_setup(item):
+    """Skip (or, on CI, fail) a browser test before its fixtures train and export models for nothing."""
+    if item.get_closest_marker("browser"):
+        reason = browser_missing()
+        if reason:
+            _browser_unavailable(reason)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """Every test that drives Chromium is a ``browser`` test, whatever its module says."""
+    for item in items:
+        if "chromium_browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.browser)

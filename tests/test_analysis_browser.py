@@ -1,23 +1,14 @@
-"""The HTML report and the word heatmap render in a real browser (headless Chromium through Playwright)."""
+"""The HTML report and the word heatmap render in a real browser (headless Chromium through Playwright).
+
+Needs Debian's ``chromium`` and the ``playwright`` package: see conftest's ``chromium_browser``.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("LABELWISE_CHROMIUM", "/usr/bin/chromium"))
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI installs it)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
+pytestmark = pytest.mark.browser  # Chromium: conftest's chromium_browser fixture (fails on CI when missing)
 
 
 def _open(browser, path: Path):
@@ -29,14 +20,14 @@ def _open(browser, path: Path):
     return page, errors
 
 
-def test_evaluation_report_renders(browser, tiny_zh_checkpoint, divorce_small, tmp_path):
+def test_evaluation_report_renders(chromium_browser, tiny_zh_checkpoint, divorce_small, tmp_path):
     from labelwise import Classifier
     from labelwise.analysis.report import write_report
     from labelwise.evaluation import evaluate
 
     clf = Classifier.load(tiny_zh_checkpoint)
     ev = evaluate(clf, divorce_small)
-    page, errors = _open(browser, write_report(ev, tmp_path / "report.html", classifier=clf))
+    page, errors = _open(chromium_browser, write_report(ev, tmp_path / "report.html", classifier=clf))
     assert page.title() == "labelwise evaluation: dev split"
     table = page.inner_text("#per-label")
     assert all(label in table for label in ev.labels)
@@ -55,7 +46,7 @@ def test_evaluation_report_renders(browser, tiny_zh_checkpoint, divorce_small, t
     assert shot.stat().st_size > 50_000 and not errors
 
 
-def test_word_heatmap_renders(browser, tiny_en_checkpoint, tmp_path):
+def test_word_heatmap_renders(chromium_browser, tiny_en_checkpoint, tmp_path):
     from labelwise import Classifier
     from labelwise.analysis.interpret_words import InterpretInput, interpret, write_html
 
@@ -63,7 +54,7 @@ def test_word_heatmap_renders(browser, tiny_en_checkpoint, tmp_path):
     inputs = [InterpretInput("Thank you so much, this made my day!", ["gratitude", "joy"]),
               InterpretInput("I am not sure what you mean.")]
     results = interpret(clf, inputs, "ig", n_steps=4)
-    page, errors = _open(browser, write_html(results, tmp_path / "words.html"))
+    page, errors = _open(chromium_browser, write_html(results, tmp_path / "words.html"))
     table = page.inner_text("#interpretation")
     assert "gratitude" in table and "joy" in table and inputs[1].text.split()[0] in table
     marks = page.eval_on_selector_all(

@@ -60,7 +60,7 @@ def test_split_really_shuffles_and_is_reproducible():
     assert [len(p) for p in a] == [80, 20]
     assert all((x == y).all() for x, y in zip(a, b)) and not (a[1] == c[1]).all()
     assert sorted(np.concatenate(a).tolist()) == list(range(100))
-    assert a[0].tolist() != list(range(80))  # the seed's shuffle did nothing; this one does
+    assert a[0].tolist() != list(range(80))  # PaddleNLP's shuffle did nothing; this one does
     plain = split_indices(examples, [0.8, 0.2], shuffle=False)
     assert plain[0].tolist() == list(range(80)) and plain[1].tolist() == list(range(80, 100))
 
@@ -82,7 +82,7 @@ def test_write_dataset_writes_a_loadable_folder(tmp_path):
     assert (len(ds.train), len(ds.dev), len(ds.test)) == (30, 10, 10) == tuple(report.sizes.values())
     everything = {(e.text, e.labels) for e in ds.train + ds.dev + ds.test}
     assert everything == {(e.text, e.labels) for e in examples}
-    assert ds.data == [e.text for e in ds.test]  # data.txt: texts of the last split, as the seed
+    assert ds.data == [e.text for e in ds.test]  # data.txt: texts of the last split, as PaddleNLP
     assert "50 examples, 3 labels" in report.summary()
 
 

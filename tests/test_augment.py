@@ -10,6 +10,8 @@ from labelwise.analysis.augment import (WordAugmenter, augment_examples, augment
 from labelwise.data import Example, read_examples
 from labelwise.errors import LabelwiseError
 
+from conftest import tiny_bert
+
 ZH = "经审理查明：原告与被告于1991年经人介绍确立恋爱关系，婚后生育一子，现双方感情破裂，原告要求离婚。"
 EN = "I really love this movie, the actors were brilliant and the story was amazing!"
 
@@ -116,15 +118,11 @@ def test_english_homonyms_and_missing_mlm_model_are_clear_errors():
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory, tiny_zh_encoder):
     """A random 2-layer masked LM with the m3e tokenizer: tests the mechanics, not the fluency."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer, BertForMaskedLM
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_zh_encoder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64)
     folder = tmp_path_factory.mktemp("mlm")
-    BertForMaskedLM(config).save_pretrained(folder)
+    tiny_bert(len(tokenizer), BertForMaskedLM).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

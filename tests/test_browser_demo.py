@@ -1,13 +1,11 @@
 """The demo page in real headless Chromium: type a text, click Classify, read the labels off the page.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package
-(its bundled driver only; no browser download: we point it at /usr/bin/chromium). Skips, saying
-why, when either is missing. The screenshot is kept in the test's tmp folder (``--basetemp`` to keep it).
+(its bundled driver only; no browser download: conftest's ``chromium_browser`` points it at Debian's
+chromium). Skips, saying why, when either is missing, except on CI (``CI=true``), where it fails
+unless ``LABELWISE_SKIP_BROWSER=1``. The screenshot is kept in the test's tmp folder (``--basetemp`` to keep it).
 """
 from __future__ import annotations
-
-import os
-import shutil
 
 import httpx
 import pytest
@@ -21,14 +19,6 @@ pytestmark = pytest.mark.browser
 TEXT = "婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。"
 
 
-def _chromium() -> str:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    pytest.skip("no Chromium found: apt-get install chromium (or set CHROMIUM_PATH)")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_zh_checkpoint, tmp_path_factory):
     export = tmp_path_factory.mktemp("browser") / "export"
@@ -38,33 +28,29 @@ def server(tiny_zh_checkpoint, tmp_path_factory):
         yield url
 
 
-def test_demo_page_shows_labels_with_confidence_bars(server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the Python package)")
-    executable = _chromium()
+def test_demo_page_shows_labels_with_confidence_bars(chromium_browser, server, tmp_path):
     expected = httpx.post(f"{server}/predict", json={"texts": [TEXT], "top_k_min": 1}).json()["predictions"][0]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 760})
-            page.goto(server + "/")
-            page.wait_for_function("document.querySelector('#model-info').textContent.includes('20 labels')")
-            assert "onnx" in page.inner_text("#model-info")
-            page.fill("#text", TEXT)
-            page.check("#at-least-one")
-            page.click("#classify")
-            page.wait_for_selector("#chosen .label-row")
-            page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
-            names = page.locator("#chosen .label-name").all_inner_texts()
-            scores = [float(s) for s in page.locator("#chosen .label-score").all_inner_texts()]
-            widths = page.eval_on_selector_all("#chosen .fill", "els => els.map(e => e.style.width)")
-            others = page.locator("#others .label-name").all_inner_texts()
-            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
-            # an empty text is refused on the page itself, without a request
-            page.fill("#text", "   ")
-            page.click("#classify")
-            assert "Type or paste a text first" in page.inner_text("#status")
-        finally:
-            browser.close()
+    page = chromium_browser.new_page(viewport={"width": 900, "height": 760})
+    try:
+        page.goto(server + "/")
+        page.wait_for_function("document.querySelector('#model-info').textContent.includes('20 labels')")
+        assert "onnx" in page.inner_text("#model-info")
+        page.fill("#text", TEXT)
+        page.check("#at-least-one")
+        page.click("#classify")
+        page.wait_for_selector("#chosen .label-row")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')")
+        names = page.locator("#chosen .label-name").all_inner_texts()
+        scores = [float(s) for s in page.locator("#chosen .label-score").all_inner_texts()]
+        widths = page.eval_on_selector_all("#chosen .fill", "els => els.map(e => e.style.width)")
+        others = page.locator("#others .label-name").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        # an empty text is refused on the page itself, without a request
+        page.fill("#text", "   ")
+        page.click("#classify")
+        assert "Type or paste a text first" in page.inner_text("#status")
+    finally:
+        page.close()
     assert names == expected["labels"] and len(names) >= 1
     assert scores == pytest.approx(expected["scores"], abs=6e-4)
     assert widths == [f"{max(1, round(s * 100))}%" for s in expected["scores"]]

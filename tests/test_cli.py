@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -10,8 +12,9 @@ import pytest
 from labelwise.cli import main
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labelwise", *args], capture_output=True, text=True, timeout=300)
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labelwise", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 def test_train_evaluate_predict(tiny_zh_encoder, divorce_small, tmp_path, capsys):
@@ -77,10 +80,17 @@ def test_bad_data_line_is_reported_with_its_number(tmp_path, divorce_small):
     assert f"{bad / 'train.txt'}:2: no tab between text and labels" in run.stderr
 
 
-def test_hub_model_offline_says_so(divorce_small, tmp_path, monkeypatch):
-    from labelwise.errors import LabelwiseError
-    from labelwise.models import build_model
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(LabelwiseError, match="offline.*m3e-small"):
-        build_model("ernie-3.0-medium-zh", ["a", "b"])
+def test_hub_model_offline_says_so(divorce_small, tmp_path):
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported: set it in a fresh process (the CLI), with
+    # an empty cache, so that this holds on a machine with internet too
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    for name in ("HF_HUB_CACHE", "TRANSFORMERS_CACHE"):  # they would win over HF_HOME
+        env.pop(name, None)
+    run = run_cli("-q", "train", "--dataset_dir", str(divorce_small), "--save_dir", str(tmp_path / "c"),
+                  "--model_name", "ernie-3.0-medium-zh", env=env)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    message = run.stderr.strip()
+    assert message.count("\n") == 0  # one line: the LabelwiseError, nothing else
+    assert message.startswith("labelwise: error: could not load model 'ernie-3.0-medium-zh'")
+    assert re.search(r"offline.*--model_name m3e-small", message)  # says why, and what works offline
+    assert not (tmp_path / "c").exists()

@@ -5,7 +5,6 @@ import argparse
 import json
 
 import pytest
-from test_similarity import en_model, zh_model  # noqa: F401  (fixtures: untrained tiny checkpoints)
 
 from labelwise.annotation import write_doccano
 from labelwise.cli import main
@@ -77,9 +76,9 @@ def test_data_augment_command(dataset, request, tmp_path, capsys):
     assert "--mlm_model" in capsys.readouterr().err
 
 
-def test_data_sparse_command(divorce_small, zh_model, tmp_path, capsys):
-    assert main(["-q", "data", "sparse", "--dataset_dir", str(divorce_small), "--params_path", str(zh_model),
-                 "--output_dir", str(tmp_path), "--sparse_num", "5", "--support_num", "8",
+def test_data_sparse_command(divorce_small, untrained_zh_checkpoint, tmp_path, capsys):
+    assert main(["-q", "data", "sparse", "--dataset_dir", str(divorce_small), "--params_path",
+                 str(untrained_zh_checkpoint), "--output_dir", str(tmp_path), "--sparse_num", "5", "--support_num", "8",
                  "--support_threshold", "0", "--aug_strategy", "delete"]) == 0
     out = capsys.readouterr().out
     assert "sparse data: 5 dev examples" in out and "model micro-F1 on the sparse examples" in out
@@ -91,7 +90,8 @@ def test_data_sparse_command(divorce_small, zh_model, tmp_path, capsys):
     assert support and len(train) == 300 + len(support)
 
 
-@pytest.mark.parametrize("model, dataset", [("zh_model", "divorce_small"), ("en_model", "goemotions_small")])
+@pytest.mark.parametrize("model, dataset", [("untrained_zh_checkpoint", "divorce_small"),
+                                            ("untrained_en_checkpoint", "goemotions_small")])
 def test_interpret_examples_command(model, dataset, request, tmp_path, capsys):
     ckpt, folder = request.getfixturevalue(model), request.getfixturevalue(dataset)
     train = read_examples(folder / "train.txt")

@@ -14,6 +14,8 @@ from labelwise.analysis.interpret_words import (InterpretInput, TokenAttributor,
 from labelwise.data import read_labels
 from labelwise.errors import DataError, LabelwiseError
 
+from conftest import tiny_bert
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -23,20 +25,17 @@ def _live_checkpoint(folder, base: str, dataset) -> str:
     (A briefly trained tiny model predicts the same probabilities for every text, which would make any
     attribution vanish.)
     """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer
 
     from labelwise.modeling import MultiLabelModel
     from labelwise.models import CheckpointMeta, resolve_model_name, save_checkpoint
 
     labels = read_labels(dataset / "label.txt")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(base))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, initializer_range=0.3)
     # thresholds of 0.9: a few predicted labels per text, so the tests stay fast
     meta = CheckpointMeta(labels=labels, max_seq_length=48, thresholds=[0.9] * len(labels), base_model=base)
-    save_checkpoint(folder, MultiLabelModel(BertModel(config), len(labels), "mean"), tokenizer, meta)
+    encoder = tiny_bert(len(tokenizer), initializer_range=0.3)  # seeded; the head below draws right after it
+    save_checkpoint(folder, MultiLabelModel(encoder, len(labels), "mean"), tokenizer, meta)
     return str(folder)
 
 

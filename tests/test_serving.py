@@ -157,3 +157,16 @@ def test_serve_cli_rejects_bad_settings(capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--model_path", "x", "--max_texts", "0"]) == 2
     assert "--max_texts" in capsys.readouterr().err
+
+
+def test_serve_command_binds_to_localhost_by_default(monkeypatch):
+    from labelwise import serving
+    from labelwise.cli import build_parser, main
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    calls = []
+    monkeypatch.setattr(serving, "serve", lambda model_path, **options: calls.append((model_path, options)))
+    assert main(["serve", "--model_path", "export"]) == 0
+    assert calls[0][0] == "export" and calls[0][1]["host"] == "127.0.0.1" and calls[0][1]["port"] == 8189
+    assert main(["serve", "--host", "0.0.0.0"]) == 0  # opening it up takes the flag
+    assert calls[1][1]["host"] == "0.0.0.0"

@@ -1,8 +1,6 @@
 """Feature similarity and sentence-level interpretation (labelwise.analysis.similarity)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,34 +9,6 @@ from labelwise.analysis.similarity import (SupportIndex, format_interpretation, 
 from labelwise.data import load_dataset
 from labelwise.errors import DataError
 from labelwise.inference import Classifier, sigmoid
-
-
-def untrained_checkpoint(encoder: Path, dataset: Path, folder: Path) -> Path:
-    """A checkpoint straight from the tiny encoder plus a random head.
-
-    The shared trained fixtures saturate the tiny pooler (every text gets the same features), which
-    says nothing about similarity; a fresh random encoder keeps texts apart.
-    """
-    import torch
-
-    from labelwise.data import read_labels
-    from labelwise.models import CheckpointMeta, build_model, save_checkpoint
-
-    labels = read_labels(dataset / "label.txt")
-    torch.manual_seed(0)
-    model, tokenizer, _ = build_model(str(encoder), labels)
-    save_checkpoint(folder, model, tokenizer, CheckpointMeta(labels=labels, max_seq_length=64, base_model=str(encoder)))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def zh_model(tmp_path_factory, tiny_zh_encoder, divorce_small):
-    return untrained_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory.mktemp("sim_zh") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def en_model(tmp_path_factory, tiny_en_encoder, goemotions_small):
-    return untrained_checkpoint(tiny_en_encoder, goemotions_small, tmp_path_factory.mktemp("sim_en") / "ckpt")
 
 
 def test_top_k_cosine_matches_brute_force():
@@ -61,14 +31,15 @@ def test_top_k_cosine_k_larger_than_pool_and_scale_invariance():
     assert scores[0, 0] == pytest.approx(0.99995, abs=1e-4) and scores[0, 2] == pytest.approx(-0.99995, abs=1e-4)
 
 
-def test_head_on_features_equals_predict_proba(zh_model, divorce_small):
-    clf = Classifier.load(zh_model)
+def test_head_on_features_equals_predict_proba(untrained_zh_checkpoint, divorce_small):
+    clf = Classifier.load(untrained_zh_checkpoint)
     texts = [e.text for e in load_dataset(divorce_small).dev[:12]]
     probs = sigmoid(logits_from_features(clf, clf.features(texts)))
     np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)
 
 
-@pytest.mark.parametrize("model, dataset", [("zh_model", "divorce_small"), ("en_model", "goemotions_small")])
+@pytest.mark.parametrize("model, dataset", [("untrained_zh_checkpoint", "divorce_small"),
+                                            ("untrained_en_checkpoint", "goemotions_small")])
 def test_a_training_text_is_its_own_best_support(model, dataset, request):
     clf = Classifier.load(request.getfixturevalue(model))
     ds = load_dataset(request.getfixturevalue(dataset))

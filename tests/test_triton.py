@@ -29,10 +29,8 @@ MODELS = ("cls_multi_label", "cls_multi_label_tokenizer", "cls_multi_label_onnx"
 
 
 def _model_config_schema():
-    try:
-        import tritonclient
-    except ImportError:
-        pytest.skip("tritonclient is not installed (pip install tritonclient): it ships Triton's model_config schema")
+    import tritonclient  # a dev dependency (`make test` installs it): it ships Triton's model_config schema
+
     path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
     spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
     module = importlib.util.module_from_spec(spec)

@@ -4,7 +4,7 @@
 * :func:`read_label_studio`: Label Studio's JSON export (full: ``annotations[].result[]`` with
   ``choices`` or ``taxonomy`` values; or JSON-MIN: flat objects).
 * :func:`write_dataset`: split annotated examples into ``train/dev/test.txt``, a sorted
-  ``label.txt`` and ``data.txt`` (the texts of the last split, as the seed does), shuffled with a
+  ``label.txt`` and ``data.txt`` (the texts of the last split, as PaddleNLP does), shuffled with a
   seed or stratified so rare labels reach every split. Existing files are never replaced silently.
 * :func:`write_doccano`: examples back to doccano JSONL for (re-)annotation, labels pre-filled.
 

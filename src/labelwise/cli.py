@@ -24,7 +24,7 @@ def _prediction_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top_k_min", type=int, default=0, help="always return at least this many labels (1 = never empty)")
     p.add_argument("--top_k_max", type=int, default=None, help="return at most this many labels")
     p.add_argument("--long_text", choices=["truncate", "slide"], default="truncate",
-                   help="texts longer than max_seq_length: cut (the seed's way) or slide overlapping windows "
+                   help="texts longer than max_seq_length: cut (PaddleNLP's way) or slide overlapping windows "
                         "and take each label's max probability")
 
 

@@ -14,7 +14,7 @@ from .io_utils import atomic_write_text
 from .metrics import apply_thresholds, evaluate_predictions
 
 ZERO_DIVISION_NOTE = ("labels with no gold and no predicted example score 0 in macro-F1 (scikit-learn's "
-                      "zero_division=0, as the seed); macro_f1_zero_division_1 gives the CAIL2019 judger's 1.0")
+                      "zero_division=0, as PaddleNLP); macro_f1_zero_division_1 gives the CAIL2019 judger's 1.0")
 
 
 @dataclass
@@ -68,7 +68,7 @@ def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
 
 
 def format_report(metrics: dict) -> str:
-    """The seed's evaluate.py layout: sizes and overall numbers, then one block per class."""
+    """PaddleNLP's evaluate.py layout: sizes and overall numbers, then one block per class."""
     out = [f"{metrics['split'].capitalize()} dataset size: {metrics['size']}",
            f"Thresholds: {metrics['thresholds']}",
            f"Accuracy (exact match): {metrics['accuracy']:.2f}",
@@ -78,7 +78,7 @@ def format_report(metrics: dict) -> str:
            f"label-ranking AP: {metrics['lrap']:.2f}"]
     if "at_0.5" in metrics:
         a = metrics["at_0.5"]
-        out.append(f"At a fixed 0.5 threshold (the seed's): accuracy {a['accuracy']:.2f}  micro-F1 "
+        out.append(f"At a fixed 0.5 threshold (PaddleNLP's): accuracy {a['accuracy']:.2f}  micro-F1 "
                    f"{a['micro']['f1']:.2f}  macro-F1 {a['macro']['f1']:.2f}")
     out.append(f"Note: {metrics['zero_division']}.")
     out.append("")

@@ -1,7 +1,7 @@
 """Multi-label metrics (scikit-learn underneath) and per-label threshold tuning.
 
 Zero-division convention: a label with no gold example and no predicted example gets P = R = F1 = 0
-(scikit-learn's default, and the seed's), which lowers macro-F1; ``zero_division=1.0`` gives the CAIL2019
+(scikit-learn's default, and PaddleNLP's), which lowers macro-F1; ``zero_division=1.0`` gives the CAIL2019
 judger's convention instead. Both conventions are reported by :func:`evaluate_predictions`.
 """
 from __future__ import annotations

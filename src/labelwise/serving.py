@@ -6,7 +6,7 @@ Routes::
     GET  /health                    status, backend, batching settings, counters
     GET  /labels                    label names and their thresholds
     POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?}
-    POST /models/cls_multi_label    the seed's shape: {"data": {"text": [...]}, "parameters": {...}}
+    POST /models/cls_multi_label    PaddleNLP's shape: {"data": {"text": [...]}, "parameters": {...}}
     GET  /docs, /openapi.json       from FastAPI
 
 Dynamic batching: requests queue while the model is busy; the texts of every waiting request (up to
@@ -80,7 +80,7 @@ class SeedData(Strict):
     text: list[StrictStr] = Field(min_length=1)
 
 
-class SeedParameters(BaseModel):  # the seed's clients send batch_size too: accepted, batching is ours
+class PaddleNLPParameters(BaseModel):  # PaddleNLP's clients send batch_size too: accepted, batching is ours
     max_seq_len: Optional[int] = Field(None, ge=2, le=MAX_POSITIONS)
     batch_size: Optional[int] = Field(None, ge=1)
     prob_limit: Optional[float] = Field(None, ge=0, le=1)
@@ -88,7 +88,7 @@ class SeedParameters(BaseModel):  # the seed's clients send batch_size too: acce
 
 class SeedRequest(Strict):
     data: SeedData
-    parameters: SeedParameters = Field(default_factory=SeedParameters)
+    parameters: PaddleNLPParameters = Field(default_factory=PaddleNLPParameters)
 
 
 class Batcher:

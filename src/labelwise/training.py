@@ -1,7 +1,7 @@
 """Fine-tuning: the loop, top to bottom.
 
 ``train(TrainConfig(dataset_dir="data"))`` → a checkpoint folder holding the best epoch by dev macro-F1,
-with per-label thresholds tuned on dev. The flags and defaults are the seed's (PaddleNLP train.py);
+with per-label thresholds tuned on dev. The flags and defaults are PaddleNLP's (PaddleNLP train.py);
 what it lacks is added: imbalance losses, tuned thresholds, resume, DDP, length-grouped batches.
 
 Multi-process (DDP) runs with ``torchrun --nproc_per_node N -m labelwise train ...``: each process takes

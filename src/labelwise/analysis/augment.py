@@ -1,6 +1,6 @@
 """Word-level data augmentation: new training texts that keep their labels.
 
-Strategies (the seed's): ``substitute`` a few words, ``insert`` words, ``delete`` words, ``swap``
+Strategies (PaddleNLP's): ``substitute`` a few words, ``insert`` words, ``delete`` words, ``swap``
 neighbouring words, or ``mix`` (cycle through the four). Replacement and inserted words come from
 ``aug_type``:
 

@@ -12,7 +12,7 @@ Two methods, both scoring every training example (higher = more suspicious):
 
     * ``self`` (default): ``sum_j |alpha_ij| * (f_i . f_i)``, the example's influence on its own logits: how hard
       the head must be pulled toward this example's labels; a wrong label needs a large pull.
-    * ``seed``: the seed's rule, examples sorted by (how many ``alpha_ij > --dirty_threshold``, their sum).
+    * ``paddlenlp``: PaddleNLP's rule, examples sorted by (how many ``alpha_ij > --dirty_threshold``, their sum).
       With sigmoid outputs ``alpha_ij > 0`` exactly when label j is gold, so this mostly counts gold labels;
       kept for comparison.
 
@@ -102,11 +102,11 @@ def representer_scores(alpha: np.ndarray, features: np.ndarray, rule: str = "sel
     if rule == "self":
         self_kernel = np.einsum("ij,ij->i", _with_bias(features), _with_bias(features))
         return np.abs(alpha).sum(axis=1) * self_kernel
-    if rule == "seed":
+    if rule == "paddlenlp":
         positive = np.where(alpha > threshold, alpha, 0.0)
         count, total = (alpha > threshold).sum(axis=1), positive.sum(axis=1)
         return count + total / (1.0 + total.max(initial=0.0))  # lexicographic (count, sum) as one number
-    raise LabelwiseError(f"--representer_score must be self or seed, got {rule!r}")
+    raise LabelwiseError(f"--representer_score must be self or paddlenlp, got {rule!r}")
 
 
 # ---- confident learning --------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def select_dirty(ranking: DirtyRanking, dirty_num: int = 100, dirty_threshold: f
     """Indices of at most ``dirty_num`` top-ranked examples whose score exceeds ``dirty_threshold``."""
     if dirty_num < 0:
         raise LabelwiseError(f"--dirty_num must be >= 0, got {dirty_num}")
-    threshold = -np.inf if ranking.detail.get("rule") == "seed" else dirty_threshold  # seed: already applied
+    threshold = -np.inf if ranking.detail.get("rule") == "paddlenlp" else dirty_threshold  # paddlenlp: already applied
     return [int(i) for i in ranking.order[:dirty_num] if ranking.scores[i] > threshold]
 
 
@@ -263,7 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest_file", default="train_dirty_rest.txt",
                         help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
     parser.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
-    parser.add_argument("--representer_score", choices=["self", "seed"], default="self")
+    parser.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self")
     parser.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
     parser.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
     parser.add_argument("--cl_model", choices=["head", "finetune"], default="head",
@@ -278,7 +278,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _output_path(dataset_dir: str, name: str) -> Path:
-    """A bare file name goes into the dataset folder (the seed's way); a path (even ./name) is used as given."""
+    """A bare file name goes into the dataset folder (PaddleNLP's way); a path (even ./name) is used as given."""
     bare = "/" not in str(name) and os.sep not in str(name)
     return Path(dataset_dir) / name if bare else Path(name)
 

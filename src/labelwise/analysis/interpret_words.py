@@ -11,7 +11,7 @@ the label's logit to the input tokens, with respect to the word embeddings:
   surrogate over ``--n_samples`` perturbations weighted by how many words they keep.
 
 Sub-tokens are merged into words (jieba for text with CJK characters, else words and punctuation) by summing their
-attributions (LIME scores words directly), then min-max normalised per text and label, as in the seed: 1 is the
+attributions (LIME scores words directly), then min-max normalised per text and label, as in PaddleNLP: 1 is the
 word that pushes most toward the label, 0 the one that pushes most against it. Output: an HTML heatmap (word
 background = normalised importance) and a TSV of the top words.
 """

@@ -3,7 +3,7 @@
 A classifier decides from the input of its final linear layer (:meth:`Classifier.features`). Texts
 the model represents alike get alike predictions, so the training examples whose features are
 closest (cosine) to a text's are the evidence the model learned that prediction from. This is
-the feature-similarity method the seed used through TrustAI; here it is a few lines of numpy.
+the feature-similarity method PaddleNLP used through TrustAI; here it is a few lines of numpy.
 
 It serves two commands: ``labelwise interpret examples`` (sentence-level interpretation: the top-k
 supporting training examples of each input) and ``labelwise data sparse`` (dev examples with weak
@@ -170,7 +170,7 @@ def interpret_examples(classifier: Classifier, train: Sequence[Example], texts: 
 
 
 def format_interpretation(items: Sequence[Interpretation]) -> str:
-    """The seed's sent_interpret.txt layout, one block per text."""
+    """PaddleNLP's sent_interpret.txt layout, one block per text."""
     blocks = []
     for item in items:
         lines = [f"text: {item.text}", f"predict label: {','.join(item.predicted)}"]

@@ -41,7 +41,7 @@ __all__ = ["SparseConfig", "SparseResult", "support_scores", "select_support", "
 class SparseConfig:
     dataset_dir: str
     params_path: str = "checkpoint"
-    output_dir: str | None = None  # default: dataset_dir (the seed's place)
+    output_dir: str | None = None  # default: dataset_dir (PaddleNLP's place)
     annotate: bool = False
     aug_strategy: str = "substitute"
     aug_type: str = "synonym"
