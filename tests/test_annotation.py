@@ -90,8 +90,9 @@ def test_write_dataset_never_clobbers_silently(tmp_path):
     examples = many(10)
     write_dataset(examples, tmp_path, [1.0])
     before = (tmp_path / "train.txt").read_text(encoding="utf-8")
-    with pytest.raises(LabelwiseError, match="already exist.*--overwrite"):
+    with pytest.raises(LabelwiseError, match="train.txt, .*label.txt, .*data.txt: already exist; .*allow overwriting them") as err:
         write_dataset(examples[:5], tmp_path, [1.0])
+    assert "--" not in str(err.value)  # a library error names no command-line flag
     assert (tmp_path / "train.txt").read_text(encoding="utf-8") == before
     write_dataset(examples[:5], tmp_path, [1.0], overwrite=True)
     assert len(read_examples(tmp_path / "train.txt")) == 5

@@ -162,5 +162,5 @@ def test_augment_file_on_real_data(dataset, request, tmp_path):
     assert not any(e.text in texts for e in created)
     with pytest.raises(LabelwiseError, match="already exists"):
         augment_file(train, tmp_path / "aug.txt", WordAugmenter())
-    with pytest.raises(LabelwiseError, match="is the input file"):
+    with pytest.raises(LabelwiseError, match="train.txt: this output is also an input"):
         augment_file(train, train, WordAugmenter(), overwrite=True)

@@ -1,14 +1,12 @@
 """The data-tool commands end to end through `labelwise.cli.main`, on divorce and GoEmotions subsets."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 from labelwise.annotation import write_doccano
 from labelwise.cli import main
-from labelwise.cli_data import _register_delegated
 from labelwise.data import load_dataset, read_examples
 
 
@@ -25,7 +23,8 @@ def test_doccano_command_builds_a_dataset_from_divorce(divorce_small, tmp_path, 
     assert sorted((e.text, e.labels) for e in ds.train + ds.dev + ds.test) == sorted((e.text, e.labels) for e in train)
     # a second run must not replace the dataset
     assert main(args) == 2
-    assert "already exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exist" in err and "or allow overwriting them (--overwrite)" in err and err.strip().count("\n") == 0
 
 
 def test_doccano_command_reports_a_bad_label_in_one_line(tmp_path, capsys):
@@ -116,20 +115,26 @@ def test_interpret_examples_command(model, dataset, request, tmp_path, capsys):
     assert item["supports"][0]["labels"] == list(train[0].labels)
 
 
-def test_a_missing_delegated_module_gives_a_clear_error():
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="cmd")
-    _register_delegated(sub, "ghost", "no_such_module", "a tool from another part")
-    args = parser.parse_args(["ghost", "--whatever", "1"])
-    from labelwise.errors import LabelwiseError
+def test_interpret_examples_never_writes_over_its_input(divorce_small, untrained_zh_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad_case.txt"
+    bad.write_text("婚生子杨某甲由原告抚养\n", encoding="utf-8")
+    assert main(["-q", "interpret", "examples", "--dataset_dir", str(divorce_small), "--params_path",
+                 str(untrained_zh_checkpoint), "--interpret_input_file", str(bad), "--interpret_result_file",
+                 str(bad)]) == 2
+    assert f"{bad}: this output is also an input" in capsys.readouterr().err
+    assert bad.read_text(encoding="utf-8") == "婚生子杨某甲由原告抚养\n"
 
-    with pytest.raises(LabelwiseError, match="labelwise.analysis.no_such_module, which is not installed"):
-        args.func(args)
 
+def test_analysis_commands_live_in_the_cli_and_the_modules_keep_only_the_api(capsys):
+    from labelwise.analysis import dirty, interpret_words
 
-def test_delegated_commands_are_registered(capsys):
-    for command in (["data", "dirty", "--help"], ["interpret", "words", "--help"]):
+    for module in (dirty, interpret_words):
+        assert not hasattr(module, "add_arguments") and not hasattr(module, "run")
+        assert "argparse" not in vars(module)
+    for command, flag in ((["data", "dirty", "--help"], "--representer_score"),
+                          (["interpret", "words", "--help"], "--interpret_result_file")):
         with pytest.raises(SystemExit) as stop:
             main(command)
         assert stop.value.code == 0
-        assert f"usage: labelwise {command[0]} {command[1]}" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"usage: labelwise {command[0]} {command[1]}" in out and flag in out

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labelwise.analysis import dirty
+from labelwise.cli_data import _dataset_output, add_dirty_arguments, cmd_dirty
 from labelwise.analysis.dirty import (confident_scores, fit_linear_head, out_of_fold_probs, representer_alpha,
                                       representer_scores)
 from labelwise.data import read_examples
@@ -64,7 +65,7 @@ def test_confident_learning_on_out_of_fold_probs_finds_planted_errors():
 
 def _args(**overrides) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    dirty.add_arguments(parser)
+    add_dirty_arguments(parser)
     argv = []
     for key, value in overrides.items():
         argv += [f"--{key}", str(value)]
@@ -79,7 +80,7 @@ def _copy(dataset, tmp_path):
 def test_data_dirty_splits_the_training_file(method, tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
     data = _copy(divorce_small, tmp_path)
     args = _args(dataset_dir=data, params_path=tiny_zh_checkpoint, method=method, dirty_num=30, folds=3)
-    assert dirty.run(args) == 0
+    assert cmd_dirty(args) == 0
     train = read_examples(data / "train.txt")
     flagged, rest = read_examples(data / "train_dirty.txt"), read_examples(data / "train_dirty_rest.txt")
     assert len(flagged) == 30 and len(rest) == len(train) - 30
@@ -96,7 +97,7 @@ def test_data_dirty_order_matches_the_api_ranking(tiny_en_checkpoint, goemotions
 
     data = _copy(goemotions_small, tmp_path)
     out = tmp_path / "out"
-    assert dirty.run(_args(dataset_dir=data, params_path=tiny_en_checkpoint, dirty_num=10,
+    assert cmd_dirty(_args(dataset_dir=data, params_path=tiny_en_checkpoint, dirty_num=10,
                            dirty_file=out / "d.txt", rest_file=out / "r.txt")) == 0
     ranking = dirty.find_dirty(Classifier.load(tiny_en_checkpoint), load_dataset(data).train)
     expected = [load_dataset(data).train[i].text for i in ranking.order[:10]]
@@ -106,10 +107,14 @@ def test_data_dirty_order_matches_the_api_ranking(tiny_en_checkpoint, goemotions
 
 def test_dirty_threshold_and_refusing_to_overwrite_train(tiny_zh_checkpoint, divorce_small, tmp_path):
     data = _copy(divorce_small, tmp_path)
-    with pytest.raises(LabelwiseError, match="training file itself"):
-        dirty.run(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, dirty_file="train.txt"))
+    with pytest.raises(LabelwiseError, match="train.txt: this output is also an input"):
+        cmd_dirty(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, dirty_file="train.txt"))
     assert len(read_examples(data / "train.txt")) == 300
-    assert dirty.run(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, method="confident",
+    labels = (data / "label.txt").read_text(encoding="utf-8")
+    with pytest.raises(LabelwiseError, match="label.txt: this output is also an input"):
+        cmd_dirty(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, rest_file="label.txt"))
+    assert (data / "label.txt").read_text(encoding="utf-8") == labels
+    assert cmd_dirty(_args(dataset_dir=data, params_path=tiny_zh_checkpoint, method="confident",
                            dirty_threshold=1.0)) == 0  # 1 - quality never exceeds 1: nothing flagged
     assert (data / "train_dirty.txt").read_text(encoding="utf-8") == ""
     assert len(read_examples(data / "train_dirty_rest.txt")) == 300
@@ -118,7 +123,7 @@ def test_dirty_threshold_and_refusing_to_overwrite_train(tiny_zh_checkpoint, div
 def test_doccano_export_of_the_flagged_examples(tiny_zh_checkpoint, divorce_small, tmp_path):
     data = _copy(divorce_small, tmp_path)
     args = _args(dataset_dir=data, params_path=tiny_zh_checkpoint, dirty_num=7, doccano_file=tmp_path / "d.jsonl")
-    assert dirty.run(args) == 0
+    assert cmd_dirty(args) == 0
     records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines()]
     flagged = read_examples(data / "train_dirty.txt")
     assert len(records) == len(flagged) == 7
@@ -149,13 +154,14 @@ def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, d
         dirty.find_dirty(clf, train, "confident", folds=1)
     with pytest.raises(LabelwiseError, match="--lmbd"):
         dirty.find_dirty(clf, train, lmbd=0)
-    with pytest.raises(LabelwiseError, match="labels differ"):
-        dirty.run(_args(dataset_dir=_copy(divorce_small, tmp_path), params_path=tiny_en_checkpoint))
+    with pytest.raises(LabelwiseError, match="labels differ") as err:
+        cmd_dirty(_args(dataset_dir=_copy(divorce_small, tmp_path), params_path=tiny_en_checkpoint))
+    assert str(tmp_path / "data" / "label.txt") in str(err.value) and str(tiny_en_checkpoint) in str(err.value)
 
 
 def test_bare_output_names_go_into_the_dataset_folder():
     from pathlib import Path
 
-    assert dirty._output_path("data", "train_dirty.txt") == Path("data/train_dirty.txt")
-    assert dirty._output_path("data", "./train_dirty.txt") == Path("train_dirty.txt")
-    assert dirty._output_path("data", "out/d.txt") == Path("out/d.txt")
+    assert _dataset_output("data", "train_dirty.txt") == Path("data/train_dirty.txt")
+    assert _dataset_output("data", "./train_dirty.txt") == Path("train_dirty.txt")
+    assert _dataset_output("data", "out/d.txt") == Path("out/d.txt")

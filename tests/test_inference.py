@@ -185,11 +185,6 @@ def test_features_are_the_heads_input(tiny_zh_checkpoint):
     np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)
 
 
-def test_single_string_is_refused(tiny_zh_checkpoint):
-    with pytest.raises(TypeError, match="list of strings"):
-        Classifier.load(tiny_zh_checkpoint).predict_proba("one text")
-
-
 def test_tuned_thresholds_never_lower_the_objective_on_their_data():
     from labelwise.metrics import f1_scores
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelwise.analysis import interpret_words as iw
 from labelwise.analysis.interpret_words import (InterpretInput, TokenAttributor, WordAttribution, interpret,
                                                 merge_to_words, read_interpret_input, word_spans)
+from labelwise.cli_data import add_interpret_words_arguments, cmd_interpret_words
 from labelwise.data import read_labels
 from labelwise.errors import DataError, LabelwiseError
 
@@ -51,7 +51,7 @@ def live_en(tmp_path_factory):
 
 def _args(**overrides) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    iw.add_arguments(parser)
+    add_interpret_words_arguments(parser)
     argv = []
     for key, value in overrides.items():
         for item in value if isinstance(value, list) else [value]:
@@ -180,7 +180,7 @@ def test_interpret_words_on_bad_cases_of_evaluate(method, live_zh, divorce_small
     html = tmp_path / "words.html"
     args = _args(params_path=live_zh, dataset_dir=divorce_small, interpret_input_file=bad, interpret_result_file=html,
                  method=method, max_examples=2, n_steps=4, n_samples=12, top_words=3)
-    assert iw.run(args) == 0
+    assert cmd_interpret_words(args) == 0
     rows = [line.split("\t") for line in (tmp_path / "words.tsv").read_text(encoding="utf-8").splitlines()]
     assert rows[0] == ["Text", "Label", "Kind", "Probability", "Top words"]
     cases = [line.split("\t") for line in bad.read_text(encoding="utf-8").splitlines()[1:3]]
@@ -206,7 +206,7 @@ def test_interpret_words_english_text_merges_word_pieces(live_en, tmp_path):
     assert any(t.startswith("##") for t in tokens)  # the text really has word pieces
     args = _args(params_path=live_en, text=[text], interpret_result_file=tmp_path / "en.html",
                  top_words_file=tmp_path / "top.tsv", n_steps=4)
-    assert iw.run(args) == 0
+    assert cmd_interpret_words(args) == 0
     page = (tmp_path / "en.html").read_text(encoding="utf-8")
     assert re.findall(r"<mark[^>]*>([^<]*)</mark>", page)[:6] == ["Unbelievably", "thoughtful", "gift", ",",
                                                                    "thanks", "!"]
@@ -216,9 +216,9 @@ def test_interpret_words_english_text_merges_word_pieces(live_en, tmp_path):
 
 def test_missing_input_and_onnx_are_clear_errors(live_zh, tmp_path):
     with pytest.raises(DataError, match="run `labelwise evaluate` first"):
-        iw.run(_args(params_path=live_zh, interpret_input_file=tmp_path / "nope.txt"))
+        cmd_interpret_words(_args(params_path=live_zh, interpret_input_file=tmp_path / "nope.txt"))
     with pytest.raises(LabelwiseError, match="max_examples"):
-        iw.run(_args(params_path=live_zh, text=["x"], max_examples=0))
+        cmd_interpret_words(_args(params_path=live_zh, text=["x"], max_examples=0))
 
     class _Onnx:
         backend = object()

@@ -22,9 +22,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .data import Example, _read_lines, format_example, read_labels
+from .data import Example, read_labels, read_lines, save_dataset, write_examples, write_lines
 from .errors import DataError, LabelwiseError
-from .io_utils import atomic_write_text
+from .io_utils import check_outputs
 
 __all__ = ["read_doccano", "read_label_studio", "write_dataset", "write_doccano", "write_labelled",
            "check_splits", "split_indices", "ImportReport"]
@@ -68,7 +68,7 @@ def read_doccano(path: str | os.PathLike) -> list[Example]:
     """doccano JSONL export → examples (line numbers kept for later errors)."""
     path = Path(path)
     examples = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -114,7 +114,7 @@ def read_label_studio(path: str | os.PathLike, text_key: str = "text",
     """
     path = Path(path)
     try:
-        tasks = json.loads("\n".join(_read_lines(path)))
+        tasks = json.loads("\n".join(read_lines(path)))
     except json.JSONDecodeError as err:
         raise DataError(path, err.lineno, f"not valid JSON ({err.msg})", "export from Label Studio as JSON") from None
     if not isinstance(tasks, list):
@@ -212,22 +212,6 @@ class ImportReport:
                 f"label.txt, data.txt{skipped}")
 
 
-def _refuse_existing(paths: Iterable[Path], sources: Iterable[Path], overwrite: bool) -> None:
-    sources = {Path(s).resolve() for s in sources}
-    paths = list(paths)
-    for p in paths:
-        if p.resolve() in sources:
-            raise LabelwiseError(f"{p}: this output is the input file; choose another --save_dir")
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise LabelwiseError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, "
-                             "or another --save_dir")
-
-
-def _lines(examples: Iterable[Example]) -> str:
-    return "".join(format_example(e.text, e.labels) + "\n" for e in examples)
-
-
 def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, splits: Sequence[float] = (0.8, 0.2),
                   shuffle: bool = True, seed: int = 3, stratify: bool = False, overwrite: bool = False,
                   source: str | os.PathLike | None = None, skipped: int = 0) -> ImportReport:
@@ -236,15 +220,13 @@ def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, spli
     save_dir = Path(save_dir)
     names = ["train", "dev", "test"][:len(splits)]
     files = [save_dir / f"{n}.txt" for n in names] + [save_dir / "label.txt", save_dir / "data.txt"]
-    _refuse_existing(files, [source] if source else [], overwrite)
+    check_outputs(files, [source], overwrite=overwrite)
     parts = split_indices(examples, splits, shuffle, seed, stratify)
     labels = sorted({label for e in examples for label in e.labels})
     if not labels:
         raise LabelwiseError("no example has a label; annotate some before exporting")
-    for name, rows in zip(names, parts):
-        atomic_write_text(save_dir / f"{name}.txt", _lines(examples[i] for i in rows))
-    atomic_write_text(save_dir / "label.txt", "".join(label + "\n" for label in labels))
-    atomic_write_text(save_dir / "data.txt", "".join(examples[i].text + "\n" for i in parts[-1]))
+    save_dataset(save_dir, labels, {name: [examples[i] for i in rows] for name, rows in zip(names, parts)},
+                 data=[examples[i].text for i in parts[-1]])
     return ImportReport(len(examples), labels, {n: len(rows) for n, rows in zip(names, parts)}, save_dir, skipped)
 
 
@@ -252,8 +234,7 @@ def write_labelled(examples: Sequence[Example], path: str | os.PathLike, label_f
                    overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
     """All examples into one ``text\\tlabels`` file (re-annotated dirty or support data), checked
     against ``label_file`` when given so a typo in the tool does not add a new label."""
-    path = Path(path)
-    _refuse_existing([path], [source] if source else [], overwrite)
+    (path,) = check_outputs([path], [source, label_file], overwrite=overwrite)
     if label_file is not None:
         known = set(read_labels(label_file))
         for e in examples:
@@ -261,7 +242,7 @@ def write_labelled(examples: Sequence[Example], path: str | os.PathLike, label_f
             if unknown:
                 raise DataError(source or path, e.line, f"label {unknown[0]!r} is not in {label_file}",
                                 "fix it in the annotation tool or add it to label.txt")
-    return atomic_write_text(path, _lines(examples))
+    return write_examples(path, examples)
 
 
 def write_doccano(path: str | os.PathLike, examples: Iterable[Example | str | tuple],
@@ -283,4 +264,4 @@ def write_doccano(path: str | os.PathLike, examples: Iterable[Example | str | tu
         if meta is not None:
             record.update({k: v for k, v in meta[i].items() if k not in record})
         lines.append(json.dumps(record, ensure_ascii=False))
-    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return write_lines(path, lines)

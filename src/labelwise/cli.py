@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LabelwiseError
+from . import cli_data, cli_deploy
+from .errors import LabelwiseError, OutputExistsError
 
 log = logging.getLogger("labelwise")
 
@@ -113,11 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=2)
     p.set_defaults(func=cmd_demo)
 
-    for module in ("cli_deploy", "cli_analysis", "cli_data"):
-        try:
-            __import__(f"labelwise.{module}", fromlist=["register"]).register(sub)
-        except ImportError:  # an optional part not built or installed
-            pass
+    cli_deploy.register(sub)
+    cli_data.register(sub)
     return parser
 
 
@@ -164,7 +162,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .evaluation import evaluate, predict_file
+    from .evaluation import evaluate
+    from .prediction import predict_file
 
     clf = _load_classifier(args)
     if args.perf:
@@ -199,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LabelwiseError as err:
-        print(f"labelwise: error: {err}", file=sys.stderr)
+        # the library names no flag; where the command has one, say which
+        hint = " (--overwrite)" if isinstance(err, OutputExistsError) and "overwrite" in args else ""
+        print(f"labelwise: error: {err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labelwise: interrupted", file=sys.stderr)

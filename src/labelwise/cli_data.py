@@ -1,23 +1,17 @@
 """CLI for data tools: ``doccano``, ``labelstudio``, ``data {sparse,augment,dirty}``, ``interpret {words,examples}``.
 
-Each command only parses flags and calls the API (``labelwise.annotation``, ``labelwise.analysis.*``).
-``data dirty`` and ``interpret words`` belong to ``labelwise.analysis.dirty`` and
-``labelwise.analysis.interpret_words``, which add their own flags; when one is missing, its command
-says so instead of breaking the others.
+Each command only parses flags and calls the API (``labelwise.annotation``, ``labelwise.analysis.*``);
+the analysis modules themselves hold no argparse code.
 """
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from .errors import LabelwiseError
-
-DELEGATED = {("data", "dirty"): ("dirty", "find mislabelled training examples to re-annotate"),
-             ("interpret", "words"): ("interpret_words", "which words made the model predict a label")}
 
 
 def _bool(value: str) -> bool:
@@ -127,33 +121,62 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_interpret_examples)
 
-    parents = {"data": data, "interpret": interpret}
-    for (parent, name), (module, help_text) in DELEGATED.items():
-        _register_delegated(parents[parent], name, module, help_text)
+    p = data.add_parser("dirty", help="find mislabelled training examples to re-annotate")
+    add_dirty_arguments(p)
+    p.set_defaults(func=cmd_dirty)
+
+    p = interpret.add_parser("words", help="which words made the model predict a label")
+    add_interpret_words_arguments(p)
+    p.set_defaults(func=cmd_interpret_words)
 
 
-# ---- delegated commands ------------------------------------------------------------------------
-def _register_delegated(sub, name: str, module: str, help_text: str) -> None:
-    try:
-        add_arguments = importlib.import_module(f"labelwise.analysis.{module}").add_arguments
-    except ImportError as err:
-        # no flags to know: take every argument (even --help) and answer that the part is missing
-        p = sub.add_parser(name, help=f"{help_text} (not installed)", prefix_chars="\0", add_help=False)
-        p.add_argument("rest", nargs="*")
-        p.set_defaults(func=functools.partial(_not_installed, module, str(err)))
-        return
-    p = sub.add_parser(name, help=help_text)
-    add_arguments(p)
-    p.set_defaults(func=functools.partial(_run_delegated, module))
+def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
+    from .analysis.dirty import METHODS
+
+    p.add_argument("--dataset_dir", required=True, help="folder with train.txt and label.txt")
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint trained on that train.txt")
+    p.add_argument("--train_file", default="train.txt")
+    p.add_argument("--method", choices=METHODS, default="representer")
+    p.add_argument("--dirty_num", type=int, default=100, help="how many examples to flag (default %(default)s)")
+    p.add_argument("--dirty_threshold", type=float, default=0.0,
+                   help="flag only examples scoring above this; with --representer_score paddlenlp: the "
+                        "representer weight that counts as positive (default %(default)s)")
+    p.add_argument("--dirty_file", default="train_dirty.txt",
+                   help="flagged examples; a bare name goes into --dataset_dir (default %(default)s)")
+    p.add_argument("--rest_file", default="train_dirty_rest.txt",
+                   help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
+    p.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
+    p.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self")
+    p.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
+    p.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
+    p.add_argument("--cl_model", choices=["head", "finetune"], default="head",
+                   help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
+                        "finetune = K fine-tuned models like the checkpoint (slow)")
+    p.add_argument("--cl_epochs", type=int, default=None, help="finetune: epochs per fold (default: the checkpoint's)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=3)
 
 
-def _run_delegated(module: str, args) -> int:
-    return importlib.import_module(f"labelwise.analysis.{module}").run(args)
+def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
+    from .analysis.interpret_words import METHODS
 
-
-def _not_installed(module: str, reason: str, args) -> int:
-    raise LabelwiseError(f"this command needs labelwise.analysis.{module}, which is not installed or "
-                         f"failed to import ({reason})")
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder (PyTorch)")
+    p.add_argument("--dataset_dir", default=None,
+                   help="optional: its label.txt must match the model; bad_case.txt is looked for there too")
+    p.add_argument("--interpret_input_file", default="bad_case.txt",
+                   help="bad_case.txt of `labelwise evaluate`, 'text<TAB>labels' or bare text lines")
+    p.add_argument("--text", action="append", default=None, help="interpret this text instead (repeatable)")
+    p.add_argument("--interpret_result_file", default="interpret_words.html", help="the HTML heatmap")
+    p.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
+    p.add_argument("--method", choices=METHODS, default="ig")
+    p.add_argument("--top_words", type=int, default=5)
+    p.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
+    p.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
+    p.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
+    p.add_argument("--device", default=None)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -207,25 +230,33 @@ def cmd_augment(args) -> int:
     return 0
 
 
+def _checkpoint(args, labels=None, label_file=None):
+    """The PyTorch checkpoint ``--params_path``; given a dataset's ``labels``, checked against them."""
+    from .data import check_same_labels
+    from .inference import Classifier
+
+    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
+    if labels is not None:
+        check_same_labels(clf.labels, labels, args.params_path, label_file)
+    return clf
+
+
 def cmd_interpret_examples(args) -> int:
     from .analysis.similarity import format_interpretation, interpret_examples, read_interpret_input
     from .data import load_dataset
-    from .inference import Classifier
-    from .io_utils import atomic_write_text
+    from .io_utils import atomic_write_text, check_outputs
 
     if args.top_k < 1:
         raise LabelwiseError(f"--top_k must be at least 1, got {args.top_k}")
     ds = load_dataset(args.dataset_dir, train_file=args.train_file, label_file=args.label_file, require=("train",))
-    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
-    if ds.labels != clf.labels:
-        raise LabelwiseError(f"{args.dataset_dir}: label.txt differs from the model's labels; interpret with "
-                             "the dataset the model was trained on")
+    inputs = [Path(args.dataset_dir) / args.train_file, Path(args.dataset_dir) / args.label_file]
+    if args.interpret_result_file != "-":
+        check_outputs([args.interpret_result_file], inputs + ([] if args.text else [args.interpret_input_file]),
+                      overwrite=True)
+    clf = _checkpoint(args, ds.labels, inputs[1])
     if args.text:
         items = [(text, None) for text in args.text]
     else:
-        if args.interpret_result_file != "-" and Path(args.interpret_result_file).resolve() == \
-                Path(args.interpret_input_file).resolve():
-            raise LabelwiseError(f"{args.interpret_result_file}: the result file is the input file; name another")
         items = read_interpret_input(args.interpret_input_file, clf.labels)
     results = interpret_examples(clf, ds.train, [t for t, _ in items], [g for _, g in items], args.top_k,
                                  args.batch_size, args.max_seq_length, progress=not args.quiet)
@@ -239,4 +270,88 @@ def cmd_interpret_examples(args) -> int:
         atomic_write_text(args.interpret_result_file, body)
         print(f"{len(results)} texts interpreted, top {args.top_k} supporting training examples each, "
               f"written to {args.interpret_result_file}")
+    return 0
+
+
+def _dataset_output(dataset_dir: str, name: str) -> Path:
+    """A bare file name goes into the dataset folder (PaddleNLP's way); a path (even ./name) is used as given."""
+    bare = "/" not in str(name) and os.sep not in str(name)
+    return Path(dataset_dir) / name if bare else Path(name)
+
+
+def cmd_dirty(args) -> int:
+    from .analysis.dirty import find_dirty, select_dirty, write_dirty
+    from .data import load_dataset
+    from .io_utils import check_outputs
+
+    ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",))
+    dirty_path, rest_path = (_dataset_output(args.dataset_dir, name) for name in (args.dirty_file, args.rest_file))
+    label_file = Path(args.dataset_dir) / "label.txt"
+    check_outputs([dirty_path, rest_path], [Path(args.dataset_dir) / args.train_file, label_file], overwrite=True)
+    clf = _checkpoint(args, ds.labels, label_file)
+    ranking = find_dirty(clf, ds.train, args.method, lmbd=args.lmbd, representer_score=args.representer_score,
+                         dirty_threshold=args.dirty_threshold, folds=args.folds, cl_model=args.cl_model,
+                         cl_epochs=args.cl_epochs, dataset_dir=args.dataset_dir, batch_size=args.batch_size,
+                         max_seq_length=args.max_seq_length, seed=args.seed,
+                         progress=not getattr(args, "quiet", False))
+    dirty = select_dirty(ranking, args.dirty_num, args.dirty_threshold)
+    write_dirty(ds.train, dirty, dirty_path, rest_path, args.doccano_file, ranking)
+    print(f"{args.method}: {len(dirty)} of {len(ds.train)} training examples flagged -> {dirty_path}; "
+          f"the other {len(ds.train) - len(dirty)} -> {rest_path}")
+    if "cleanlab_issues" in ranking.detail:
+        print(f"cleanlab's own estimate: {int(ranking.detail['cleanlab_issues'].sum())} examples with a label issue")
+    for rank, i in enumerate(dirty[:5], start=1):
+        example = ds.train[i]
+        print(f"  {rank}. score {ranking.scores[i]:.4g}  gold [{','.join(example.labels)}]  model "
+              f"[{','.join(ranking.suggested[i])}]  {example.text[:60]}")
+    if args.doccano_file:
+        print(f"doccano JSONL for relabelling -> {args.doccano_file}")
+    return 0
+
+
+def _interpret_input_path(args) -> Path:
+    from .errors import DataError
+
+    path = Path(args.interpret_input_file)
+    if not path.exists() and args.dataset_dir and not path.is_absolute():
+        candidate = Path(args.dataset_dir) / path
+        if candidate.exists():
+            return candidate
+    if not path.exists():
+        raise DataError(path, None, "file not found", "run `labelwise evaluate` first (it writes bad_case.txt) "
+                        "or pass --interpret_input_file / --text")
+    return path
+
+
+def cmd_interpret_words(args) -> int:
+    from .analysis.interpret_words import KIND_NOTE, InterpretInput, interpret, read_interpret_input, write_html, \
+        write_tsv
+    from .data import read_labels
+    from .io_utils import check_outputs
+
+    if args.max_examples is not None and args.max_examples < 1:
+        raise LabelwiseError(f"--max_examples must be >= 1, got {args.max_examples}")
+    label_file = Path(args.dataset_dir) / "label.txt" if args.dataset_dir else None
+    clf = _checkpoint(args, read_labels(label_file) if label_file else None, label_file)
+    input_path = None
+    if args.text:
+        inputs = [InterpretInput(t) for t in args.text if t.strip()]
+        if not inputs:
+            raise LabelwiseError("--text is empty")
+    else:
+        input_path = _interpret_input_path(args)
+        inputs = read_interpret_input(input_path, clf.labels)
+    html_path = Path(args.interpret_result_file)
+    tsv_path = Path(args.top_words_file) if args.top_words_file else html_path.with_suffix(".tsv")
+    check_outputs([html_path, tsv_path], [input_path, label_file], overwrite=True)
+    total = len(inputs)
+    inputs = inputs[:args.max_examples]
+    results = interpret(clf, inputs, args.method, args.n_steps, args.n_samples, args.max_seq_length,
+                        progress=not getattr(args, "quiet", False))
+    write_html(results, html_path, args.top_words, args.method)
+    write_tsv(results, tsv_path, args.top_words)
+    note = f" (the first {len(inputs)} of {total}; --max_examples)" if total > len(inputs) else ""
+    print(f"{len(results)} label explanations for {len(inputs)} texts{note} -> {html_path}, top words -> {tsv_path}")
+    for r in results[:3]:
+        print(f"  {r.label} ({KIND_NOTE[r.kind]}): {' '.join(w for w, _ in r.top_words(args.top_words))}")
     return 0

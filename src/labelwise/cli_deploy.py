@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from .errors import LabelwiseError
 
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -61,8 +59,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif not args.triton:
         raise LabelwiseError("--model_path is only for --triton (write a Triton repository from an export)")
     if args.triton:
-        if Path(args.triton).resolve() == Path(export_dir).resolve():
-            raise LabelwiseError("--triton must be another folder than the export folder")
         repo = write_triton_repo(export_dir, args.triton, name=args.triton_name, precision=args.triton_precision,
                                  max_batch_size=args.max_batch_size, top_k_min=args.top_k_min,
                                  device=args.triton_device)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .io_utils import atomic_write_text
 
 __all__ = [
     "Example", "Dataset", "read_labels", "read_examples", "read_texts", "load_dataset",
-    "multi_hot", "format_example", "write_examples",
+    "multi_hot", "format_example", "write_examples", "write_lines", "save_dataset", "read_lines", "check_same_labels",
 ]
 
 
@@ -52,7 +52,7 @@ class Dataset:
         return examples
 
 
-def _read_lines(path: str | os.PathLike) -> list[str]:
+def read_lines(path: str | os.PathLike) -> list[str]:
     """Read a UTF-8 text file as lines: BOM and CR dropped, trailing blank lines dropped."""
     path = Path(path)
     if not path.exists():
@@ -88,7 +88,7 @@ def _check_text(path: Path, number: int, text: str) -> str:
 def read_labels(path: str | os.PathLike) -> list[str]:
     """Read ``label.txt``: one unique label a line, no commas or tabs."""
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_lines(path)
     labels: list[str] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
@@ -132,7 +132,7 @@ def read_examples(path: str | os.PathLike, labels: Sequence[str] | None = None) 
     path = Path(path)
     known = set(labels) if labels is not None else None
     examples: list[Example] = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         tabs = line.count("\t")
         if tabs == 0:
             if not line.strip():
@@ -152,7 +152,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     """Read unlabelled texts (``data.txt``); for a ``text\\tlabels`` line the text is used."""
     path = Path(path)
     texts = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         text = line.split("\t", 1)[0]
         texts.append(_check_text(path, number, text))
     return texts
@@ -210,3 +210,56 @@ def write_examples(path: str | os.PathLike, examples: Iterable[Example]) -> Path
     """Write examples in the training format (atomic)."""
     body = "".join(format_example(e.text, e.labels) + "\n" for e in examples)
     return atomic_write_text(path, body)
+
+
+def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> Path:
+    """One item a line (labels, bare texts), atomic."""
+    return atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def save_dataset(folder: str | os.PathLike, labels: Sequence[str], splits: Mapping[str, Iterable[Example]],
+                 data: Iterable[str] | None = None) -> Path:
+    """Write a dataset folder that :func:`load_dataset` reads back: ``<name>.txt`` for each of ``splits``
+    (e.g. ``{"train": ..., "dev": ...}``), ``label.txt`` in the order of ``labels`` and, given ``data``, a
+    ``data.txt`` of bare texts. Each file is written atomically; files not named are left alone."""
+    folder = Path(folder)
+    for name, examples in splits.items():
+        write_examples(folder / f"{name}.txt", examples)
+    write_lines(folder / "label.txt", labels)
+    if data is not None:
+        write_lines(folder / "data.txt", data)
+    return folder
+
+
+def _few(items: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(repr(x) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_same_labels(model_labels: Sequence[str], dataset_labels: Sequence[str],
+                      model_path: str | os.PathLike | None = None,
+                      label_file: str | os.PathLike | None = None) -> None:
+    """Raise :class:`LabelwiseError` unless a model and a dataset have the same labels in the same order.
+
+    The line order of ``label.txt`` is the class order of the model's outputs, so the same names in
+    another order are a mismatch too. The message names both files and what to do.
+    """
+    model_labels, dataset_labels = list(model_labels), list(dataset_labels)
+    if model_labels == dataset_labels:
+        return
+    if set(model_labels) == set(dataset_labels):
+        detail = "the same names in another order, and a label file's line order is the model's class order"
+    else:
+        in_model, in_file = set(model_labels), set(dataset_labels)
+        parts = [f"the model has {len(model_labels)} labels, the file {len(dataset_labels)}"]
+        only_file = [x for x in dataset_labels if x not in in_model]
+        only_model = [x for x in model_labels if x not in in_file]
+        if only_file:
+            parts.append(f"only in the file: {_few(only_file)}")
+        if only_model:
+            parts.append(f"only in the model: {_few(only_model)}")
+        detail = "; ".join(parts)
+    model = f"the model in {model_path}" if model_path is not None else "the model"
+    where = label_file if label_file is not None else "the dataset's label file"
+    raise LabelwiseError(f"{where}: the labels differ from those of {model} ({detail}); use the dataset the "
+                         "model was trained on, or a model trained on this dataset")

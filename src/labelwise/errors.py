@@ -18,3 +18,14 @@ class DataError(LabelwiseError):
         if fix:
             message += f" ({fix})"
         super().__init__(message)
+
+
+class OutputExistsError(LabelwiseError):
+    """An output that exists may not be replaced (see :func:`labelwise.io_utils.check_outputs`).
+
+    The message suggests no flag; the command line adds its own (``--overwrite``) where it has one.
+    """
+
+    def __init__(self, message: str, paths):
+        self.paths = list(paths)
+        super().__init__(message)

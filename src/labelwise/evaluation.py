@@ -1,17 +1,20 @@
-"""Evaluate a model on a labelled split (numbers, per-label table, bad cases) and predict files."""
+"""Evaluate a model on a labelled split: numbers, the per-label table, bad cases.
+
+Predicting files is :mod:`labelwise.prediction`; ``predict_file`` is re-exported here for older imports.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .data import Example, load_dataset, multi_hot, read_texts
-from .inference import Classifier, Prediction
-from .io_utils import atomic_write_text
+from .data import Example, check_same_labels, load_dataset, multi_hot
+from .inference import Classifier, check_thresholds
+from .io_utils import atomic_write_text, check_outputs
 from .metrics import apply_thresholds, evaluate_predictions
+from .prediction import predict_file  # noqa: F401  (re-export: labelwise.demo and older code import it from here)
 
 ZERO_DIVISION_NOTE = ("labels with no gold and no predicted example score 0 in macro-F1 (scikit-learn's "
                       "zero_division=0, as PaddleNLP); macro_f1_zero_division_1 gives the CAIL2019 judger's 1.0")
@@ -25,6 +28,7 @@ class Evaluation:
     examples: list[Example]
     thresholds: np.ndarray
     labels: list[str]
+    sources: tuple[Path, ...] = ()  # the files it was computed from (split, label.txt): outputs must not replace them
 
     def predicted_labels(self) -> list[list[str]]:
         pred = apply_thresholds(self.probs, self.thresholds)
@@ -32,33 +36,40 @@ class Evaluation:
 
 
 def evaluate(classifier: Classifier, dataset_dir: str | os.PathLike, split: str = "dev",
-             threshold: float | None = None, batch_size: int = 32, long_text: str = "truncate",
+             threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str = "truncate",
              **file_names) -> Evaluation:
-    """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``)."""
+    """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number
+    or one per label, in [0, 1])."""
+    if threshold is not None:
+        check_thresholds(threshold, len(classifier.labels))
     ds = load_dataset(dataset_dir, require=(split,), **file_names)
     examples = ds.split(split)
-    if ds.labels != classifier.labels:
-        from .errors import LabelwiseError
-
-        raise LabelwiseError(f"{dataset_dir}: label.txt differs from the model's labels "
-                             f"({len(ds.labels)} vs {len(classifier.labels)}); evaluate with the dataset it was trained on")
+    label_file = Path(dataset_dir) / file_names.get("label_file", "label.txt")
+    check_same_labels(classifier.labels, ds.labels, classifier.path, label_file)
     probs = classifier.predict_proba([e.text for e in examples], batch_size=batch_size, long_text=long_text,
                                      progress=len(examples) > 2000)
     thresholds = (np.full(len(ds.labels), threshold, dtype=np.float32) if threshold is not None
                   else classifier.thresholds)
     metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds)
     metrics["split"] = split
-    metrics["thresholds"] = "global %.2f" % threshold if threshold is not None else (
-        "per-label, tuned on dev" if classifier.meta.thresholds is not None else "0.5")
+    if threshold is None:
+        metrics["thresholds"] = "per-label, tuned on dev" if classifier.meta.thresholds is not None else "0.5"
+    else:
+        metrics["thresholds"] = "global %.2f" % threshold if np.ndim(threshold) == 0 else "per-label, given"
     if threshold is None and classifier.meta.thresholds is not None:
         metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(
             multi_hot(examples, ds.labels), probs, ds.labels, 0.5).items() if k in ("accuracy", "micro", "macro")}
     metrics["zero_division"] = ZERO_DIVISION_NOTE
-    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels)
+    sources = (Path(dataset_dir) / file_names.get(f"{split}_file", f"{split}.txt"), label_file)
+    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources)
 
 
 def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
-    """``Text\\tLabel\\tPrediction`` for every example with any wrong label; returns how many."""
+    """``Text\\tLabel\\tPrediction`` for every example with any wrong label; returns how many.
+
+    ``path`` is replaced if it exists, but never when it is one of the files the evaluation read.
+    """
+    check_outputs([path], evaluation.sources, overwrite=True)
     lines = ["Text\tLabel\tPrediction"]
     for example, predicted in zip(evaluation.examples, evaluation.predicted_labels()):
         if set(predicted) != set(example.labels):
@@ -88,24 +99,3 @@ def format_report(metrics: dict) -> str:
         out.append(f"{row['label']:<{width}}  {row['support']:>7} {row['support_pct']:>5.1f}%  "
                    f"{row['precision']:>6.2f} {row['recall']:>6.2f} {row['f1']:>6.2f}")
     return "\n".join(out)
-
-
-def format_predictions(texts: Sequence[str], predictions: Sequence[Prediction], with_scores: bool = False) -> str:
-    """``text\\tlabel,label`` lines (the training format); with scores ``label:0.97,label:0.55``."""
-    lines = []
-    for text, pred in zip(texts, predictions):
-        if with_scores:
-            field = ",".join(f"{label}:{score:.4f}" for label, score in zip(pred.labels, pred.scores))
-        else:
-            field = ",".join(pred.labels)
-        lines.append(f"{text}\t{field}")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def predict_file(classifier: Classifier, data_file: str | os.PathLike, output_file: str | os.PathLike,
-                 with_scores: bool = False, **predict_options) -> list[Prediction]:
-    """Predict every line of ``data_file`` and write ``output_file`` (atomically)."""
-    texts = read_texts(data_file)
-    predictions = classifier.predict(texts, progress=len(texts) > 2000, **predict_options)
-    atomic_write_text(Path(output_file), format_predictions(texts, predictions, with_scores))
-    return predictions

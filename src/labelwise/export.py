@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import LabelwiseError
-from .io_utils import atomic_dir, atomic_write_json
+from .io_utils import atomic_dir, atomic_write_json, check_outputs
 from .models import META_FILE, read_meta
 from .runtime_onnx import MODEL_FILES, TOKENIZER_FILES, OnnxBackend
 
@@ -78,9 +78,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
         raise LabelwiseError(f"--opset {opset}: use 14 or newer (attention needs it)")
     start = time.perf_counter()
     params_path = Path(params_path)
-    check_replaceable(output_path, EXPORT_INFO, "--output_path")
-    if params_path.resolve() == Path(output_path).resolve():
-        raise LabelwiseError("--output_path must be another folder than the checkpoint (--params_path)")
+    check_outputs([output_path], [params_path], marker=EXPORT_INFO)
     model, tokenizer, meta = load_checkpoint(params_path)
     samples = _check_batches(tokenizer, check_texts, meta.max_seq_length, model.config.vocab_size)
     reference = [_torch_logits(model, batch) for batch in samples]
@@ -259,14 +257,6 @@ def _export_info(params_path: Path, opset: int, atol: float, report: ExportRepor
         "max_seq_length": meta.max_seq_length, "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def check_replaceable(folder: str | os.PathLike, marker: str, flag: str) -> None:
-    """Refuse to replace a non-empty folder that we did not write (it has no ``marker`` file)."""
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / marker).exists())):
-        raise LabelwiseError(f"{flag} {folder}: exists and was not written by labelwise (no {marker}); "
-                             "it would be replaced as a whole, so pick a new or empty folder")
 
 
 def make_readable(folder: Path) -> None:

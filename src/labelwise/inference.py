@@ -20,11 +20,42 @@ from .batching import LONG_TEXT_MODES, encode, iter_batches
 from .errors import LabelwiseError
 from .models import CheckpointMeta, read_meta
 
-__all__ = ["Classifier", "Prediction", "TorchBackend", "decide", "sigmoid"]
+__all__ = ["Classifier", "Prediction", "TorchBackend", "decide", "sigmoid", "resolve_device", "check_thresholds"]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    """Logistic function in float64; very negative logits give 0 without an overflow warning."""
+    with np.errstate(over="ignore"):  # exp(-x) is inf below x = -709: 1 / inf is the right 0
+        return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def check_thresholds(threshold, num_labels: int) -> np.ndarray:
+    """``threshold`` (one number, or one per label) as a float64 array, each in [0, 1].
+
+    0.0 chooses every label and 1.0 only a probability of exactly 1 (in practice none: the
+    ``top_k_min`` labels then); anything outside [0, 1], NaN, or a list of another length is refused.
+    """
+    try:
+        values = np.asarray(threshold, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LabelwiseError(f"threshold must be a number or one number per label, got {threshold!r}") from None
+    if values.ndim > 1 or (values.ndim == 1 and len(values) != num_labels):
+        raise LabelwiseError(f"threshold: expected one number or a list of {num_labels} (one per label), "
+                             f"got {values.size} values")
+    bad = values[~((values >= 0.0) & (values <= 1.0))]  # NaN fails both comparisons
+    if bad.size:
+        raise LabelwiseError(f"threshold must be between 0 and 1 (a probability), got {float(bad.flat[0])}")
+    return values
+
+
+def _text_list(texts) -> list[str]:
+    """A single string is one text (as a pipeline takes it), not a sequence of characters."""
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise LabelwiseError(f"batch_size must be a positive whole number of texts, got {batch_size!r}")
 
 
 @dataclass
@@ -93,7 +124,7 @@ class TorchBackend:
             return self.model.pooled(**inputs).float().cpu().numpy()
 
 
-def _resolve_device(device: str | None) -> str:
+def resolve_device(device: str | None) -> str:
     import torch
 
     if device in (None, "auto"):
@@ -108,10 +139,11 @@ def _resolve_device(device: str | None) -> str:
 class Classifier:
     """A trained multi-label classifier: predict probabilities and label names for texts."""
 
-    def __init__(self, backend, tokenizer, meta: CheckpointMeta):
+    def __init__(self, backend, tokenizer, meta: CheckpointMeta, path: str | os.PathLike | None = None):
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
         self.labels: list[str] = list(meta.labels)
         self.max_seq_length: int = int(meta.max_seq_length)
+        self.path: Path | None = Path(path) if path is not None else None  # the folder it came from, if any
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -136,7 +168,7 @@ class Classifier:
             from .models import load_checkpoint
 
             model, tokenizer, meta = load_checkpoint(path)
-            return cls(TorchBackend(model, _resolve_device(device), num_threads), tokenizer, meta)
+            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
         if backend == "onnx":
             try:
                 from .runtime_onnx import OnnxBackend, load_tokenizer
@@ -144,19 +176,21 @@ class Classifier:
                 raise LabelwiseError(f"the onnx backend needs onnxruntime: pip install 'labelwise[onnx]' ({err})")
             meta = read_meta(path)
             return cls(OnnxBackend.load(path, device=device, num_threads=num_threads, **backend_options),
-                       load_tokenizer(path), meta)
+                       load_tokenizer(path), meta, path)
         raise LabelwiseError(f"unknown backend {backend!r}; use torch or onnx")
 
     # ---- prediction ----------------------------------------------------------------------------
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
                       long_text: str = "truncate", stride: int | None = None,
                       progress: bool = False) -> np.ndarray:
-        """Probabilities, shape (len(texts), len(labels)). Sliding windows take the max per label."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not a single string")
+        """Probabilities, shape (len(texts), len(labels)); one string is one text (one row).
+
+        Sliding windows take the max per label.
+        """
+        texts = _text_list(texts)
+        _check_batch_size(batch_size)
         if long_text not in LONG_TEXT_MODES:
-            raise LabelwiseError(f"--long_text must be one of {', '.join(LONG_TEXT_MODES)}")
-        texts = list(texts)
+            raise LabelwiseError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return probs
@@ -182,7 +216,8 @@ class Classifier:
         """
         if not hasattr(self.backend, "features"):
             raise LabelwiseError("features need the PyTorch checkpoint (--params_path), not an ONNX export")
-        texts = list(texts)
+        texts = _text_list(texts)
+        _check_batch_size(batch_size)
         encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)
         out = None
         batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
@@ -197,15 +232,21 @@ class Classifier:
             out[rows] = feats
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
-    def predict(self, texts: Sequence[str], threshold: float | Sequence[float] | None = None,
+    def predict(self, texts: str | Sequence[str], threshold: float | Sequence[float] | None = None,
                 top_k_min: int = 0, top_k_max: int | None = None, **proba_options) -> list[Prediction]:
-        """Label names with their probabilities. ``threshold`` None → the checkpoint's tuned thresholds."""
+        """Label names with their probabilities, one :class:`Prediction` per text (one string: a list of one).
+
+        ``threshold``: None → the checkpoint's tuned thresholds; else one number or one per label, in [0, 1].
+        """
+        if threshold is not None:
+            check_thresholds(threshold, len(self.labels))  # before the model runs
         probs = self.predict_proba(texts, **proba_options)
         return self.decode(probs, threshold, top_k_min, top_k_max)
 
     def decode(self, probs: np.ndarray, threshold=None, top_k_min: int = 0,
                top_k_max: int | None = None) -> list[Prediction]:
-        thresholds = self.thresholds if threshold is None else threshold
+        """Predictions from probabilities (rows of :meth:`predict_proba`), as :meth:`predict` makes them."""
+        thresholds = self.thresholds if threshold is None else check_thresholds(threshold, len(self.labels))
         out = []
         for row, ids in zip(probs, decide(probs, thresholds, top_k_min, top_k_max)):
             out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],

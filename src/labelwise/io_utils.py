@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -56,11 +56,40 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def refuse_overwrite(path: str | os.PathLike, *, what: str = "output") -> None:
-    """Raise if ``path`` is a user's input file we must not clobber (used for outputs that exist)."""
-    from .errors import LabelwiseError
+def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None] = (), *,
+                  overwrite: bool = False, marker: str | None = None) -> list[Path]:
+    """The one guard before writing outputs a user names; returns ``outputs`` as paths.
 
-    if Path(path).exists():
-        raise LabelwiseError(
-            f"{path}: {what} already exists; pass another path or --overwrite to replace it"
-        )
+    Refuses (:class:`~labelwise.errors.LabelwiseError`) an output that is also one of ``inputs`` (compared
+    after resolving links and ``..``), and a folder replaced as a whole (``marker`` given) that holds one.
+    Refuses (:class:`~labelwise.errors.OutputExistsError`) to replace what exists: files unless ``overwrite``;
+    with ``marker``, a file or a non-empty folder without ``marker`` in it (labelwise did not write it),
+    whatever ``overwrite`` says. Messages name the paths, never a command-line flag.
+    """
+    from .errors import LabelwiseError, OutputExistsError
+
+    outputs = [Path(p) for p in outputs]
+    sources = [(Path(p), Path(p).resolve()) for p in inputs if p is not None]
+    for out in outputs:
+        target = out.resolve()
+        for given, source in sources:
+            named = "" if str(given) == str(out) else f" ({given})"
+            if target == source:
+                raise LabelwiseError(f"{out}: this output is also an input{named}; choose another output path")
+            if marker and target in source.parents:
+                raise LabelwiseError(f"{out}: this folder would be replaced as a whole, but it holds the input "
+                                     f"{given}; choose another output folder")
+    if marker:
+        foreign = [p for p in outputs
+                   if p.exists() and (not p.is_dir() or (any(p.iterdir()) and not (p / marker).exists()))]
+        if foreign:
+            raise OutputExistsError(f"{', '.join(map(str, foreign))}: exists and was not written by labelwise (no "
+                                    f"{marker}); it would be replaced as a whole, so choose a new or empty folder",
+                                    foreign)
+    elif not overwrite:
+        existing = [p for p in outputs if p.exists()]
+        if existing:
+            one = len(existing) == 1
+            raise OutputExistsError(f"{', '.join(map(str, existing))}: already exist{'s' if one else ''}; choose "
+                                    f"another output path or allow overwriting {'it' if one else 'them'}", existing)
+    return outputs

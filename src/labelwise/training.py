@@ -1,8 +1,11 @@
 """Fine-tuning: the loop, top to bottom.
 
 ``train(TrainConfig(dataset_dir="data"))`` → a checkpoint folder holding the best epoch by dev macro-F1,
-with per-label thresholds tuned on dev. The flags and defaults are PaddleNLP's (PaddleNLP train.py);
-what it lacks is added: imbalance losses, tuned thresholds, resume, DDP, length-grouped batches.
+with per-label thresholds tuned on dev (written once per improvement, complete), and the same model in
+memory as ``result.classifier``. The flags are PaddleNLP's (its train.py); the recipe is ours: see
+:mod:`labelwise.defaults` and :mod:`labelwise.modeling` (pooling, a head that starts at the label priors and
+learns faster). Beyond PaddleNLP: imbalance losses, tuned thresholds, resume, DDP, length-grouped batches,
+a linear baseline beside every run.
 
 Multi-process (DDP) runs with ``torchrun --nproc_per_node N -m labelwise train ...``: each process takes
 every N-th batch; every process evaluates the (small) dev set itself, so all take the same decisions,
@@ -24,15 +27,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .batching import encode, length_grouped_batches, pad_batch
-from .data import load_dataset, multi_hot
+from .data import Dataset, check_same_labels, load_dataset, multi_hot
 from .errors import LabelwiseError
-from .inference import Classifier, TorchBackend, _resolve_device
+from .inference import Classifier, TorchBackend, resolve_device
 from .io_utils import atomic_dir, atomic_write_json
 from .losses import LOSSES, MultiLabelLoss, auto_pos_weight
+from .defaults import auto_epochs, auto_learning_rate, fit_baseline, headline, with_defaults
 from .metrics import evaluate_predictions, tune_thresholds
-from .baseline import LinearBaseline
 from .modeling import prior_logits
-from .models import DEFAULT_MODEL, POOLINGS, CheckpointMeta, build_model, load_checkpoint, read_meta, save_checkpoint
+from .models import DEFAULT_MODEL, POOLINGS, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
+from .progress import progress
 
 log = logging.getLogger("labelwise")
 
@@ -98,6 +102,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     train_samples_per_second: float = 0.0
+    classifier: Classifier | None = None  # the best epoch, in memory, with its tuned thresholds
+
+    def predict(self, texts, **options):
+        """Shortcut for ``result.classifier.predict``."""
+        return self.classifier.predict(texts, **options)
 
 
 def _state_dir(save_dir: Path) -> Path:
@@ -119,22 +128,6 @@ def _subset(examples, limit, seed):
         return examples
     idx = np.sort(np.random.default_rng(seed).choice(len(examples), size=limit, replace=False))
     return [examples[i] for i in idx]
-
-
-# ---- defaults that follow the encoder and the data (measured: benchmarks/RESULTS.md, "Training recipe") ----
-HEAD_LR_MULTIPLIER = 30  # the new head learns this much faster than the pretrained encoder
-MIN_STEPS = 600  # small datasets get more epochs, so that every run takes at least this many optimiser steps
-MIN_EPOCHS, MAX_EPOCHS = 3, 40
-
-
-def auto_learning_rate(hidden_size: int) -> float:
-    """Encoder learning rate: 1e-4 for small encoders (hidden ≤ 512, e.g. m3e-small, MiniLM), 3e-5 above."""
-    return 1e-4 if hidden_size <= 512 else 3e-5
-
-
-def auto_epochs(steps_per_epoch: int) -> int:
-    """Enough epochs for MIN_STEPS optimiser steps, at least MIN_EPOCHS, at most MAX_EPOCHS."""
-    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // max(1, steps_per_epoch)))))
 
 
 def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -172,18 +165,23 @@ def _evaluate(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.
     return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Fine-tune ``cfg.model_name`` on ``cfg.dataset_dir``; returns where the best checkpoint went."""
+def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainResult:
+    """Fine-tune an encoder; the best epoch goes to ``save_dir`` and comes back as ``result.classifier``.
+
+    ``train(TrainConfig(dataset_dir="data"))``, ``train("data", epochs=3)`` or, with a loaded
+    :class:`~labelwise.data.Dataset`, ``train(dataset, save_dir="checkpoint")``.
+    """
+    cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
     rank, world = _distributed()
     main_process = rank == 0
     torch.manual_seed(cfg.seed)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if device.startswith("cuda") and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
-    ds = load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
-                      test_file=cfg.test_file, label_file=cfg.label_file)
+    ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
+                            test_file=cfg.test_file, label_file=cfg.label_file)
     labels = ds.labels
     train_set = _subset(ds.train, cfg.max_train_samples, cfg.seed)
     dev_set = _subset(ds.dev, cfg.max_dev_samples, cfg.seed)
@@ -194,9 +192,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     y_train = multi_hot(train_set, labels)
     if cfg.init_from_ckpt:
         model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
-        if old_meta.labels != labels:
-            raise LabelwiseError(f"--init_from_ckpt {cfg.init_from_ckpt}: its labels differ from "
-                                 f"{cfg.dataset_dir}/{cfg.label_file}; start from --model_name instead")
+        check_same_labels(old_meta.labels, labels, cfg.init_from_ckpt, Path(cfg.dataset_dir) / cfg.label_file)
         base_model = old_meta.base_model
     else:
         model, tokenizer, _ = build_model(cfg.model_name, labels, cfg.pooling)
@@ -209,14 +205,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     enc = encode(tokenizer, [e.text for e in train_set], cfg.max_seq_length)
     lengths = enc.lengths
     steps_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size)) // world or 1
-    cfg = _with_defaults(cfg, model, steps_per_epoch)
+    cfg = with_defaults(cfg, model.config.hidden_size, model.pooling, steps_per_epoch)
     meta = CheckpointMeta(labels=labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
                           pooling=model.pooling, training_args=dataclasses.asdict(cfg))
     if main_process:
         log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
                  base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
                  cfg.head_learning_rate)
-    baseline = _fit_baseline(train_set, dev_set, ds.test, y_train, labels) if cfg.baseline and main_process else None
+    baseline = fit_baseline(train_set, dev_set, ds.test, labels) if cfg.baseline and main_process else None
     vs_baseline = (f" (baseline {baseline['dev@0.5']['micro_f1']:.2f} / {baseline['dev@0.5']['macro_f1']:.2f})"
                    if baseline else "")
 
@@ -228,7 +224,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     # resume: restore weights, optimiser, schedule and bookkeeping of the last finished epoch
     start_epoch, best_score, best_epoch, bad_epochs, history = 1, -1.0, 0, 0, []
-    best_probs: np.ndarray | None = None
+    best_state: dict | None = None  # the best epoch's weights (CPU copy), loaded back at the end
     if cfg.resume and (state_dir / "state.json").exists():
         state = json.loads((state_dir / "state.json").read_text())
         model.load_state_dict(load_file(state_dir / "model.safetensors", device=device))
@@ -248,7 +244,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # same order when an epoch is redone
         batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
         batches = batches[rank::world][:steps_per_epoch]
-        bar = _progress(batches, f"epoch {epoch}/{cfg.epochs}", cfg.progress and main_process)
+        bar = progress(batches, f"epoch {epoch}/{cfg.epochs}", cfg.progress and main_process)
         epoch_start, running = time.perf_counter(), []
         for rows in bar:
             batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
@@ -276,9 +272,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         history.append(record)
         improved = score > best_score
         if improved:
-            best_score, best_epoch, bad_epochs, best_probs = score, epoch, 0, probs
-            meta.metrics = {"epoch": epoch, "dev@0.5": _headline(metrics)}
-            if main_process:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if main_process:  # thresholds and metrics first: the checkpoint is written once, complete
+                _score_checkpoint(cfg, model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline)
                 save_checkpoint(save_dir, model, tokenizer, meta)
         else:
             bad_epochs += 1
@@ -290,75 +287,61 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     if world > 1:
         torch.distributed.barrier()
-    if best_probs is None:  # resumed after the last epoch: re-read the best model's dev predictions
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:  # resumed after the last epoch: the best model is the one on disk
         model, tokenizer, meta = load_checkpoint(save_dir, device)
-        best_probs, _ = _evaluate(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
-    result_metrics = _finish(cfg, save_dir, dev_set, best_probs, labels, ds.test, main_process, baseline)
+    model.eval()
     if main_process:
+        _log_summary(meta.metrics)
         shutil.rmtree(state_dir, ignore_errors=True)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return TrainResult(save_dir, best_epoch, result_metrics, history, train_seconds,
-                       samples_seen / train_seconds if train_seconds else 0.0)
+    return TrainResult(save_dir, best_epoch, meta.metrics, history, train_seconds,
+                       samples_seen / train_seconds if train_seconds else 0.0,
+                       Classifier(TorchBackend(model, device), tokenizer, meta, path=save_dir))
 
 
-def _headline(metrics: dict) -> dict:
-    return {"micro_f1": metrics["micro"]["f1"], "macro_f1": metrics["macro"]["f1"], "accuracy": metrics["accuracy"]}
+def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
+    if isinstance(cfg, TrainConfig):
+        return (dataclasses.replace(cfg, **options) if options else cfg), None
+    if isinstance(cfg, Dataset):
+        return TrainConfig(dataset_dir=str(cfg.root or "<dataset>"), **options), cfg
+    if isinstance(cfg, (str, os.PathLike)):
+        return TrainConfig(dataset_dir=str(cfg), **options), None
+    raise TypeError(f"train() takes a TrainConfig, a Dataset or a dataset folder, not {type(cfg).__name__}")
 
 
-def _with_defaults(cfg: TrainConfig, model, steps_per_epoch: int) -> TrainConfig:
-    """Fill the automatic settings (None) from the encoder's size and the number of steps per epoch."""
-    lr = cfg.learning_rate or auto_learning_rate(model.config.hidden_size)
-    return dataclasses.replace(cfg, learning_rate=lr, head_learning_rate=cfg.head_learning_rate or HEAD_LR_MULTIPLIER * lr,
-                               epochs=cfg.epochs or auto_epochs(steps_per_epoch), pooling=model.pooling)
-
-
-def _fit_baseline(train_set, dev_set, test_set, y_train, labels) -> dict:
-    """Fit the TF-IDF + linear SVM baseline; score it on dev (and test, when there is one)."""
-    base = LinearBaseline().fit([e.text for e in train_set], y_train)
-    result = {"model": base.describe(), "fit_seconds": round(base.fit_seconds, 2)}
-    for split, examples in (("dev", dev_set), ("test", test_set)):
-        if examples:
-            predicted = base.predict([e.text for e in examples])
-            result[f"{split}@0.5"] = _headline(evaluate_predictions(multi_hot(examples, labels), predicted, labels, 0.5))
-    log.info("baseline %s: dev micro-F1 %.2f macro-F1 %.2f (%.1f s)", result["model"],
-             result["dev@0.5"]["micro_f1"], result["dev@0.5"]["macro_f1"], base.fit_seconds)
-    return result
-
-
-def _finish(cfg, save_dir, dev_set, dev_probs, labels, test_set, main_process, baseline=None) -> dict:
-    """Tune per-label thresholds on dev, score dev (and test) at 0.5 and tuned, store in labelwise.json."""
-    meta = read_meta(save_dir) if main_process else None
+def _score_checkpoint(cfg, model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline) -> None:
+    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline."""
+    labels = meta.labels
     y_dev = multi_hot(dev_set, labels)
     thresholds = tune_thresholds(y_dev, dev_probs) if cfg.threshold_tuning else None
-    metrics = {"epoch": meta.metrics.get("epoch") if meta else None,
-               "dev@0.5": _headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
+    meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
+    metrics = {"epoch": epoch, "dev@0.5": headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
     if thresholds is not None:
-        metrics["dev@tuned"] = _headline(evaluate_predictions(y_dev, dev_probs, labels, thresholds))
+        metrics["dev@tuned"] = headline(evaluate_predictions(y_dev, dev_probs, labels, meta.thresholds))
         metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
-    if test_set and main_process:
-        clf = Classifier.load(save_dir)
-        test_probs = clf.predict_proba([e.text for e in test_set], batch_size=cfg.batch_size * 2)
+    if test_set:
+        test_probs, _ = _evaluate(model, tokenizer, meta, test_set, labels, cfg.batch_size)
         y_test = multi_hot(test_set, labels)
-        metrics["test@0.5"] = _headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
+        metrics["test@0.5"] = headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
         if thresholds is not None:
-            metrics["test@tuned"] = _headline(evaluate_predictions(y_test, test_probs, labels, thresholds))
+            metrics["test@tuned"] = headline(evaluate_predictions(y_test, test_probs, labels, meta.thresholds))
     if baseline:
         metrics["baseline"] = baseline
-    if main_process:
-        meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
-        meta.metrics = metrics
-        atomic_write_json(save_dir / "labelwise.json", meta.to_json())
-        for split, values in metrics.items():
-            if isinstance(values, dict) and "micro_f1" in values:
-                log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f", split, values["micro_f1"],
-                         values["macro_f1"], values["accuracy"])
-        for split, values in (baseline or {}).items():
-            if isinstance(values, dict):
-                log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f  (linear baseline)", split,
-                         values["micro_f1"], values["macro_f1"], values["accuracy"])
-    return metrics
+    meta.metrics = metrics
+
+
+def _log_summary(metrics: dict) -> None:
+    log.info("best epoch %s:", metrics.get("epoch"))
+    rows = [(split, values, "") for split, values in metrics.items() if isinstance(values, dict) and "micro_f1" in values]
+    rows += [(split, values, "  (linear baseline)") for split, values in metrics.get("baseline", {}).items()
+             if isinstance(values, dict)]
+    for split, values, note in rows:
+        log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f%s", split, values["micro_f1"],
+                 values["macro_f1"], values["accuracy"], note)
 
 
 def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history):
@@ -370,13 +353,4 @@ def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_
             "history": history, "scheduler": scheduler.state_dict()})
 
 
-def _progress(batches, desc, enabled):
-    if not enabled:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc=desc, unit="batch", dynamic_ncols=True, leave=False,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
-
-
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "train", "auto_epochs", "auto_learning_rate"]

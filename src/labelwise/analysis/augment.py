@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 
 from ..data import Example, read_examples, write_examples
 from ..errors import LabelwiseError
+from ..io_utils import check_outputs
 
 STRATEGIES = ("substitute", "insert", "delete", "swap")
 AUG_STRATEGIES = ("mix",) + STRATEGIES
@@ -335,10 +336,7 @@ def augment_file(train_path: str | os.PathLike, aug_path: str | os.PathLike, aug
                  with_original: bool = False, overwrite: bool = False, progress: bool = False) -> AugmentReport:
     """Augment every example of ``train_path`` into ``aug_path`` (optionally after the originals)."""
     train_path, aug_path = Path(train_path), Path(aug_path)
-    if aug_path.exists() and aug_path.resolve() == train_path.resolve():
-        raise LabelwiseError(f"{aug_path}: --aug_path is the input file; write the augmented data elsewhere")
-    if aug_path.exists() and not overwrite:
-        raise LabelwiseError(f"{aug_path}: already exists; pass another --aug_path or --overwrite")
+    check_outputs([aug_path], [train_path], overwrite=overwrite)
     examples = read_examples(train_path)
     created, report = augment_examples(examples, augmenter, progress)
     write_examples(aug_path, (list(examples) if with_original else []) + created)

@@ -26,7 +26,6 @@ Two methods, both scoring every training example (higher = more suspicious):
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import warnings
@@ -36,11 +35,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Example, load_dataset, multi_hot, write_examples
+from ..data import Example, load_dataset, multi_hot, save_dataset, write_examples
 from ..errors import LabelwiseError
+from ..inference import sigmoid
 
 __all__ = ["DirtyRanking", "fit_linear_head", "representer_alpha", "representer_scores", "out_of_fold_probs",
-           "confident_scores", "find_dirty", "select_dirty", "write_dirty", "add_arguments", "run"]
+           "confident_scores", "find_dirty", "select_dirty", "write_dirty", "METHODS"]
 
 METHODS = ("representer", "confident")
 
@@ -71,7 +71,7 @@ def fit_linear_head(features: np.ndarray, targets: np.ndarray, lmbd: float, init
         w = flat.reshape(shape)
         z = x @ w
         loss = (np.logaddexp(0.0, z) - y * z).sum() / len(x) + lmbd * (w * w).sum()
-        grad = x.T @ (_sigmoid(z) - y) / len(x) + 2 * lmbd * w
+        grad = x.T @ (sigmoid(z) - y) / len(x) + 2 * lmbd * w
         return loss, grad.ravel()
 
     start = np.zeros(shape) if init is None else np.asarray(init, dtype=np.float64)
@@ -85,14 +85,10 @@ def _with_bias(features: np.ndarray) -> np.ndarray:
     return np.hstack([features, np.ones((len(features), 1))])
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large |x|
-
-
 def representer_alpha(features: np.ndarray, y: np.ndarray, lmbd: float, init: np.ndarray | None = None) -> np.ndarray:
     """alpha (n, L): refit the head with L2 ``lmbd`` on gold labels, then -1/(2 lmbd n) * dBCE/dlogit."""
     w = fit_linear_head(features, y, lmbd, init)
-    probs = _sigmoid(_with_bias(features) @ w)
+    probs = sigmoid(_with_bias(features) @ w)
     return (np.asarray(y, dtype=np.float64) - probs) / (2.0 * lmbd * len(features))
 
 
@@ -127,7 +123,7 @@ def out_of_fold_probs(features: np.ndarray, y: np.ndarray, folds: int = 5, lmbd:
     for held in _folds(y, folds, seed):
         fit = np.setdiff1d(np.arange(len(y)), held)
         w = fit_linear_head(features[fit], y[fit], lmbd)
-        probs[held] = _sigmoid(_with_bias(features[held]) @ w)
+        probs[held] = sigmoid(_with_bias(features[held]) @ w)
     return probs
 
 
@@ -146,11 +142,9 @@ def out_of_fold_probs_finetune(classifier, examples: Sequence[Example], dataset_
     probs = np.zeros(y.shape, dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="labelwise-dirty-") as work:
         work = Path(work)
-        write_examples(work / "dev.txt", ds.dev)
-        (work / "label.txt").write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         for k, held in enumerate(_folds(y, folds, seed), start=1):
             fit = np.setdiff1d(np.arange(len(y)), held)
-            write_examples(work / "train.txt", [examples[i] for i in fit])
+            save_dataset(work, labels, {"train": [examples[i] for i in fit], "dev": ds.dev})
             cfg = TrainConfig(**{**base, "dataset_dir": str(work), "save_dir": str(work / f"fold{k}"),
                                  "model_name": meta.base_model, "init_from_ckpt": None, "resume": False,
                                  "max_train_samples": None, "train_file": "train.txt", "dev_file": "dev.txt",
@@ -203,7 +197,7 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
                           head.bias.detach().cpu().double().numpy()[None]])
         alpha = representer_alpha(features, y, lmbd, init)
         scores = representer_scores(alpha, features, representer_score, dirty_threshold)
-        probs = _sigmoid(_with_bias(features) @ init)  # the trained head's own predictions
+        probs = sigmoid(_with_bias(features) @ init)  # the trained head's own predictions
         detail = {"alpha": alpha, "lmbd": lmbd, "rule": representer_score}
     else:
         if cl_model == "head":
@@ -246,72 +240,3 @@ def write_dirty(examples: Sequence[Example], dirty: Sequence[int], dirty_file: s
         meta = None if ranking is None else [
             {"dirty_score": round(float(ranking.scores[i]), 6), "model_labels": ranking.suggested[i]} for i in dirty]
         write_doccano(doccano_file, [examples[i] for i in dirty], meta)
-
-
-# ---- command line (wired as `labelwise data dirty`) ------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset_dir", required=True, help="folder with train.txt and label.txt")
-    parser.add_argument("--params_path", default="checkpoint", help="checkpoint trained on that train.txt")
-    parser.add_argument("--train_file", default="train.txt")
-    parser.add_argument("--method", choices=METHODS, default="representer")
-    parser.add_argument("--dirty_num", type=int, default=100, help="how many examples to flag (default %(default)s)")
-    parser.add_argument("--dirty_threshold", type=float, default=0.0,
-                        help="flag only examples scoring above this; with --representer_score seed: the "
-                             "representer weight that counts as positive (default %(default)s)")
-    parser.add_argument("--dirty_file", default="train_dirty.txt",
-                        help="flagged examples; a bare name goes into --dataset_dir (default %(default)s)")
-    parser.add_argument("--rest_file", default="train_dirty_rest.txt",
-                        help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
-    parser.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
-    parser.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self")
-    parser.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
-    parser.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
-    parser.add_argument("--cl_model", choices=["head", "finetune"], default="head",
-                        help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
-                             "finetune = K fine-tuned models like the checkpoint (slow)")
-    parser.add_argument("--cl_epochs", type=int, default=None,
-                        help="finetune: epochs per fold (default: the checkpoint's)")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--max_seq_length", type=int, default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=3)
-
-
-def _output_path(dataset_dir: str, name: str) -> Path:
-    """A bare file name goes into the dataset folder (PaddleNLP's way); a path (even ./name) is used as given."""
-    bare = "/" not in str(name) and os.sep not in str(name)
-    return Path(dataset_dir) / name if bare else Path(name)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..inference import Classifier
-
-    ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",))
-    train_path = Path(args.dataset_dir) / args.train_file
-    dirty_path = _output_path(args.dataset_dir, args.dirty_file)
-    rest_path = _output_path(args.dataset_dir, args.rest_file)
-    for out in (dirty_path, rest_path):
-        if out.resolve() == train_path.resolve():
-            raise LabelwiseError(f"{out}: this is the training file itself; pass another --dirty_file/--rest_file")
-    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
-    if clf.labels != ds.labels:
-        raise LabelwiseError(f"{args.params_path}: its labels differ from {args.dataset_dir}/label.txt; "
-                             "pass the checkpoint trained on this dataset")
-    ranking = find_dirty(clf, ds.train, args.method, lmbd=args.lmbd, representer_score=args.representer_score,
-                         dirty_threshold=args.dirty_threshold, folds=args.folds, cl_model=args.cl_model,
-                         cl_epochs=args.cl_epochs, dataset_dir=args.dataset_dir, batch_size=args.batch_size,
-                         max_seq_length=args.max_seq_length, seed=args.seed,
-                         progress=not getattr(args, "quiet", False))
-    dirty = select_dirty(ranking, args.dirty_num, args.dirty_threshold)
-    write_dirty(ds.train, dirty, dirty_path, rest_path, args.doccano_file, ranking)
-    print(f"{args.method}: {len(dirty)} of {len(ds.train)} training examples flagged -> {dirty_path}; "
-          f"the other {len(ds.train) - len(dirty)} -> {rest_path}")
-    if "cleanlab_issues" in ranking.detail:
-        print(f"cleanlab's own estimate: {int(ranking.detail['cleanlab_issues'].sum())} examples with a label issue")
-    for rank, i in enumerate(dirty[:5], start=1):
-        example = ds.train[i]
-        print(f"  {rank}. score {ranking.scores[i]:.4g}  gold [{','.join(example.labels)}]  model "
-              f"[{','.join(ranking.suggested[i])}]  {example.text[:60]}")
-    if args.doccano_file:
-        print(f"doccano JSONL for relabelling -> {args.doccano_file}")
-    return 0

@@ -17,8 +17,6 @@ background = normalised importance) and a TSV of the top words.
 """
 from __future__ import annotations
 
-import argparse
-import html
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,11 +25,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, LabelwiseError
+from ..errors import LabelwiseError
 from ..io_utils import atomic_write_text
+from .report import escape
 
 __all__ = ["InterpretInput", "WordAttribution", "read_interpret_input", "word_spans", "token_words",
-           "merge_to_words", "TokenAttributor", "interpret", "write_html", "write_tsv", "add_arguments", "run"]
+           "merge_to_words", "TokenAttributor", "interpret", "write_html", "write_tsv", "KIND_NOTE", "METHODS"]
 
 METHODS = ("ig", "lime", "shap")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
@@ -291,27 +290,23 @@ def write_tsv(results: Sequence[WordAttribution], path: str | os.PathLike, top_w
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def write_html(results: Sequence[WordAttribution], path: str | os.PathLike, top_words: int = 5,
                method: str = "ig") -> Path:
     """A self-contained HTML table: label / gold / prediction / key words / the text as a heatmap."""
     rows = []
     for n, r in enumerate(results):
         marks = "".join(f"<mark style='background:rgba(220,38,38,{0.85 * v:.2f})' title='{v:.2f} (raw {s:.3g})'>"
-                        f"{_e(w)}</mark>" for w, v, s in zip(r.words, r.importance, r.scores))
-        rest = f"<span class='cut' title='beyond max_seq_length, not attributed'>{_e(r.truncated)}</span>" \
+                        f"{escape(w)}</mark>" for w, v, s in zip(r.words, r.importance, r.scores))
+        rest = f"<span class='cut' title='beyond max_seq_length, not attributed'>{escape(r.truncated)}</span>" \
             if r.truncated else ""
-        key = " ".join(_e(w) for w, _ in r.top_words(top_words))
+        key = " ".join(escape(w) for w, _ in r.top_words(top_words))
         shared = ""  # gold and prediction once per text (results of one text are consecutive)
         if n == 0 or results[n - 1].text != r.text:
             span = next((k for k in range(n, len(results)) if results[k].text != r.text), len(results)) - n
-            gold = "—" if r.gold is None else _e(",".join(r.gold)) or "(none)"
+            gold = "—" if r.gold is None else escape(",".join(r.gold)) or "(none)"
             shared = (f"<td rowspan='{span}'>{gold}</td>"
-                      f"<td rowspan='{span}'>{_e(', '.join(r.predicted)) or '(none)'}</td>")
-        rows.append(f"<tr class='{r.kind.rstrip('?')}'><td><b>{_e(r.label)}</b><br><small>{KIND_NOTE[r.kind]}, "
+                      f"<td rowspan='{span}'>{escape(', '.join(r.predicted)) or '(none)'}</td>")
+        rows.append(f"<tr class='{r.kind.rstrip('?')}'><td><b>{escape(r.label)}</b><br><small>{KIND_NOTE[r.kind]}, "
                     f"p={r.probability:.2f}</small></td>{shared}<td class='key'>{key}</td>"
                     f"<td class='text'>{marks}{rest}</td></tr>")
     page = (
@@ -322,70 +317,8 @@ def write_html(results: Sequence[WordAttribution], path: str | os.PathLike, top_
         "mark{color:inherit;padding:1px 1px;border-radius:2px}.cut{color:#8c959f}td.key{max-width:180px}"
         "tr.missed td:first-child{border-left:4px solid #cf222e}tr.wrong td:first-child{border-left:4px solid #bc4c00}"
         "tr.predicted td:first-child{border-left:4px solid #1a7f37}</style></head><body>"
-        f"<h1>Word importance per label ({_e(method)})</h1><p>Darker red = the word pushes the label's score up more "
+        f"<h1>Word importance per label ({escape(method)})</h1><p>Darker red = the word pushes the label's score up more "
         "(min-max normalised per row); pale words push it down or not at all. Hover a word for its value.</p>"
         "<table id='interpretation'><tr><th>Label explained</th><th>Gold</th><th>Prediction</th><th>Key words</th>"
         f"<th>Text</th></tr>{''.join(rows)}</table></body></html>\n")
     return atomic_write_text(path, page)
-
-
-# ---- command line (wired as `labelwise interpret words`) -------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params_path", default="checkpoint", help="checkpoint folder (PyTorch)")
-    parser.add_argument("--dataset_dir", default=None,
-                        help="optional: its label.txt must match the model; bad_case.txt is looked for there too")
-    parser.add_argument("--interpret_input_file", default="bad_case.txt",
-                        help="bad_case.txt of `labelwise evaluate`, 'text<TAB>labels' or bare text lines")
-    parser.add_argument("--text", action="append", default=None, help="interpret this text instead (repeatable)")
-    parser.add_argument("--interpret_result_file", default="interpret_words.html", help="the HTML heatmap")
-    parser.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
-    parser.add_argument("--method", choices=METHODS, default="ig")
-    parser.add_argument("--top_words", type=int, default=5)
-    parser.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
-    parser.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
-    parser.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
-    parser.add_argument("--max_examples", type=int, default=100,
-                        help="interpret the first N texts (default %(default)s)")
-    parser.add_argument("--device", default=None)
-
-
-def _input_path(args) -> Path:
-    path = Path(args.interpret_input_file)
-    if not path.exists() and args.dataset_dir and not path.is_absolute():
-        candidate = Path(args.dataset_dir) / path
-        if candidate.exists():
-            return candidate
-    if not path.exists():
-        raise DataError(path, None, "file not found", "run `labelwise evaluate` first (it writes bad_case.txt) "
-                        "or pass --interpret_input_file / --text")
-    return path
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..data import read_labels
-    from ..inference import Classifier
-
-    if args.max_examples is not None and args.max_examples < 1:
-        raise LabelwiseError(f"--max_examples must be >= 1, got {args.max_examples}")
-    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
-    if args.dataset_dir and read_labels(Path(args.dataset_dir) / "label.txt") != clf.labels:
-        raise LabelwiseError(f"{args.dataset_dir}/label.txt differs from the labels of {args.params_path}")
-    if args.text:
-        inputs = [InterpretInput(t) for t in args.text if t.strip()]
-        if not inputs:
-            raise LabelwiseError("--text is empty")
-    else:
-        inputs = read_interpret_input(_input_path(args), clf.labels)
-    total = len(inputs)
-    inputs = inputs[:args.max_examples]
-    results = interpret(clf, inputs, args.method, args.n_steps, args.n_samples, args.max_seq_length,
-                        progress=not getattr(args, "quiet", False))
-    html_path = Path(args.interpret_result_file)
-    tsv_path = Path(args.top_words_file) if args.top_words_file else html_path.with_suffix(".tsv")
-    write_html(results, html_path, args.top_words, args.method)
-    write_tsv(results, tsv_path, args.top_words)
-    note = f" (the first {len(inputs)} of {total}; --max_examples)" if total > len(inputs) else ""
-    print(f"{len(results)} label explanations for {len(inputs)} texts{note} -> {html_path}, top words -> {tsv_path}")
-    for r in results[:3]:
-        print(f"  {r.label} ({KIND_NOTE[r.kind]}): {' '.join(w for w, _ in r.top_words(args.top_words))}")
-    return 0

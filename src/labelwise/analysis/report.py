@@ -22,10 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from ..data import multi_hot
-from ..io_utils import atomic_write_text
+from ..io_utils import atomic_write_text, check_outputs
 from ..metrics import apply_thresholds
 
-__all__ = ["write_report", "build_report", "swap_matrix"]
+__all__ = ["write_report", "build_report", "swap_matrix", "escape"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:24px auto;
@@ -59,8 +59,10 @@ def swap_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 # ---- pieces of the page -------------------------------------------------------------------------------------
-def _e(text) -> str:
+def escape(text) -> str:
+    """Any value as HTML text, quotes included (safe in attributes too)."""
     return html.escape(str(text), quote=True)
+
 
 
 def _png(fig) -> str:
@@ -73,7 +75,7 @@ def _png(fig) -> str:
 
 
 def _overall(metrics: dict) -> str:
-    rows = [("Examples", f"{metrics['size']}"), ("Thresholds", _e(metrics.get("thresholds", ""))),
+    rows = [("Examples", f"{metrics['size']}"), ("Thresholds", escape(metrics.get("thresholds", ""))),
             ("Accuracy (exact match)", f"{metrics['accuracy']:.2f}")]
     for avg in ("micro", "macro"):
         m = metrics[avg]
@@ -86,7 +88,7 @@ def _overall(metrics: dict) -> str:
         rows.append(("At a fixed 0.5 threshold: accuracy / micro-F1 / macro-F1",
                      f"{a['accuracy']:.2f} / {a['micro']['f1']:.2f} / {a['macro']['f1']:.2f}"))
     body = "".join(f"<tr><th>{k}</th><td class='num'>{v}</td></tr>" for k, v in rows)
-    note = f"<p class='note'>{_e(metrics['zero_division'])}.</p>" if metrics.get("zero_division") else ""
+    note = f"<p class='note'>{escape(metrics['zero_division'])}.</p>" if metrics.get("zero_division") else ""
     return f"<table id='overall'>{body}</table>{note}"
 
 
@@ -99,7 +101,7 @@ def _label_bars(per_label: list[dict]) -> str:
     for r in rows:
         bars = "".join(f"<div class='bar {c}' style='width:{max(r[k], 0.0):.1f}%' title='{k} {r[k]:.2f}'></div>"
                        for c, k in (("p", "precision"), ("r", "recall"), ("f", "f1")))
-        out.append(f"<tr><td>{_e(r['label'])}</td><td class='num'>{r['support']} ({r['support_pct']:.1f}%)</td>"
+        out.append(f"<tr><td>{escape(r['label'])}</td><td class='num'>{r['support']} ({r['support_pct']:.1f}%)</td>"
                    f"<td class='num'>{r['predicted']}</td><td class='num'>{r['precision']:.1f}</td>"
                    f"<td class='num'>{r['recall']:.1f}</td><td class='num'>{r['f1']:.1f}</td>"
                    f"<td class='barcell'>{bars}</td></tr>")
@@ -113,7 +115,7 @@ def _swap_heatmap(labels: Sequence[str], matrix: np.ndarray, top: int = 10) -> s
     cols = [j for j in range(len(labels)) if matrix[rows, j].sum() > 0]
     peak = max(1, int(matrix[np.ix_(rows, cols + [len(labels)])].max()))
     names = list(labels) + ["(nothing wrong predicted)"]
-    head = "".join(f"<th class='col'>{_e(names[j])}</th>" for j in cols + [len(labels)])
+    head = "".join(f"<th class='col'>{escape(names[j])}</th>" for j in cols + [len(labels)])
     out = ["<p class='note'>Rows: a gold label the model missed. Columns: a label it predicted instead in the same "
            "example (not gold there). Cell = number of examples.</p>",
            f"<table class='heat' id='swaps'><tr><th class='row'>missed gold ↓ / predicted instead →</th>{head}</tr>"]
@@ -124,15 +126,15 @@ def _swap_heatmap(labels: Sequence[str], matrix: np.ndarray, top: int = 10) -> s
             alpha = 0.08 + 0.92 * v / peak if v else 0.0
             color = "#fff" if alpha > 0.55 else "#1f2328"
             cells.append(f"<td style='background:rgba(207,34,46,{alpha:.2f});color:{color}' "
-                         f"title='{_e(labels[i])} → {_e(names[j])}: {v}'>{v or ''}</td>")
-        out.append(f"<tr><th class='row'>{_e(labels[i])}</th>{''.join(cells)}</tr>")
+                         f"title='{escape(labels[i])} → {escape(names[j])}: {v}'>{v or ''}</td>")
+        out.append(f"<tr><th class='row'>{escape(labels[i])}</th>{''.join(cells)}</tr>")
     out.append("</table>")
     pairs = [(int(matrix[i, j]), labels[i], labels[j]) for i in rows for j in cols if matrix[i, j] > 0]
     pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
     if pairs:
         out.append("<h3>Most frequent swaps</h3><table id='top-swaps'><tr><th>missed gold</th><th>predicted instead"
                    "</th><th>examples</th></tr>")
-        out += [f"<tr><td>{_e(g)}</td><td>{_e(p)}</td><td class='num'>{n}</td></tr>" for n, g, p in pairs[:top]]
+        out += [f"<tr><td>{escape(g)}</td><td>{escape(p)}</td><td class='num'>{n}</td></tr>" for n, g, p in pairs[:top]]
         out.append("</table>")
     return "".join(out)
 
@@ -161,12 +163,12 @@ def _pr_curves(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, labels:
         ax.set_xlabel("recall", fontsize=8), ax.set_ylabel("precision", fontsize=8)
         ax.tick_params(labelsize=7), ax.grid(alpha=0.3)
         ap = 100 * average_precision_score(gold, probs[:, j])
-        figures.append(f"<figure><img alt='precision-recall curve of {_e(label)}' src='{_png(fig)}'>"
-                       f"<figcaption><b>{_e(label)}</b>: AP {ap:.1f}; threshold {thresholds[j]:.2f} "
+        figures.append(f"<figure><img alt='precision-recall curve of {escape(label)}' src='{_png(fig)}'>"
+                       f"<figcaption><b>{escape(label)}</b>: AP {ap:.1f}; threshold {thresholds[j]:.2f} "
                        f"(red dot) → P {100 * p_at:.1f}, R {100 * r_at:.1f}, {int(gold.sum())} gold"
                        f"</figcaption></figure>")
     absent = [labels[j] for j in range(len(labels)) if not y[:, j].any()]
-    note = (f"<p class='note'>No gold example in this split, so no curve: {_e(', '.join(absent))}.</p>"
+    note = (f"<p class='note'>No gold example in this split, so no curve: {escape(', '.join(absent))}.</p>"
             if absent else "")
     return f"<div class='grid' id='pr-curves'>{''.join(figures)}</div>{note}"
 
@@ -207,13 +209,13 @@ def _bad_cases(evaluation, pred: np.ndarray, limit: int) -> str:
         gold = set(evaluation.examples[i].labels)
         predicted = [labels[j] for j in np.argsort(-probs[i]) if pred[i, j]]
         gold_cells = " ".join(
-            f"<span class='{'ok' if labels.index(g) in np.flatnonzero(pred[i]) else 'miss'}'>{_e(g)} "
+            f"<span class='{'ok' if labels.index(g) in np.flatnonzero(pred[i]) else 'miss'}'>{escape(g)} "
             f"{probs[i, labels.index(g)]:.2f}</span>" for g in evaluation.examples[i].labels)
-        pred_cells = " ".join(f"<span class='{'ok' if p in gold else 'wrong'}'>{_e(p)} "
+        pred_cells = " ".join(f"<span class='{'ok' if p in gold else 'wrong'}'>{escape(p)} "
                               f"{probs[i, labels.index(p)]:.2f}</span>" for p in predicted)
         line = evaluation.examples[i].line
         out.append(f"<tr><td class='num'>{line if line is not None else i + 1}</td>"
-                   f"<td class='text'>{_e(evaluation.examples[i].text)}</td><td>{gold_cells or '—'}</td>"
+                   f"<td class='text'>{escape(evaluation.examples[i].text)}</td><td>{gold_cells or '—'}</td>"
                    f"<td>{pred_cells or '—'}</td></tr>")
     return "".join(out) + "</table>"
 
@@ -229,7 +231,7 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
     meta = [f"{metrics['size']} examples, {len(labels)} labels",
             f"written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"]
     if classifier is not None:
-        meta.insert(0, f"model: {_e(classifier.meta.base_model)}, max_seq_length {classifier.max_seq_length}, "
+        meta.insert(0, f"model: {escape(classifier.meta.base_model)}, max_seq_length {classifier.max_seq_length}, "
                        f"{classifier.backend.name} backend")
     sections = [
         ("overall", "Overall", _overall(metrics)),
@@ -241,12 +243,16 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
     ]
     nav = " · ".join(f"<a href='#{key}'>{name}</a>" for key, name, _ in sections)
     body = "".join(f"<section id='{key}'><h2>{name}</h2>{content}</section>" for key, name, content in sections)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
-            f"<body><h1>{_e(title)}</h1><p class='meta'>{' · '.join(meta)}</p><p>{nav}</p>{body}</body></html>\n")
+            f"<body><h1>{escape(title)}</h1><p class='meta'>{' · '.join(meta)}</p><p>{nav}</p>{body}</body></html>\n")
 
 
 def write_report(evaluation, path: str | os.PathLike, classifier=None, max_bad_cases: int = 300,
                  title: str | None = None) -> Path:
-    """Write the HTML report of ``evaluation`` (a :class:`labelwise.evaluation.Evaluation`) to ``path``."""
+    """Write the HTML report of ``evaluation`` (a :class:`labelwise.evaluation.Evaluation`) to ``path``.
+
+    ``path`` is replaced if it exists, but never when it is one of the files the evaluation read.
+    """
+    check_outputs([path], getattr(evaluation, "sources", ()), overwrite=True)
     return atomic_write_text(path, build_report(evaluation, classifier, max_bad_cases, title))

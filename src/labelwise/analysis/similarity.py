@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Example, _read_lines
+from ..data import Example, read_lines
 from ..errors import DataError
 from ..inference import Classifier, sigmoid
 
@@ -133,7 +133,7 @@ def read_interpret_input(path: str | os.PathLike,
     path = Path(path)
     known = set(labels) if labels is not None else None
     items = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if number == 1 and line.strip() == BAD_CASE_HEADER:
             continue
         fields = line.split("\t")

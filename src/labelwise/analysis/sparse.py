@@ -22,10 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Example, load_dataset, multi_hot, write_examples
+from ..data import Example, check_same_labels, load_dataset, multi_hot, write_examples, write_lines
 from ..errors import LabelwiseError
 from ..inference import Classifier, sigmoid
-from ..io_utils import atomic_write_text
+from ..io_utils import check_outputs
 from ..metrics import f1_scores
 from .similarity import SupportIndex, logits_from_features
 
@@ -154,13 +154,8 @@ def _outputs(cfg: SparseConfig, out_dir: Path) -> dict[str, Path]:
         files["doccano"] = out_dir / cfg.support_doccano_file
     else:
         files["train"] = out_dir / cfg.train_output_file
-    inputs = {(Path(cfg.dataset_dir) / f).resolve() for f in (cfg.train_file, cfg.dev_file, cfg.label_file,
-                                                              cfg.unlabeled_file)}
-    for path in files.values():
-        if path.resolve() in inputs:
-            raise LabelwiseError(f"{path}: an output would replace an input file; choose other output names")
-        if path.exists() and not cfg.overwrite:
-            raise LabelwiseError(f"{path}: already exists; pass --overwrite to replace it or --output_dir")
+    inputs = [Path(cfg.dataset_dir) / f for f in (cfg.train_file, cfg.dev_file, cfg.label_file, cfg.unlabeled_file)]
+    check_outputs(files.values(), inputs, overwrite=cfg.overwrite)
     return files
 
 
@@ -172,9 +167,7 @@ def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> Spars
                       require=("train", "dev", "data") if cfg.annotate else ("train", "dev"))
     files = _outputs(cfg, Path(cfg.output_dir or cfg.dataset_dir))
     classifier = classifier or Classifier.load(cfg.params_path, backend="torch", device=cfg.device)
-    if ds.labels != classifier.labels:
-        raise LabelwiseError(f"{cfg.dataset_dir}: label.txt differs from the model's labels; use the dataset "
-                             "the model was trained on")
+    check_same_labels(classifier.labels, ds.labels, classifier.path, Path(cfg.dataset_dir) / cfg.label_file)
     opts = dict(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
     train_index = SupportIndex.build(classifier, ds.train, progress=cfg.progress, **opts)
     order, scores, stats = find_sparse(classifier, train_index, ds.dev, cfg.sparse_num, cfg.rationale_num_sparse,
@@ -194,7 +187,7 @@ def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> Spars
         chosen = select_support(pool, sparse_features, cfg.support_num, cfg.support_threshold,
                                 cfg.rationale_num_support, exclude)
         result.support = [(pool.texts[i], None, s) for i, s in chosen]
-        atomic_write_text(files["support"], "".join(t + "\n" for t, *_ in result.support))
+        write_lines(files["support"], [t for t, *_ in result.support])
         write_doccano(files["doccano"], [t for t, *_ in result.support])
         result.written += [files["support"], files["doccano"]]
     else:

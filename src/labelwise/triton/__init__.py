@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import LabelwiseError
-from ..io_utils import atomic_dir, atomic_write_json, atomic_write_text
+from ..io_utils import atomic_dir, atomic_write_json, atomic_write_text, check_outputs
 from ..models import read_meta
 
 __all__ = ["write_triton_repo", "graph_signature"]
@@ -89,10 +89,10 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
     """
     from ..runtime_onnx import OnnxTokenizer, model_file
 
-    from ..export import check_replaceable, make_readable
+    from ..export import make_readable
 
     export_dir = Path(export_dir)
-    check_replaceable(repo_dir, "README.md", "--triton")
+    check_outputs([repo_dir], [export_dir], marker="README.md")
     meta = read_meta(export_dir)
     onnx_path = model_file(export_dir, precision)
     inputs, outputs, dynamic_batch = graph_signature(onnx_path)

@@ -1,0 +1,62 @@
+"""The automatic parts of the training recipe, and the linear baseline trained beside every run.
+
+Settings left at ``None`` in :class:`labelwise.training.TrainConfig` follow the encoder and the data
+(measured: benchmarks/RESULTS.md, "Training recipe ablation"):
+
+* the encoder's learning rate: 1e-4 up to 512 hidden units (m3e-small, MiniLM), 3e-5 above (PaddleNLP's);
+* the head's: ``HEAD_LR_MULTIPLIER`` × the encoder's — a fresh layer needs larger steps than pretrained weights;
+* epochs: enough for ``MIN_STEPS`` optimiser steps, between ``MIN_EPOCHS`` and ``MAX_EPOCHS``, so a small dataset
+  is not left after a few dozen updates while a large one is not trained for hours.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from .baseline import LinearBaseline
+from .data import multi_hot
+from .metrics import evaluate_predictions
+
+log = logging.getLogger("labelwise")
+
+HEAD_LR_MULTIPLIER = 30
+MIN_STEPS = 600
+MIN_EPOCHS, MAX_EPOCHS = 3, 40
+
+__all__ = ["HEAD_LR_MULTIPLIER", "MIN_STEPS", "auto_epochs", "auto_learning_rate", "fit_baseline", "headline",
+           "with_defaults"]
+
+
+def auto_learning_rate(hidden_size: int) -> float:
+    """Encoder learning rate: 1e-4 for small encoders (hidden ≤ 512, e.g. m3e-small, MiniLM), 3e-5 above."""
+    return 1e-4 if hidden_size <= 512 else 3e-5
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Enough epochs for MIN_STEPS optimiser steps, at least MIN_EPOCHS, at most MAX_EPOCHS."""
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // max(1, steps_per_epoch)))))
+
+
+def with_defaults(cfg, hidden_size: int, pooling: str, steps_per_epoch: int):
+    """A copy of ``cfg`` (a TrainConfig) with the automatic settings filled in."""
+    lr = cfg.learning_rate or auto_learning_rate(hidden_size)
+    return dataclasses.replace(cfg, learning_rate=lr, head_learning_rate=cfg.head_learning_rate or HEAD_LR_MULTIPLIER * lr,
+                               epochs=cfg.epochs or auto_epochs(steps_per_epoch), pooling=pooling)
+
+
+def headline(metrics: dict) -> dict:
+    """micro-F1, macro-F1 and exact-match accuracy out of :func:`labelwise.metrics.evaluate_predictions`."""
+    return {"micro_f1": metrics["micro"]["f1"], "macro_f1": metrics["macro"]["f1"], "accuracy": metrics["accuracy"]}
+
+
+def fit_baseline(train_set, dev_set, test_set, labels) -> dict:
+    """Fit the TF-IDF + linear SVM baseline; score it on dev (and test, when there is one)."""
+    base = LinearBaseline().fit([e.text for e in train_set], multi_hot(train_set, labels))
+    result = {"model": base.describe(), "fit_seconds": round(base.fit_seconds, 2)}
+    for split, examples in (("dev", dev_set), ("test", test_set)):
+        if examples:
+            predicted = base.predict([e.text for e in examples])
+            result[f"{split}@0.5"] = headline(evaluate_predictions(multi_hot(examples, labels), predicted, labels, 0.5))
+    log.info("baseline %s: dev micro-F1 %.2f macro-F1 %.2f (%.1f s)", result["model"],
+             result["dev@0.5"]["micro_f1"], result["dev@0.5"]["macro_f1"], base.fit_seconds)
+    return result
