@@ -19,6 +19,7 @@ import numpy as np
 from .batching import LONG_TEXT_MODES, encode, iter_batches
 from .errors import LabelwiseError
 from .models import CheckpointMeta, read_meta
+from .progress import progress as progress_bar
 
 __all__ = ["Classifier", "Prediction", "TorchBackend", "decide", "sigmoid", "resolve_device", "check_thresholds"]
 
@@ -199,9 +200,7 @@ class Classifier:
         pad_id = self.tokenizer.pad_token_id or 0
         batches = iter_batches(encoded, batch_size, pad_id)
         if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, total=-(-len(encoded.owner) // batch_size), desc="predict", unit="batch")
+            batches = progress_bar(batches, "predict", total=-(-len(encoded.owner) // batch_size))
         for rows, batch in batches:
             window_probs[rows] = sigmoid(self.backend.logits(batch))
         np.maximum.at(probs, encoded.owner, window_probs)
@@ -222,9 +221,7 @@ class Classifier:
         out = None
         batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
         if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, total=-(-len(texts) // batch_size), desc="features", unit="batch")
+            batches = progress_bar(batches, "features", total=-(-len(texts) // batch_size))
         for rows, batch in batches:
             feats = self.backend.features(batch)
             if out is None:

@@ -321,9 +321,9 @@ def augment_examples(examples: Sequence[Example], augmenter: WordAugmenter,
     """New examples with the labels of the one they came from, in input order."""
     items: Iterable[Example] = examples
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        items = tqdm(examples, desc="augment", unit="text")
+        items = progress_bar(examples, "augment", unit="text")
     out, short = [], 0
     for example in items:
         texts = augmenter.augment(example.text)

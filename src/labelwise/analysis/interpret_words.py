@@ -257,9 +257,9 @@ def interpret(classifier, inputs: Sequence[InterpretInput], method: str = "ig", 
     probs = classifier.predict_proba([x.text for x in inputs], max_seq_length=attributor.max_seq_length)
     items = zip(inputs, probs, classifier.decode(probs))
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        items = tqdm(items, total=len(inputs), desc=f"interpret ({method})", unit="text")
+        items = progress_bar(items, f"interpret ({method})", unit="text", total=len(inputs))
     out = []
     for item, row, prediction in items:
         predicted = prediction.labels
