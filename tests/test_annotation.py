@@ -146,12 +146,12 @@ def test_read_label_studio_controls_and_text_key(tmp_path):
     two = {"result": choices("a")["result"] + choices("z", name="other")["result"]}
     path = tmp_path / "ls.json"
     path.write_text(json.dumps([ls_task("t", two)]), encoding="utf-8")
-    with pytest.raises(DataError, match="task 1: several classification controls.*--from_name"):
+    with pytest.raises(DataError, match="task 1: several classification controls.*`from_name`"):
         read_label_studio(path)
     assert read_label_studio(path, from_name="other")[0][0].labels == ("z",)
     path.write_text(json.dumps([{"data": {"review": "only field"}, "annotations": [choices("a")]},
                                 {"data": {"review": "r", "title": "t"}, "annotations": [choices("a")]}]))
-    with pytest.raises(DataError, match="task 2: no 'text' in the task data.*--text_key"):
+    with pytest.raises(DataError, match="task 2: no 'text' in the task data.*`text_key`"):
         read_label_studio(path)
     assert [e.text for e in read_label_studio(path, text_key="review")[0]] == ["only field", "r"]
 

@@ -188,3 +188,21 @@ def test_cli_reports_bad_prediction_arguments_in_one_line(tiny_zh_checkpoint, di
     err = capsys.readouterr().err
     assert "batch_size must be a positive whole number" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "o.txt").exists()
+
+
+def test_library_errors_name_parameters_not_flags():
+    from labelwise import training
+
+    with pytest.raises(LabelwiseError) as err:
+        training.TrainConfig(dataset_dir="x", batch_size=0).validate()
+    assert "`batch_size`" in str(err.value) and "--" not in str(err.value)
+
+
+def test_cli_turns_parameter_names_into_its_flags(tmp_path, capsys):
+    from labelwise.cli import flag_message, main
+
+    assert main(["-q", "train", "--dataset_dir", str(tmp_path), "--batch_size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch_size must be positive" in err and "`" not in err and err.strip().count("\n") == 0
+    # a name the command has no flag for loses its backticks only
+    assert flag_message("`splits` and `nope`", {"--splits"}) == "--splits and nope"

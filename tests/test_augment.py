@@ -107,11 +107,11 @@ def test_chinese_homonyms_sound_the_same():
 def test_english_homonyms_and_missing_mlm_model_are_clear_errors():
     with pytest.raises(LabelwiseError, match="Chinese text only"):
         WordAugmenter("substitute", "homonym").augment(EN)
-    with pytest.raises(LabelwiseError, match="--mlm_model"):
+    with pytest.raises(LabelwiseError, match="`mlm_model`"):
         WordAugmenter("substitute", "mlm")
-    with pytest.raises(LabelwiseError, match="--aug_strategy"):
+    with pytest.raises(LabelwiseError, match="`strategy`"):
         WordAugmenter("shuffle")
-    with pytest.raises(LabelwiseError, match="--aug_percent"):
+    with pytest.raises(LabelwiseError, match="`aug_percent`"):
         WordAugmenter(aug_percent=0)
 
 

@@ -83,7 +83,7 @@ def test_data_file_takes_text_of_labelled_lines(tmp_path):
 
 def test_missing_split_and_folder(tmp_path, folder):
     (folder / "dev.txt").unlink()
-    with pytest.raises(DataError, match="dev split not found.*--dev_file"):
+    with pytest.raises(DataError, match="dev split not found.*`dev_file`"):
         load_dataset(folder)
     with pytest.raises(LabelwiseError, match="dataset folder not found"):
         load_dataset(tmp_path / "nope")

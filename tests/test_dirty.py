@@ -150,9 +150,9 @@ def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, d
     from labelwise.data import load_dataset
 
     clf, train = Classifier.load(tiny_zh_checkpoint), load_dataset(divorce_small).train
-    with pytest.raises(LabelwiseError, match="--folds"):
+    with pytest.raises(LabelwiseError, match="`folds`"):
         dirty.find_dirty(clf, train, "confident", folds=1)
-    with pytest.raises(LabelwiseError, match="--lmbd"):
+    with pytest.raises(LabelwiseError, match="`lmbd`"):
         dirty.find_dirty(clf, train, lmbd=0)
     with pytest.raises(LabelwiseError, match="labels differ") as err:
         cmd_dirty(_args(dataset_dir=_copy(divorce_small, tmp_path), params_path=tiny_en_checkpoint))

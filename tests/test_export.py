@@ -114,7 +114,7 @@ def test_missing_precision_and_bad_paths_are_clear_errors(export_dir, tiny_zh_ch
         Classifier.load(fp32_only, backend="onnx", precision="int8")
     with pytest.raises(LabelwiseError, match="unknown precision"):
         Classifier.load(export_dir, backend="onnx", precision="int4")
-    with pytest.raises(LabelwiseError, match="--device"):
+    with pytest.raises(LabelwiseError, match="`device` tpu"):
         Classifier.load(export_dir, backend="onnx", device="tpu")
     # never replace a folder labelwise did not write, nor the checkpoint itself
     user_folder = tmp_path / "mine"

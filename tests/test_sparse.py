@@ -109,5 +109,5 @@ def test_sparse_refuses_to_overwrite_and_checks_flags(zh_case, tmp_path):
     assert (tmp_path / "sparse.txt").read_text(encoding="utf-8") == "precious\t\n"
     with pytest.raises(LabelwiseError, match="dev.txt: this output is also an input"):
         run_sparse(SparseConfig(dataset_dir=str(folder), params_path=str(ckpt), sparse_file="dev.txt", overwrite=True))
-    with pytest.raises(LabelwiseError, match="--support_threshold"):
+    with pytest.raises(LabelwiseError, match="`support_threshold`"):
         run_sparse(SparseConfig(dataset_dir=str(folder), support_threshold=3))

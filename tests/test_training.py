@@ -45,7 +45,7 @@ def test_auto_pos_weight_is_neg_over_pos_clipped():
 
 
 def test_bad_config_is_a_clear_error(tiny_zh_encoder, divorce_small, tmp_path):
-    with pytest.raises(LabelwiseError, match="--batch_size must be positive"):
+    with pytest.raises(LabelwiseError, match="`batch_size` must be positive"):
         train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "c", batch_size=0))
 
 

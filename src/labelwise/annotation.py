@@ -93,7 +93,7 @@ def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None) -
     names = {r.get("from_name") for r in results if r.get("type") in ("choices", "taxonomy")}
     if from_name is None and len(names) > 1:
         raise DataError(path, None, f"task {task_no}: several classification controls ({', '.join(sorted(names))})",
-                        "pick one with --from_name")
+                        "pick one with `from_name`")
     for r in results:
         if r.get("type") not in ("choices", "taxonomy") or (from_name and r.get("from_name") != from_name):
             continue
@@ -145,7 +145,7 @@ def read_label_studio(path: str | os.PathLike, text_key: str = "text",
             strings = [v for v in data.values() if isinstance(v, str)]
             if len(strings) != 1:
                 raise DataError(path, None, f"{where}no {text_key!r} in the task data",
-                                "name the text field with --text_key")
+                                "name the text field with `text_key`")
             text = strings[0]
         examples.append(_example(path, None, text, labels, where))
     if not examples:
@@ -157,11 +157,11 @@ def read_label_studio(path: str | os.PathLike, text_key: str = "text",
 def check_splits(splits: Sequence[float]) -> list[float]:
     """1, 2 or 3 positive ratios summing to 1 (exactly, in decimal)."""
     if len(splits) not in (1, 2, 3):
-        raise LabelwiseError(f"--splits takes 1, 2 or 3 ratios (train [dev [test]]), got {len(splits)}")
+        raise LabelwiseError(f"`splits` takes 1, 2 or 3 ratios (train [dev [test]]), got {len(splits)}")
     if any(r <= 0 for r in splits):
-        raise LabelwiseError(f"--splits ratios must be positive, got {' '.join(map(str, splits))}")
+        raise LabelwiseError(f"`splits` ratios must be positive, got {' '.join(map(str, splits))}")
     if sum(Decimal(str(r)) for r in splits) != 1:
-        raise LabelwiseError(f"--splits must sum to 1, got {' '.join(map(str, splits))}")
+        raise LabelwiseError(f"`splits` must sum to 1, got {' '.join(map(str, splits))}")
     return list(splits)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -191,6 +192,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _command_options(parser: argparse.ArgumentParser, func) -> set[str]:
+    """Option strings of the (sub)subcommand whose ``func`` default is ``func``; empty when none is found."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if sub.get_default("func") is func:
+                    return {o for a in sub._actions for o in a.option_strings}
+                found = _command_options(sub, func)
+                if found:
+                    return found
+    return set()
+
+
+def flag_message(message: str, options: set[str]) -> str:
+    """Library messages name parameters as `name`; say ``--name`` where the command has that flag."""
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`",
+                  lambda m: f"--{m.group(1)}" if f"--{m.group(1)}" in options else m.group(1), message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -200,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     except LabelwiseError as err:
         # the library names no flag; where the command has one, say which
         hint = " (--overwrite)" if isinstance(err, OutputExistsError) and "overwrite" in args else ""
-        print(f"labelwise: error: {err}{hint}", file=sys.stderr)
+        message = flag_message(str(err), _command_options(parser, getattr(args, "func", None)))
+        print(f"labelwise: error: {message}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labelwise: interrupted", file=sys.stderr)

@@ -56,7 +56,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     """Read a UTF-8 text file as lines: BOM and CR dropped, trailing blank lines dropped."""
     path = Path(path)
     if not path.exists():
-        raise DataError(path, None, "file not found", "check --dataset_dir and the file name flags")
+        raise DataError(path, None, "file not found", "check `dataset_dir` and the file names")
     if path.is_dir():
         raise DataError(path, None, "is a folder, expected a text file")
     raw = path.read_bytes()
@@ -171,7 +171,7 @@ def load_dataset(
     """Load a dataset folder. Splits named in ``require`` must exist; others are read when present."""
     root = Path(dataset_dir)
     if not root.is_dir():
-        raise LabelwiseError(f"{root}: dataset folder not found (--dataset_dir)")
+        raise LabelwiseError(f"{root}: dataset folder not found (`dataset_dir`)")
     labels = read_labels(root / label_file)
     files = {"train": train_file, "dev": dev_file, "test": test_file}
     splits: dict[str, list[Example] | None] = {}
@@ -181,13 +181,13 @@ def load_dataset(
             splits[name] = read_examples(path, labels)
         elif name in require:
             raise DataError(path, None, f"{name} split not found",
-                            f"put {filename} in the dataset folder or pass --{name}_file")
+                            f"put {filename} in the dataset folder or pass `{name}_file`")
         else:
             splits[name] = None
     data_path = root / data_file
     data = read_texts(data_path) if data_path.exists() else None
     if "data" in require and data is None:
-        raise DataError(data_path, None, "file not found", "put the texts to predict there or pass --data_file")
+        raise DataError(data_path, None, "file not found", "put the texts to predict there or pass `data_file`")
     return Dataset(labels=labels, train=splits["train"] or [], dev=splits["dev"] or [],
                    test=splits["test"], data=data, root=root)
 

@@ -73,9 +73,9 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     from .models import load_checkpoint
 
     if quantize not in (None, "int8"):
-        raise LabelwiseError(f"--quantize {quantize}: only int8 is supported")
+        raise LabelwiseError(f"`quantize` {quantize}: only int8 is supported")
     if opset < 14:
-        raise LabelwiseError(f"--opset {opset}: use 14 or newer (attention needs it)")
+        raise LabelwiseError(f"`opset` {opset}: use 14 or newer (attention needs it)")
     start = time.perf_counter()
     params_path = Path(params_path)
     check_outputs([output_path], [params_path], marker=EXPORT_INFO)

@@ -132,7 +132,7 @@ def resolve_device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "gpu" or device.startswith("gpu:"):
         if not torch.cuda.is_available():
-            raise LabelwiseError(f"--device {device}: no GPU is available here; use --device cpu")
+            raise LabelwiseError(f"`device` {device}: no GPU is available here; set `device` to cpu")
         return device.replace("gpu", "cuda")
     return device
 
@@ -164,7 +164,7 @@ class Classifier:
         if backend == "auto":
             backend = detect_backend(path)
         elif not path.is_dir():
-            raise LabelwiseError(f"{path}: model folder not found (--params_path / --model_path)")
+            raise LabelwiseError(f"{path}: model folder not found")
         if backend == "torch":
             from .models import load_checkpoint
 
@@ -214,7 +214,7 @@ class Classifier:
         truncated to max_seq_length.
         """
         if not hasattr(self.backend, "features"):
-            raise LabelwiseError("features need the PyTorch checkpoint (--params_path), not an ONNX export")
+            raise LabelwiseError("features need a PyTorch checkpoint, not an ONNX export")
         texts = _text_list(texts)
         _check_batch_size(batch_size)
         encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)

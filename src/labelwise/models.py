@@ -74,7 +74,7 @@ def quiet_transformers() -> None:
 
 def _load_error(name: str, source: str, err: Exception) -> LabelwiseError:
     offline_hint = (" This machine may be offline: hub models need internet the first time. "
-                    f"Offline you can use --model_name {DEFAULT_MODEL} (Chinese) or all-minilm-l6-v2 (English),"
+                    f"Offline you can use `model_name` {DEFAULT_MODEL} (Chinese) or all-minilm-l6-v2 (English),"
                     " or a local folder.")
     return LabelwiseError(f"could not load model {name!r} (from {source}): {type(err).__name__}: "
                           f"{str(err).splitlines()[0].rstrip('. ') if str(err) else ''}.{offline_hint}")
@@ -174,7 +174,7 @@ def read_meta(folder: str | os.PathLike) -> CheckpointMeta:
     path = Path(folder) / META_FILE
     if not path.exists():
         raise LabelwiseError(f"{folder}: not a labelwise checkpoint or export (no {META_FILE}); "
-                             "pass the --save_dir of `labelwise train` or the --output_path of `labelwise export`")
+                             "pass the `save_dir` of a training run or the `output_path` of an export")
     try:
         return CheckpointMeta.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as err:
@@ -213,7 +213,7 @@ def detect_backend(folder: str | os.PathLike) -> str:
     """torch for a checkpoint folder, onnx for an export folder; one clear line for anything else."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise LabelwiseError(f"{folder}: model folder not found (--params_path / --model_path)")
+        raise LabelwiseError(f"{folder}: model folder not found")
     if is_checkpoint(folder):
         return "torch"
     if any(folder.glob("*.onnx")):
@@ -241,10 +241,10 @@ def load_checkpoint(folder: str | os.PathLike, device: str = "cpu"):
     quiet_transformers()
     folder = Path(folder)
     if not folder.is_dir():
-        raise LabelwiseError(f"{folder}: checkpoint folder not found (--params_path)")
+        raise LabelwiseError(f"{folder}: checkpoint folder not found")
     if not is_checkpoint(folder):
         _refuse_old_format(folder)
-        raise LabelwiseError(f"{folder}: no {HEAD_FILE}; is this an ONNX export? use --model_path / --backend onnx")
+        raise LabelwiseError(f"{folder}: no {HEAD_FILE}; is this an ONNX export? load it with `backend` onnx")
     meta = read_meta(folder)
     head = load_file(folder / HEAD_FILE)
     if head["weight"].shape[0] != len(meta.labels):

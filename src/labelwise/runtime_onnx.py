@@ -37,7 +37,8 @@ def model_file(folder: str | os.PathLike, precision: str = "fp32") -> Path:
     path = Path(folder) / MODEL_FILES[precision]
     if not path.exists():
         how = {"fp32": "labelwise export --params_path CHECKPOINT --output_path EXPORT",
-               "int8": "export again with --quantize int8", "fp16": "export again with --fp16"}[precision]
+               "int8": "export again: labelwise export ... --quantize int8",
+               "fp16": "export again: labelwise export ... --fp16"}[precision]
         raise LabelwiseError(f"{path}: not found; is {folder} an export folder? ({how})")
     return path
 
@@ -114,11 +115,11 @@ def _providers(device: str | None) -> list:
         return ["CPUExecutionProvider"]
     if device in ("gpu", "cuda") or device.startswith(("gpu:", "cuda:")):
         if "CUDAExecutionProvider" not in available:
-            raise LabelwiseError(f"--device {device}: this onnxruntime has no CUDA provider "
-                                 "(pip install onnxruntime-gpu, or use --device cpu)")
+            raise LabelwiseError(f"`device` {device}: this onnxruntime has no CUDA provider "
+                                 "(pip install onnxruntime-gpu, or set `device` to cpu)")
         index = int(device.split(":")[1]) if ":" in device else 0
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    raise LabelwiseError(f"--device {device}: use cpu, gpu or gpu:N")
+    raise LabelwiseError(f"`device` {device}: use cpu, gpu or gpu:N")
 
 
 class OnnxBackend:

@@ -53,9 +53,9 @@ class ServeConfig:
     def check(self) -> "ServeConfig":
         for name in ("max_batch_size", "max_texts", "max_chars"):
             if getattr(self, name) < 1:
-                raise LabelwiseError(f"--{name} must be at least 1")
+                raise LabelwiseError(f"`{name}` must be at least 1")
         if self.max_wait_ms < 0:
-            raise LabelwiseError("--max_wait_ms must be 0 or more")
+            raise LabelwiseError("`max_wait_ms` must be 0 or more")
         return self
 
     @property
@@ -253,11 +253,11 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
     def check_limits(texts: list[str]) -> None:
         if len(texts) > config.max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {config.max_texts} "
-                                     "(split the request or start the server with a larger --max_texts)")
+                                     "(split the request or start the server with a larger `max_texts`)")
         chars = sum(len(t) for t in texts)
         if chars > config.max_chars:
             raise HTTPException(413, f"{chars} characters in one request; the limit is {config.max_chars} "
-                                     "(split the request or start the server with a larger --max_chars)")
+                                     "(split the request or start the server with a larger `max_chars`)")
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -343,7 +343,7 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
         backend = detect_backend(model_path)
     options = {"precision": precision} if backend == "onnx" else {}
     if precision != "fp32" and not options:
-        raise LabelwiseError(f"--precision {precision} needs an export folder (ONNX), not a checkpoint")
+        raise LabelwiseError(f"`precision` {precision} needs an export folder (ONNX), not a checkpoint")
     classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)
     app = create_app(classifier, config, model_path=str(model_path))
     print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs)",

@@ -81,17 +81,17 @@ class TrainConfig:
         positive = ("max_seq_length", "batch_size", "epochs", "early_stop_nums", "logging_steps")
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise LabelwiseError(f"--{name} must be positive, got {getattr(self, name)}")
+                raise LabelwiseError(f"`{name}` must be positive, got {getattr(self, name)}")
         for name in ("learning_rate", "head_learning_rate"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
-                raise LabelwiseError(f"--{name} must be in (0, 1), got {value}")
+                raise LabelwiseError(f"`{name}` must be in (0, 1), got {value}")
         if self.pooling not in POOLINGS:
-            raise LabelwiseError(f"--pooling must be one of {', '.join(POOLINGS)}")
+            raise LabelwiseError(f"`pooling` must be one of {', '.join(POOLINGS)}")
         if self.loss not in LOSSES:
-            raise LabelwiseError(f"--loss must be one of {', '.join(LOSSES)}")
+            raise LabelwiseError(f"`loss` must be one of {', '.join(LOSSES)}")
         if self.pos_weight not in (None, "auto"):
-            raise LabelwiseError("--pos_weight takes only 'auto'")
+            raise LabelwiseError("`pos_weight` takes only 'auto'")
 
 
 @dataclass

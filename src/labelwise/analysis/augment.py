@@ -148,7 +148,7 @@ def replacements(word: str, aug_type: str) -> tuple[str, ...]:
         return tuple(_match_case(w, word) for w in line.split(",") if w.isalpha() and w.lower() != word.lower())
     if aug_type == "homonym":
         if not _CJK.search(word):
-            raise LabelwiseError("--aug_type homonym works on Chinese text only (pinyin homophones); "
+            raise LabelwiseError("`aug_type` homonym works on Chinese text only (pinyin homophones); "
                                  "use synonym or mlm for English")
         return _chinese_homophones().get(word, ())
     raise ValueError(aug_type)
@@ -168,7 +168,7 @@ class MaskFiller:
             self.tokenizer = AutoTokenizer.from_pretrained(model_name)
             self.model = AutoModelForMaskedLM.from_pretrained(model_name).to(device or "cpu").eval()
         except (OSError, ValueError) as err:
-            raise LabelwiseError(f"--mlm_model {model_name}: cannot load a masked language model there "
+            raise LabelwiseError(f"`mlm_model` {model_name}: cannot load a masked language model there "
                                  f"({str(err).splitlines()[0]}); give a local folder with an MLM head") from None
         self.top_n, self.device = top_n, device or "cpu"
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
@@ -214,13 +214,13 @@ class WordAugmenter:
                  aug_percent: float = 0.1, seed: int = 3, mlm_model: str | None = None,
                  device: str | None = None, max_changes: int = 10):
         if strategy not in AUG_STRATEGIES:
-            raise LabelwiseError(f"--aug_strategy must be one of {', '.join(AUG_STRATEGIES)}, got {strategy!r}")
+            raise LabelwiseError(f"`strategy` must be one of {', '.join(AUG_STRATEGIES)}, got {strategy!r}")
         if aug_type not in AUG_TYPES:
-            raise LabelwiseError(f"--aug_type must be one of {', '.join(AUG_TYPES)}, got {aug_type!r}")
+            raise LabelwiseError(f"`aug_type` must be one of {', '.join(AUG_TYPES)}, got {aug_type!r}")
         if create_n < 1:
-            raise LabelwiseError(f"--create_n must be at least 1, got {create_n}")
+            raise LabelwiseError(f"`create_n` must be at least 1, got {create_n}")
         if not 0 < aug_percent <= 1:
-            raise LabelwiseError(f"--aug_percent must be in (0, 1], got {aug_percent}")
+            raise LabelwiseError(f"`aug_percent` must be in (0, 1], got {aug_percent}")
         self.strategy, self.aug_type, self.create_n = strategy, aug_type, create_n
         self.aug_percent, self.max_changes = aug_percent, max_changes
         self.rng = random.Random(seed)
@@ -228,7 +228,7 @@ class WordAugmenter:
         self.filler = None
         if aug_type == "mlm" and strategy in ("mix", "substitute", "insert"):
             if not mlm_model:
-                raise LabelwiseError("--aug_type mlm needs --mlm_model: a folder with a masked-LM head (e.g. "
+                raise LabelwiseError("`aug_type` mlm needs `mlm_model`: a folder with a masked-LM head (e.g. "
                                      "bert-base-chinese saved locally); the offline encoders m3e-small and "
                                      "all-minilm-l6-v2 ship without one")
             self.filler = MaskFiller(mlm_model, device)

@@ -102,7 +102,7 @@ def representer_scores(alpha: np.ndarray, features: np.ndarray, rule: str = "sel
         positive = np.where(alpha > threshold, alpha, 0.0)
         count, total = (alpha > threshold).sum(axis=1), positive.sum(axis=1)
         return count + total / (1.0 + total.max(initial=0.0))  # lexicographic (count, sum) as one number
-    raise LabelwiseError(f"--representer_score must be self or paddlenlp, got {rule!r}")
+    raise LabelwiseError(f"`representer_score` must be self or paddlenlp, got {rule!r}")
 
 
 # ---- confident learning --------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def _folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     if not 2 <= k <= len(y):
-        raise LabelwiseError(f"--folds must be between 2 and the number of training examples ({len(y)}), got {k}")
+        raise LabelwiseError(f"`folds` must be between 2 and the number of training examples ({len(y)}), got {k}")
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [held for _, held in splitter.split(np.zeros(len(y)), y)]
 
@@ -178,13 +178,13 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
                max_seq_length: int | None = None, seed: int = 3, progress: bool = False) -> DirtyRanking:
     """Score every example of ``examples`` (the training set ``classifier`` was trained on)."""
     if method not in METHODS:
-        raise LabelwiseError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise LabelwiseError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
     if not examples:
         raise LabelwiseError("no training examples to rank")
     if lmbd <= 0:
-        raise LabelwiseError(f"--lmbd must be positive, got {lmbd}")
+        raise LabelwiseError(f"`lmbd` must be positive, got {lmbd}")
     if cl_model not in ("head", "finetune"):
-        raise LabelwiseError(f"--cl_model must be head or finetune, got {cl_model!r}")
+        raise LabelwiseError(f"`cl_model` must be head or finetune, got {cl_model!r}")
     labels = classifier.labels
     y = multi_hot(examples, labels)
     texts = [e.text for e in examples]
@@ -203,7 +203,7 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
         if cl_model == "head":
             probs = out_of_fold_probs(features, y, folds, lmbd, seed)
         elif dataset_dir is None:
-            raise LabelwiseError("--cl_model finetune needs --dataset_dir (its dev.txt picks each fold's best epoch)")
+            raise LabelwiseError("`cl_model` finetune needs `dataset_dir` (its dev.txt picks each fold's best epoch)")
         else:
             probs = out_of_fold_probs_finetune(classifier, examples, dataset_dir, folds, cl_epochs, seed, progress)
         scores, issues = confident_scores(y, probs)
@@ -215,7 +215,7 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
 def select_dirty(ranking: DirtyRanking, dirty_num: int = 100, dirty_threshold: float = 0.0) -> list[int]:
     """Indices of at most ``dirty_num`` top-ranked examples whose score exceeds ``dirty_threshold``."""
     if dirty_num < 0:
-        raise LabelwiseError(f"--dirty_num must be >= 0, got {dirty_num}")
+        raise LabelwiseError(f"`dirty_num` must be >= 0, got {dirty_num}")
     threshold = -np.inf if ranking.detail.get("rule") == "paddlenlp" else dirty_threshold  # paddlenlp: already applied
     return [int(i) for i in ranking.order[:dirty_num] if ranking.scores[i] > threshold]
 
@@ -235,7 +235,7 @@ def write_dirty(examples: Sequence[Example], dirty: Sequence[int], dirty_file: s
         try:
             from ..annotation import write_doccano
         except ImportError:
-            raise LabelwiseError("--doccano_file needs labelwise.annotation (the annotation extra), "
+            raise LabelwiseError("`doccano_file` needs labelwise.annotation (the annotation extra), "
                                  "which is not installed here") from None
         meta = None if ranking is None else [
             {"dirty_score": round(float(ranking.scores[i]), 6), "model_labels": ranking.suggested[i]} for i in dirty]

@@ -128,11 +128,11 @@ class TokenAttributor:
     def __init__(self, classifier, method: str = "ig", n_steps: int = 20, n_samples: int | None = None,
                  max_seq_length: int | None = None, seed: int = 3):
         if method not in METHODS:
-            raise LabelwiseError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+            raise LabelwiseError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
         if not hasattr(classifier.backend, "model"):
-            raise LabelwiseError("word interpretation needs the PyTorch checkpoint (--params_path), not an ONNX export")
+            raise LabelwiseError("word interpretation needs a PyTorch checkpoint, not an ONNX export")
         if n_steps < 1 or (n_samples is not None and n_samples < 2):
-            raise LabelwiseError("--n_steps must be >= 1 and --n_samples >= 2")
+            raise LabelwiseError("`n_steps` must be >= 1 and `n_samples` >= 2")
         self.model, self.tokenizer = classifier.backend.model, classifier.tokenizer
         self.method, self.n_steps, self.seed = method, n_steps, seed
         self.n_samples = n_samples or {"lime": 200, "shap": 20}.get(method, 0)

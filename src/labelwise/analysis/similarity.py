@@ -152,7 +152,7 @@ def read_interpret_input(path: str | os.PathLike,
                                 "interpret with the model trained on this label set")
         items.append((text, gold))
     if not items:
-        raise DataError(path, None, "no text to interpret", "write one text a line (or pass --text)")
+        raise DataError(path, None, "no text to interpret", "write one text a line (or pass `texts`)")
     return items
 
 

@@ -71,11 +71,11 @@ class SparseConfig:
     def validate(self) -> None:
         for name in ("sparse_num", "support_num", "rationale_num_sparse", "rationale_num_support", "batch_size"):
             if getattr(self, name) < 1:
-                raise LabelwiseError(f"--{name} must be at least 1, got {getattr(self, name)}")
+                raise LabelwiseError(f"`{name}` must be at least 1, got {getattr(self, name)}")
         if not -1 <= self.support_threshold <= 1:
-            raise LabelwiseError(f"--support_threshold is a cosine similarity in [-1, 1], got {self.support_threshold}")
+            raise LabelwiseError(f"`support_threshold` is a cosine similarity in [-1, 1], got {self.support_threshold}")
         if not self.annotate and self.aug_strategy not in SPARSE_AUG_STRATEGIES:
-            raise LabelwiseError(f"--aug_strategy must be one of {', '.join(SPARSE_AUG_STRATEGIES)}")
+            raise LabelwiseError(f"`aug_strategy` must be one of {', '.join(SPARSE_AUG_STRATEGIES)}")
 
 
 @dataclass

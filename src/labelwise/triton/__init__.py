@@ -103,7 +103,7 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
         raise LabelwiseError(f"{onnx_path}: output {logits['name']} has dims {logits['dims']}, but "
                              f"labelwise.json lists {len(meta.labels)} labels; export again")
     if max_batch_size < 1:
-        raise LabelwiseError(f"--max_batch_size {max_batch_size}: must be at least 1")
+        raise LabelwiseError(f"`max_batch_size` {max_batch_size}: must be at least 1")
     names = {step: f"{name}_{step}" for step in ("tokenizer", "onnx", "postprocess")}
     pad_id = OnnxTokenizer.from_folder(export_dir).pad_token_id or 0
     thresholds = meta.thresholds if meta.thresholds is not None else [0.5] * len(meta.labels)
@@ -112,7 +112,7 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
                {"name": "PROBS", "data_type": "TYPE_FP32", "dims": [len(meta.labels)]}]
     device = device or ("gpu" if precision == "fp16" else "cpu")
     if device not in ("cpu", "gpu"):
-        raise LabelwiseError(f"--triton_device {device}: use cpu or gpu")
+        raise LabelwiseError(f"`device` {device}: use cpu or gpu")
     instances = "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
     onnx_instances = instances.replace("KIND_CPU", f"KIND_{device.upper()}")
     configs = {
