@@ -29,7 +29,8 @@ def machine() -> str:
         pass
     cpu = model or platform.processor() or platform.machine()
     if flags:
-        cpu += f", {int8_instructions(flags)}"
+        bf16 = "AVX-512 BF16" if "avx512_bf16" in flags else "no bf16 instructions"
+        cpu += f", int8: {int8_instructions(flags)}, bf16: {bf16}{', AMX' if 'amx_tile' in flags else ''}"
     import torch
 
     return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
