@@ -18,7 +18,7 @@ import numpy as np
 
 from .batching import LONG_TEXT_MODES, encode, iter_batches
 from .errors import LabelwiseError
-from .models import CheckpointMeta, read_meta
+from .models import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from .progress import progress as progress_bar
 
 __all__ = ["Classifier", "Prediction", "TorchBackend", "decide", "sigmoid", "resolve_device", "check_thresholds"]
@@ -105,12 +105,16 @@ class TorchBackend:
 
         self.input_names = set(inspect.signature(self.model.forward).parameters)
 
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, method, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """``method`` of the model on the batch's tensors (the inputs its forward takes), as float32 numpy."""
         import torch
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
         with torch.inference_mode():
-            return self.model(**inputs).logits.float().cpu().numpy()
+            return method(**inputs).float().cpu().numpy()
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self._run(lambda **inputs: self.model(**inputs).logits, batch)
 
     def head(self):
         """The final linear layer (hidden → labels): its input is the text's pooled representation."""
@@ -118,11 +122,7 @@ class TorchBackend:
 
     def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Pooled representation of each row: the input of the final linear layer."""
-        import torch
-
-        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
-        with torch.inference_mode():
-            return self.model.pooled(**inputs).float().cpu().numpy()
+        return self._run(self.model.pooled, batch)
 
 
 def resolve_device(device: str | None) -> str:
@@ -158,16 +158,12 @@ class Classifier:
     def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
              num_threads: int | None = None, **backend_options) -> "Classifier":
         """Load a checkpoint folder (torch) or an export folder (onnx). ``backend``: auto|torch|onnx."""
-        from .models import detect_backend
-
         path = Path(path)
         if backend == "auto":
             backend = detect_backend(path)
         elif not path.is_dir():
             raise LabelwiseError(f"{path}: model folder not found")
         if backend == "torch":
-            from .models import load_checkpoint
-
             model, tokenizer, meta = load_checkpoint(path)
             return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
         if backend == "onnx":
