@@ -52,7 +52,7 @@ def test_bad_config_is_a_clear_error(tiny_zh_encoder, divorce_small, tmp_path):
 def test_resume_continues_after_the_last_finished_epoch(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch):
     save = tmp_path / "ckpt"
     cfg = tiny_config(tiny_zh_encoder, divorce_small, save, epochs=3, max_train_samples=64, max_dev_samples=32)
-    real_evaluate = training._evaluate
+    real_evaluate = training.evaluate_model
     calls = []
 
     def crash_in_epoch_2(*args, **kwargs):
@@ -61,13 +61,13 @@ def test_resume_continues_after_the_last_finished_epoch(tiny_zh_encoder, divorce
             raise KeyboardInterrupt  # the process is killed while evaluating epoch 2
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_evaluate", crash_in_epoch_2)
+    monkeypatch.setattr(training, "evaluate_model", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     state = json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())
     assert state["epoch"] == 1 and (save / "head.safetensors").exists()  # best so far is safe on disk
 
-    monkeypatch.setattr(training, "_evaluate", real_evaluate)
+    monkeypatch.setattr(training, "evaluate_model", real_evaluate)
     cfg.resume = True
     result = train(cfg)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]

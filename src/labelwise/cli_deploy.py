@@ -27,6 +27,31 @@ def register(sub) -> None:
     p.add_argument("--top_k_min", type=int, default=0, help="Triton postprocess: at least this many labels")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("prune", help="smaller, faster copies of a checkpoint (fewer heads/neurons/layers), distilled")
+    p.add_argument("--params_path", "--params_dir", dest="params_path", default="checkpoint",
+                   help="the fine-tuned checkpoint to prune (default %(default)s)")
+    p.add_argument("--dataset_dir", required=True, help="folder with train.txt, dev.txt, label.txt")
+    p.add_argument("--output_dir", default="prune", help="one folder per shape goes here (default %(default)s)")
+    p.add_argument("--width_mult_list", nargs="+", default=["3/4", "1/2"], metavar="RATIO",
+                   help="share of attention heads and FFN neurons kept, e.g. 3/4 1/2 (ratio × heads must be whole; "
+                        "default %(default)s)")
+    p.add_argument("--depth_mult_list", nargs="+", default=["1"], metavar="RATIO",
+                   help="share of layers kept (the most useful ones), e.g. 1/2; every width × depth is trained "
+                        "(default %(default)s)")
+    p.add_argument("--learning_rate", type=float, default=3e-5, help="default %(default)s")
+    p.add_argument("--per_device_train_batch_size", "--batch_size", dest="batch_size", type=int, default=32)
+    p.add_argument("--per_device_eval_batch_size", dest="eval_batch_size", type=int, default=32)
+    p.add_argument("--num_train_epochs", "--epochs", dest="epochs", type=int, default=10,
+                   help="default %(default)s (PaddleNLP's); on a CPU 2 get most of the way, see docs/pruning.md")
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the checkpoint's")
+    p.add_argument("--logging_steps", type=int, default=5)
+    p.add_argument("--save_steps", type=int, default=100, help="evaluate every shape (and keep its best) this often")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    p.add_argument("--max_train_samples", type=int, default=None, help="distil on a random subset of train")
+    p.add_argument("--max_dev_samples", type=int, default=None, help="rank and evaluate on a random subset of dev")
+    p.set_defaults(func=cmd_prune)
+
     p = sub.add_parser("serve", help="HTTP service with dynamic batching and a demo page")
     p.add_argument("--model_path", default="export", help="export folder (ONNX) or checkpoint folder (PyTorch)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
@@ -63,6 +88,16 @@ def cmd_export(args: argparse.Namespace) -> int:
                                  max_batch_size=args.max_batch_size, top_k_min=args.top_k_min,
                                  device=args.triton_device)
         print(f"Triton model repository written to {repo} (ensemble {args.triton_name!r})")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .pruning import PruneConfig, prune
+
+    fields = PruneConfig.__dataclass_fields__
+    result = prune(PruneConfig(**{k: v for k, v in vars(args).items() if k in fields}, progress=not args.quiet))
+    print(result.table())
+    print(f"pruned models written to {args.output_dir}/ ({result.seconds / 60:.1f} min)")
     return 0
 
 

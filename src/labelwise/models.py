@@ -122,6 +122,12 @@ def resolve_pooling(pooling: str, source: str) -> str:
 def _load_encoder(source: str, pooling: str):
     from transformers import AutoModel
 
+    from .structure import load_encoder
+
+    if Path(source).is_dir():  # a pruned encoder (fewer heads than its width holds) needs its own loader
+        pruned = load_encoder(source, add_pooling_layer=pooling == "cls")
+        if pruned is not None:
+            return pruned
     try:  # no pooler weights when they are not used (BERT-like encoders accept the flag)
         return AutoModel.from_pretrained(source, add_pooling_layer=pooling == "cls")
     except TypeError:

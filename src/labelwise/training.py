@@ -147,9 +147,8 @@ def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
-def _schedule(optimizer, cfg: TrainConfig, total_steps: int):
-    warmup = cfg.warmup_steps or (int(cfg.warmup_proportion * total_steps) if cfg.warmup else 0)
-
+def linear_schedule(optimizer, total_steps: int, warmup: int = 0):
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total_steps``."""
     def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
         if step < warmup:
             return (step + 1) / warmup
@@ -158,7 +157,8 @@ def _schedule(optimizer, cfg: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _evaluate(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
+def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
+    """Probabilities and metrics at 0.5 of an in-memory model on ``examples``; leaves it in train mode."""
     clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta)
     probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
     model.train()
@@ -219,7 +219,9 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(device) if cfg.pos_weight == "auto" else None
     loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(device)
     optimizer = _optimizer(model, cfg)
-    scheduler = _schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = cfg.warmup_steps or (int(cfg.warmup_proportion * total_steps) if cfg.warmup else 0)
+    scheduler = linear_schedule(optimizer, total_steps, warmup)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     # resume: restore weights, optimiser, schedule and bookkeeping of the last finished epoch
@@ -265,7 +267,7 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
                                 lr=f"{scheduler.get_last_lr()[0]:.1e}", samples_s=f"{samples_seen / seconds:.0f}")
         train_seconds += time.perf_counter() - epoch_start
 
-        probs, metrics = _evaluate(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
+        probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
         score = metrics["macro"]["f1"]
         record = {"epoch": epoch, "loss": float(np.mean(running)) if running else float("nan"),
                   "dev_micro_f1": metrics["micro"]["f1"], "dev_macro_f1": score, "dev_accuracy": metrics["accuracy"]}
@@ -275,7 +277,8 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
             best_score, best_epoch, bad_epochs = score, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if main_process:  # thresholds and metrics first: the checkpoint is written once, complete
-                _score_checkpoint(cfg, model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline)
+                score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
+                                 tune=cfg.threshold_tuning, batch_size=cfg.batch_size)
                 save_checkpoint(save_dir, model, tokenizer, meta)
         else:
             bad_epochs += 1
@@ -313,18 +316,19 @@ def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
     raise TypeError(f"train() takes a TrainConfig, a Dataset or a dataset folder, not {type(cfg).__name__}")
 
 
-def _score_checkpoint(cfg, model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline) -> None:
+def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
+                     tune: bool = True, batch_size: int = 32) -> None:
     """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline."""
     labels = meta.labels
     y_dev = multi_hot(dev_set, labels)
-    thresholds = tune_thresholds(y_dev, dev_probs) if cfg.threshold_tuning else None
+    thresholds = tune_thresholds(y_dev, dev_probs) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
     metrics = {"epoch": epoch, "dev@0.5": headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
     if thresholds is not None:
         metrics["dev@tuned"] = headline(evaluate_predictions(y_dev, dev_probs, labels, meta.thresholds))
         metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
     if test_set:
-        test_probs, _ = _evaluate(model, tokenizer, meta, test_set, labels, cfg.batch_size)
+        test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size)
         y_test = multi_hot(test_set, labels)
         metrics["test@0.5"] = headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
         if thresholds is not None:
@@ -353,4 +357,5 @@ def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_
             "history": history, "scheduler": scheduler.state_dict()})
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "auto_epochs", "auto_learning_rate"]
+__all__ = ["TrainConfig", "TrainResult", "train", "auto_epochs", "auto_learning_rate", "evaluate_model",
+           "score_checkpoint", "linear_schedule"]
