@@ -36,6 +36,15 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def run_started() -> tuple[str, float]:
+    """When a benchmark starts (UTC, for its title) and the 1-minute load average then (for its section)."""
+    import logging
+    import time
+
+    logging.basicConfig(level=logging.WARNING)
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
+
+
 def append_results(section: str) -> None:
     """Append a section to benchmarks/RESULTS.md (created with a title if missing)."""
     if not RESULTS.exists():

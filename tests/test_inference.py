@@ -70,6 +70,8 @@ def plain_transformers_probabilities(checkpoint, texts):
             pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
         else:  # "cls": the [CLS] vector through the encoder's pooler
             pooled = out.pooler_output
+        if meta.get("normalize"):  # few-shot and zero-shot models: unit-length vectors
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return torch.sigmoid(pooled @ head["weight"].T + head["bias"]).numpy()
 
 

@@ -33,6 +33,7 @@ def _prediction_flags(p: argparse.ArgumentParser) -> None:
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
     p.add_argument("--model_path", default=None, help="an export folder (ONNX); implies --backend onnx")
+    p.add_argument("--index_dir", default=None, help="a retrieval index from `labelwise index` instead of a model")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--precision", choices=["fp32", "int8", "fp16"], default="fp32",
                    help="which model file of an ONNX export (default %(default)s)")
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warm the learning rate up over --warmup_proportion (default on; --no-warmup turns it off)")
     p.add_argument("--no_baseline", dest="baseline", action="store_false",
                    help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
+    p.add_argument("--few_shot", action="store_true",
+                   help="for a few examples per label: contrastive pairs + label names, then the head "
+                        "(see docs/few-shot.md)")
     p.add_argument("--init_from_ckpt", default=None, help="start from the weights of this checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --save_dir")
     p.add_argument("--loss", choices=["bce", "focal", "asymmetric"], default="bce")
@@ -108,6 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     _prediction_flags(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("index", help="a retrieval index: labels from the nearest labelled texts, no training")
+    p.add_argument("--params_path", default="m3e-small",
+                   help="checkpoint folder or sentence encoder whose vectors to index (default %(default)s)")
+    p.add_argument("--dataset_dir", default=None, help="train.txt (indexed), label.txt, dev.txt (picks k, thresholds)")
+    p.add_argument("--index_dir", default="index", help="index folder to write (default %(default)s)")
+    p.add_argument("--add", default=None, metavar="FILE",
+                   help="instead: add FILE's examples (train.txt format, new labels allowed) to --index_dir")
+    p.add_argument("--k", default="auto", help="neighbours that vote (default auto: 5, 10, 20 or 50, best on dev)")
+    p.add_argument("--no_label_names", dest="label_names", action="store_false",
+                   help="do not index each label's name as a text with that label")
+    p.add_argument("--approximate", action="store_true", help="HNSW search (faiss-cpu) for millions of vectors")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("zeroshot", help="a classifier from label names alone (no labelled examples)")
+    p.add_argument("--dataset_dir", required=True, help="folder with label.txt (and dev.txt to tune thresholds)")
+    p.add_argument("--save_dir", default="checkpoint", help="where the checkpoint goes (default %(default)s)")
+    p.add_argument("--model_name", default="m3e-small", help="a sentence encoder (default %(default)s)")
+    p.add_argument("--pooling", choices=["auto", "mean", "cls"], default="auto")
+    p.add_argument("--max_seq_length", type=int, default=128)
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
+    p.add_argument("--label_file", default="label.txt")
+    p.set_defaults(func=cmd_zeroshot)
+
     p = sub.add_parser("demo", help="train briefly on the bundled divorce data, evaluate and predict")
     p.add_argument("--dataset_dir", default="data/divorce")
     p.add_argument("--work_dir", default="runs/demo")
@@ -123,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_classifier(args):
     from .inference import Classifier
 
+    if args.index_dir:
+        from .retrieval import load_index
+
+        return load_index(args.index_dir, device=args.device)
     path, backend = args.params_path, args.backend
     if args.model_path:
         path, backend = args.model_path, "onnx" if backend == "auto" else backend
@@ -139,6 +172,44 @@ def cmd_train(args) -> int:
     result = train(cfg)
     print(f"best epoch {result.best_epoch}; checkpoint saved to {result.save_dir} "
           f"({result.train_samples_per_second:.1f} training samples/s)")
+    return 0
+
+
+def cmd_index(args) -> int:
+    from .retrieval import add_to_index, build_index
+
+    if args.add:
+        added, new_labels = add_to_index(args.index_dir, args.add, batch_size=args.batch_size, device=args.device,
+                                         progress=not args.quiet)
+        extra = f"; new labels: {', '.join(new_labels)}" if new_labels else ""
+        print(f"{added} examples added to {args.index_dir}{extra}")
+        return 0
+    if not args.dataset_dir:
+        raise LabelwiseError("--dataset_dir is needed to build an index (or --add FILE to add to one)")
+    k = args.k if args.k == "auto" else _positive_int(args.k, "--k")
+    clf = build_index(args.params_path, args.dataset_dir, args.index_dir, k=k, label_names=args.label_names,
+                      approximate=args.approximate, batch_size=args.batch_size, device=args.device,
+                      progress=not args.quiet)
+    dev = clf.meta.metrics.get("dev@tuned")
+    score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f}" if dev else ""
+    print(f"index of {clf.backend.vectors.shape[0]} texts written to {args.index_dir} (k {clf.backend.k}){score}")
+    return 0
+
+
+def _positive_int(value: str, flag: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise LabelwiseError(f"{flag} {value!r}: a positive whole number, or auto")
+    return int(value)
+
+
+def cmd_zeroshot(args) -> int:
+    from .fewshot import zero_shot
+
+    clf = zero_shot(args.dataset_dir, args.save_dir, args.model_name, args.pooling, args.max_seq_length, args.device,
+                    args.label_file)
+    dev = clf.meta.metrics.get("dev@tuned") or clf.meta.metrics.get("dev@0.5")
+    score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f} (tuned thresholds)" if dev else ""
+    print(f"zero-shot checkpoint saved to {args.save_dir}{score}")
     return 0
 
 

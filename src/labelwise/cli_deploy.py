@@ -54,6 +54,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("serve", help="HTTP service with dynamic batching and a demo page")
     p.add_argument("--model_path", default="export", help="export folder (ONNX) or checkpoint folder (PyTorch)")
+    p.add_argument("--index_dir", default=None, help="serve a retrieval index (`labelwise index`) instead")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which ONNX file of the export")
     p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
@@ -108,5 +109,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          dynamic_batching=not args.no_dynamic_batching, max_texts=args.max_texts,
                          max_chars=args.max_chars).check()
     serve(args.model_path, host=args.host, port=args.port, backend=args.backend, precision=args.precision,
-          device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level)
+          device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level,
+          index_dir=args.index_dir)
     return 0

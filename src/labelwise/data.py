@@ -86,13 +86,27 @@ def _check_text(path: Path, number: int, text: str) -> str:
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """Read ``label.txt``: one unique label a line, no commas or tabs."""
+    """Read ``label.txt``: one unique label a line, no commas or tabs (``label==word``: see :func:`read_label_words`)."""
+    return list(read_label_words(path))
+
+
+def read_label_words(path: str | os.PathLike) -> dict[str, str]:
+    """``label.txt`` as {label: the text that names it}: the label itself, or ``word`` on a ``label==word`` line.
+
+    PaddleNLP's few-shot route lets a long label name a short word this way; the data files use the label.
+    Few-shot and zero-shot models embed the word.
+    """
     path = Path(path)
     lines = read_lines(path)
     labels: list[str] = []
+    words: dict[str, str] = {}
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
-        label = line.strip()
+        label, _, word = line.strip().partition("==")
+        label, word = label.strip(), word.strip()
+        if _ and not (label and word):
+            raise DataError(path, number, f"{line.strip()!r}: a mapping line needs a label and a word", "write label==word")
+        words[label] = word or label
         if not label:
             raise DataError(path, number, "blank line in the label file", "remove it")
         if "\t" in label:
@@ -107,7 +121,7 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         labels.append(label)
     if not labels:
         raise DataError(path, None, "the label file is empty", "write one label per line")
-    return labels
+    return {label: words[label] for label in labels}
 
 
 def _parse_label_field(path: Path, number: int, field_text: str, known: set[str] | None) -> tuple[str, ...]:

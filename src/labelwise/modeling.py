@@ -11,6 +11,9 @@ Pooling (``--pooling``):
 * ``cls``: the [CLS] vector through the encoder's pooler (dense + tanh) when it has one, as
   ``BertForSequenceClassification`` and PaddleNLP's ``ErnieForSequenceClassification`` do; the raw [CLS] vector
   otherwise.
+
+With ``normalize`` (few-shot and zero-shot models, ``labelwise.json`` ``"normalize": true``) the pooled vector
+is scaled to unit length before the head, so each logit is a scaled cosine similarity.
 """
 from __future__ import annotations
 
@@ -52,11 +55,12 @@ def prior_logits(y: "np.ndarray", smoothing: float = 0.5) -> torch.Tensor:  # no
 class MultiLabelModel(torch.nn.Module):
     """Encoder → pooling → dropout → linear head (one logit per label)."""
 
-    def __init__(self, encoder, num_labels: int, pooling: str = "mean"):
+    def __init__(self, encoder, num_labels: int, pooling: str = "mean", normalize: bool = False):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"unknown pooling {pooling!r}; use mean or cls")
         self.encoder, self.pooling, self.num_labels = encoder, pooling, num_labels
+        self.normalize = normalize  # unit-length text vectors: the head's logits are scaled cosines (few/zero-shot)
         config = encoder.config
         self.dropout = torch.nn.Dropout(getattr(config, "hidden_dropout_prob", None) or 0.1)
         self.head = torch.nn.Linear(config.hidden_size, num_labels)
@@ -81,7 +85,13 @@ class MultiLabelModel(torch.nn.Module):
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **extra)
-        return pool(out.last_hidden_state, attention_mask, self.pooling, getattr(out, "pooler_output", None))
+        return self.pool_output(out, attention_mask)
+
+    def pool_output(self, encoder_output, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The head's input from the encoder's output: pooling, then unit length when ``normalize``."""
+        pooled = pool(encoder_output.last_hidden_state, attention_mask, self.pooling,
+                      getattr(encoder_output, "pooler_output", None))
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None) -> ClassifierOutput:
         pooled = self.pooled(input_ids, attention_mask, token_type_ids, inputs_embeds)

@@ -163,6 +163,7 @@ class CheckpointMeta:
     thresholds: list[float] | None = None  # per label, tuned on dev; None → 0.5
     base_model: str = DEFAULT_MODEL
     pooling: str = "mean"  # how the head reads the encoder: mean | cls (see labelwise.modeling)
+    normalize: bool = False  # unit-length pooled vectors before the head (few-shot / zero-shot models)
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -199,7 +200,7 @@ def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: Checkpoin
     from safetensors.torch import save_file
 
     model = getattr(model, "module", model)  # unwrap DDP
-    meta.pooling = model.pooling
+    meta.pooling, meta.normalize = model.pooling, bool(getattr(model, "normalize", False))
     quiet_transformers()
     with atomic_dir(folder) as tmp:
         model.encoder.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
@@ -257,7 +258,7 @@ def load_checkpoint(folder: str | os.PathLike, device: str = "cpu"):
         raise LabelwiseError(f"{folder}: {HEAD_FILE} has {head['weight'].shape[0]} outputs but labelwise.json "
                              f"lists {len(meta.labels)} labels; the folder is damaged, train again")
     encoder = _load_encoder(str(folder / ENCODER_DIR), meta.pooling)
-    model = MultiLabelModel(encoder, len(meta.labels), meta.pooling)
+    model = MultiLabelModel(encoder, len(meta.labels), meta.pooling, meta.normalize)
     model.head.load_state_dict(head)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.to(device).eval()

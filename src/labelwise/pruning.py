@@ -37,7 +37,7 @@ from .data import check_same_labels, load_dataset, multi_hot
 from .errors import LabelwiseError
 from .inference import resolve_device
 from .io_utils import check_outputs
-from .modeling import MultiLabelModel, pool
+from .modeling import MultiLabelModel
 from .models import META_FILE, CheckpointMeta, load_checkpoint, save_checkpoint
 from .progress import progress
 from .structure import Shape, active_shape, cut, full_shape, make_sliceable, rank_layers, rank_units, reorder
@@ -165,8 +165,7 @@ def _batches(enc, rows_list, y, tokenizer, device):
 def _forward(model: MultiLabelModel, inputs: dict) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Logits and the hidden states (embeddings, then each layer) of one batch."""
     out = model.encoder(**inputs, output_hidden_states=True)
-    pooled = pool(out.last_hidden_state, inputs["attention_mask"], model.pooling, getattr(out, "pooler_output", None))
-    return model.head(model.dropout(pooled)), out.hidden_states
+    return model.head(model.dropout(model.pool_output(out, inputs["attention_mask"]))), out.hidden_states
 
 
 def distillation_loss(logits, hidden, teacher_logits, teacher_hidden, layers: Sequence[int]) -> torch.Tensor:
@@ -288,7 +287,7 @@ def _sample(examples, limit, rng):
 def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev_probs, dev_set, test_set, epoch,
                 run_meta: dict, cfg: PruneConfig) -> None:
     """Cut ``result.shape`` out of the student, tune its thresholds on dev and write its folder."""
-    small = MultiLabelModel(cut(model.encoder, result.shape), len(meta.labels), model.pooling)
+    small = MultiLabelModel(cut(model.encoder, result.shape), len(meta.labels), model.pooling, model.normalize)
     small.head.load_state_dict(model.head.state_dict())
     small.eval()
     result.params = count_params(small)

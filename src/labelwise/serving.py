@@ -333,18 +333,23 @@ class ServerThread:
 
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend: str = "auto",
           precision: str = "fp32", device: str | None = None, num_threads: int | None = None,
-          config: ServeConfig | None = None, log_level: str = "info") -> None:
-    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch) and serve it with uvicorn."""
+          config: ServeConfig | None = None, log_level: str = "info", index_dir: str | None = None) -> None:
+    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch; or a retrieval index) and serve it."""
     import uvicorn
 
     from .models import detect_backend
 
-    if backend == "auto":
-        backend = detect_backend(model_path)
-    options = {"precision": precision} if backend == "onnx" else {}
-    if precision != "fp32" and not options:
-        raise LabelwiseError(f"`precision` {precision} needs an export folder (ONNX), not a checkpoint")
-    classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)
+    if index_dir:
+        from .retrieval import load_index
+
+        classifier, model_path = load_index(index_dir, device=device), index_dir
+    else:
+        if backend == "auto":
+            backend = detect_backend(model_path)
+        options = {"precision": precision} if backend == "onnx" else {}
+        if precision != "fp32" and not options:
+            raise LabelwiseError(f"`precision` {precision} needs an export folder (ONNX), not a checkpoint")
+        classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)
     app = create_app(classifier, config, model_path=str(model_path))
     print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs)",
           flush=True)

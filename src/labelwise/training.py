@@ -69,6 +69,7 @@ class TrainConfig:
     pos_weight: str | None = None  # None | "auto"
     threshold_tuning: bool = True
     baseline: bool = True  # train the TF-IDF + linear SVM baseline first and report it beside the model
+    few_shot: bool = False  # a few examples per label: contrastive pairs + label names (labelwise.fewshot)
     max_train_samples: int | None = None  # a random subset, for quick runs
     max_dev_samples: int | None = None
     train_file: str = "train.txt"
@@ -187,6 +188,10 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     dev_set = _subset(ds.dev, cfg.max_dev_samples, cfg.seed)
     if not train_set or not dev_set:
         raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
+    if cfg.few_shot:
+        from .fewshot import train_few_shot
+
+        return train_few_shot(cfg, dataclasses.replace(ds, train=train_set, dev=dev_set))
 
     save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
     y_train = multi_hot(train_set, labels)
