@@ -202,11 +202,14 @@ def test_distillation_moves_the_pruned_models_toward_the_teacher(teacher, divorc
 def test_pruned_model_exports_serves_and_trains_further(pruned, divorce_small, tmp_path):
     from labelwise.export import export_onnx
     from labelwise.training import TrainConfig, train
+    from labelwise.triton import write_triton_repo
 
     _, out = pruned
     folder = out / "width_mult_0.5_depth_mult_0.5"
     report = export_onnx(folder, tmp_path / "export", quantize="int8")
     assert report.checks["fp32"]["max_abs_logit_diff"] < 1e-4 and report.checks["int8"]["decisions_agree"] > 0.8
+    repo = write_triton_repo(tmp_path / "export", tmp_path / "triton")
+    assert "dims: [ 20 ]" in (repo / "cls_multi_label_onnx" / "config.pbtxt").read_text().replace("[20]", "[ 20 ]")
     texts = ["婚生子由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可。"]
     np.testing.assert_allclose(Classifier.load(tmp_path / "export").predict_proba(texts),
                                Classifier.load(folder).predict_proba(texts), atol=1e-4)

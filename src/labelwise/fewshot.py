@@ -132,6 +132,10 @@ def train_few_shot(cfg, ds) -> "TrainResult":  # noqa: F821 (labelwise.training.
     from .training import TrainResult
 
     start = time.perf_counter()
+    ignored = [f"`{name}`" for name in ("epochs", "head_learning_rate", "init_from_ckpt", "resume", "pos_weight")
+               if getattr(cfg, name)]
+    if ignored:
+        log.warning("few-shot training ignores %s (one contrastive pass, then the head)", ", ".join(ignored))
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     label_words = read_label_words(Path(cfg.dataset_dir) / cfg.label_file) if ds.root else {l: l for l in ds.labels}

@@ -251,6 +251,15 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         return _error(500, f"internal error: {type(err).__name__}: {err}")
 
     def check_limits(texts: list[str]) -> None:
+        for number, text in enumerate(texts, 1):  # the data files' rules: no empty text, valid Unicode
+            if not text.strip():
+                raise HTTPException(422, f"text {number} is empty; send at least one non-space character")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                code = f"U+{ord(text[err.start]):04X}"
+                raise HTTPException(422, f"text {number} holds an unpaired surrogate ({code}) at character "
+                                         f"{err.start}; send valid Unicode") from None
         if len(texts) > config.max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {config.max_texts} "
                                      "(split the request or start the server with a larger `max_texts`)")

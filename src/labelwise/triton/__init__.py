@@ -18,7 +18,6 @@ the graph itself, so nothing needs editing by hand. The Python-backend models ne
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
