@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--per_device_train_batch_size", "--batch_size", dest="batch_size", type=int, default=32)
     p.add_argument("--per_device_eval_batch_size", dest="eval_batch_size", type=int, default=32)
     p.add_argument("--num_train_epochs", "--epochs", dest="epochs", type=int, default=10,
-                   help="default %(default)s (PaddleNLP's); on a CPU 2 get most of the way, see docs/pruning.md")
+                   help="default %(default)s (PaddleNLP's); on a CPU 3 did, see docs/pruning.md")
     p.add_argument("--max_seq_length", type=int, default=None, help="default: the checkpoint's")
     p.add_argument("--logging_steps", type=int, default=5)
     p.add_argument("--save_steps", type=int, default=100, help="evaluate every shape (and keep its best) this often")

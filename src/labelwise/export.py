@@ -145,8 +145,10 @@ def fuse_graph(path: Path, config) -> dict[str, int]:
     heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
     if config.model_type not in FUSABLE_MODEL_TYPES or not heads or not hidden:
         return {}
-    if getattr(config, "attention_head_size", None):  # a pruned encoder: q/k/v are narrower than the model
+    pruned = getattr(config, "attention_head_size", None)
+    if pruned:  # fewer heads than the width holds: the fuser wants q/k/v's width, and warns that it differs
         hidden = heads * config.attention_head_size
+        logging.getLogger("fusion_attention").setLevel(logging.ERROR)
     with _quiet_logging():
         try:
             fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden)
