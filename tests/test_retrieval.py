@@ -104,3 +104,18 @@ def test_approximate_search_without_faiss_says_how_to_get_it(tiny_zh_checkpoint,
     with pytest.raises(LabelwiseError, match="pip install faiss-cpu"):
         build_index(str(tiny_zh_checkpoint), str(divorce_small), str(tmp_path / "i"), approximate=True,
                     progress=False)
+
+
+def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpoint, divorce_small, tmp_path):
+    from labelwise.export import export_onnx
+
+    export_onnx(untrained_zh_checkpoint, tmp_path / "export", features=True)
+    by_torch = build_index(str(untrained_zh_checkpoint), str(divorce_small), str(tmp_path / "a"), k=5,
+                           progress=False)
+    by_onnx = build_index(str(tmp_path / "export"), str(divorce_small), str(tmp_path / "b"), k=5, progress=False)
+    assert by_onnx.backend.encoder.backend.name == "onnx"
+    texts = [e.text for e in load_dataset(divorce_small).dev[:8]]
+    np.testing.assert_allclose(by_onnx.predict_proba(texts), by_torch.predict_proba(texts), atol=1e-3)
+    export_onnx(untrained_zh_checkpoint, tmp_path / "plain")
+    with pytest.raises(LabelwiseError, match="export again with --features"):
+        build_index(str(tmp_path / "plain"), str(divorce_small), str(tmp_path / "c"), progress=False)

@@ -13,6 +13,8 @@ def register(sub) -> None:
     p.add_argument("--output_path", default="export", help="export folder to write (replaced as a whole)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="also write model.int8.onnx (CPU)")
     p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
+    p.add_argument("--features", action="store_true",
+                   help="add a second output, the pooled text vectors, so `labelwise index` can embed with ONNX Runtime")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default %(default)s, at least 14)")
     p.add_argument("--no_optimize", dest="optimize", action="store_false",
                    help="keep the plain graph (default: fuse attention/layer-norm/GELU with ONNX Runtime's optimizer)")
@@ -79,7 +81,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     export_dir = args.model_path
     if export_dir is None:
         report = export_onnx(args.params_path, args.output_path, quantize=args.quantize, fp16=args.fp16,
-                             opset=args.opset, optimize=args.optimize)
+                             opset=args.opset, optimize=args.optimize, features=args.features)
         print(report.summary())
         export_dir = args.output_path
     elif not args.triton:

@@ -62,13 +62,15 @@ class ExportReport:
 
 def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, *, quantize: str | None = None,
                 fp16: bool = False, opset: int = 17, optimize: bool = True, check_texts: Sequence[str] = CHECK_TEXTS,
-                atol: float = FP32_TOLERANCE) -> ExportReport:
+                atol: float = FP32_TOLERANCE, features: bool = False) -> ExportReport:
     """Export checkpoint ``params_path`` to ``output_path`` (replaced as a whole, atomically).
 
     With ``optimize``, BERT-style subgraphs (attention, embeddings + layer norm, GELU) are fused into
     ONNX Runtime's own operators, which run faster; if fusion fails or changes the outputs, the plain
     graph is kept. The fp32 graph must match PyTorch within ``atol`` on every logit of the check
     inputs, or the export fails. int8 and fp16 are approximations: their differences are reported.
+    With ``features``, the graph has a second output, ``features``: the pooled text vectors the head reads,
+    so ONNX Runtime can embed texts (a retrieval index on an export, see :mod:`labelwise.retrieval`).
     """
     from .models import load_checkpoint
 
@@ -84,7 +86,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     reference = [_torch_logits(model, batch) for batch in samples]
     report = ExportReport(Path(output_path))
     with atomic_dir(output_path) as tmp:
-        _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset)
+        _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset, features)
         report.checks["fp32"] = _compare(tmp, "fp32", samples, reference)
         if optimize and report.checks["fp32"]["max_abs_logit_diff"] <= atol:
             report.fused = fuse_graph(tmp / MODEL_FILES["fp32"], model.config)
@@ -93,7 +95,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
                 if fused_check["max_abs_logit_diff"] > atol:  # keep the plain graph
                     log.warning("fused graph differs from PyTorch (%.1e); keeping the plain graph",
                                 fused_check["max_abs_logit_diff"])
-                    _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset)
+                    _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset, features)
                     report.fused = {}
                 else:
                     report.checks["fp32"] = fused_check
@@ -114,27 +116,30 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     return report
 
 
-def _export_graph(model, sample: dict[str, np.ndarray], path: Path, opset: int) -> None:
+def _export_graph(model, sample: dict[str, np.ndarray], path: Path, opset: int, features: bool = False) -> None:
     import torch
 
     names = [n for n in INPUT_NAMES if n in sample]
     args = tuple(torch.from_numpy(sample[n]) for n in names)
+    outputs = ["logits", "features"] if features else ["logits"]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch"}
+    axes.update({o: {0: "batch"} for o in outputs})
 
-    class LogitsOnly(torch.nn.Module):  # positional inputs in INPUT_NAMES order → logits tensor
+    class LogitsOnly(torch.nn.Module):  # positional inputs in INPUT_NAMES order → logits (and pooled vectors)
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, *inputs):
-            return self.inner(**dict(zip(names, inputs))).logits
+            pooled = self.inner.pooled(**dict(zip(names, inputs)))
+            logits = self.inner.head(pooled)  # eval mode: the dropout before the head is the identity
+            return (logits, pooled) if features else logits
 
     if hasattr(model, "set_attn_implementation"):  # plain attention ops: the pattern the fuser knows
         model.set_attn_implementation("eager")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python branches
-        torch.onnx.export(LogitsOnly(model.eval()), args, str(path), input_names=names, output_names=["logits"],
+        torch.onnx.export(LogitsOnly(model.eval()), args, str(path), input_names=names, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 

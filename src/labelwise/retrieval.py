@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,7 @@ from .errors import LabelwiseError
 from .inference import Classifier, TorchBackend, resolve_device
 from .io_utils import atomic_dir, atomic_write_json, check_outputs
 from .metrics import evaluate_predictions, tune_thresholds
-from .models import CheckpointMeta, build_model, is_checkpoint, load_checkpoint
+from .models import CheckpointMeta, build_model, detect_backend, is_checkpoint, load_checkpoint
 
 log = logging.getLogger("labelwise")
 
@@ -46,12 +47,20 @@ EPS = 1e-6
 
 
 def load_encoder(source: str, device: str | None = None, max_seq_length: int = 128) -> Classifier:
-    """A Classifier whose ``features`` embed texts: a checkpoint's pooled vectors, or a bare encoder's."""
+    """A Classifier whose ``features`` embed texts: a checkpoint's pooled vectors, an export's (ONNX Runtime,
+    exported with ``features``), or a bare encoder's."""
+    if Path(source).is_dir() and detect_backend(source) == "onnx":
+        encoder = Classifier.load(source, backend="onnx", device=device)
+        if encoder.backend.features_name is None:
+            raise LabelwiseError(f"{source}: this export has no features output; export again with --features")
+        return encoder
     device = resolve_device(device)
     if Path(source).is_dir() and is_checkpoint(source):
         model, tokenizer, meta = load_checkpoint(source, device)
     else:
-        model, tokenizer, pooling = build_model(source, [], "auto")
+        with warnings.catch_warnings():  # a head of zero labels: torch warns that initialising it is a no-op
+            warnings.simplefilter("ignore", UserWarning)
+            model, tokenizer, pooling = build_model(source, [], "auto")
         meta = CheckpointMeta(labels=[], max_seq_length=max_seq_length, base_model=source, pooling=pooling)
     return Classifier(TorchBackend(model.eval(), device), tokenizer, meta)
 

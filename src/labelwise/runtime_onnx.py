@@ -130,7 +130,9 @@ class OnnxBackend:
     def __init__(self, session, precision: str = "fp32"):
         self.session, self.precision = session, precision
         self.input_names = [i.name for i in session.get_inputs()]
-        self.output_name = session.get_outputs()[0].name
+        outputs = [o.name for o in session.get_outputs()]
+        self.output_name = "logits" if "logits" in outputs else outputs[0]
+        self.features_name = "features" if "features" in outputs else None  # `labelwise export --features`
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | None = None, num_threads: int | None = None,
@@ -153,6 +155,16 @@ class OnnxBackend:
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Feed the inputs the graph declares (token_type_ids default to zeros); float32 logits."""
+        return self._run(self.output_name, batch)
+
+    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """The pooled text vectors (the head's input); exports made with ``--features`` only."""
+        if self.features_name is None:
+            raise LabelwiseError("this export has no features output; export again with `features` on "
+                                 "(labelwise export --features) to embed texts with ONNX Runtime")
+        return self._run(self.features_name, batch)
+
+    def _run(self, output: str, batch: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {}
         for name in self.input_names:
             if name in batch:
@@ -161,4 +173,4 @@ class OnnxBackend:
                 feeds[name] = np.zeros_like(batch["input_ids"], dtype=np.int64)
             else:
                 raise LabelwiseError(f"the ONNX graph wants an input {name!r} that the tokenizer does not give")
-        return np.asarray(self.session.run([self.output_name], feeds)[0], dtype=np.float32)
+        return np.asarray(self.session.run([output], feeds)[0], dtype=np.float32)
