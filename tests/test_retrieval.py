@@ -119,3 +119,18 @@ def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpo
     export_onnx(untrained_zh_checkpoint, tmp_path / "plain")
     with pytest.raises(LabelwiseError, match="export again with --features"):
         build_index(str(tmp_path / "plain"), str(divorce_small), str(tmp_path / "c"), progress=False)
+
+
+def test_the_service_serves_an_index(index):
+    from fastapi.testclient import TestClient
+
+    from labelwise.serving import create_app
+
+    folder, built = index
+    texts = ["原告要求离婚", "婚生子由原告抚养"]
+    with TestClient(create_app(load_index(str(folder)), model_path=str(folder))) as client:
+        assert client.get("/health").json()["backend"] == "retrieval"
+        got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
+    want = built.predict_proba(texts)
+    for prediction, row in zip(got, want):
+        np.testing.assert_allclose([prediction["probabilities"][label] for label in built.labels], row, atol=1e-5)
