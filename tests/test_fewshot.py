@@ -63,17 +63,23 @@ def test_zero_shot_scores_texts_by_their_label_names(tiny_zh_encoder, divorce_sm
     np.testing.assert_allclose(plain_transformers_probabilities(tmp_path / "zs", words), probs, atol=1e-5)
 
 
-def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, tmp_path, capsys):
+def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, tmp_path, capsys, monkeypatch):
+    from labelwise import fewshot
+
+    seen = []
+    real = fewshot.contrastive_tune
+    monkeypatch.setattr(fewshot, "contrastive_tune", lambda *a, **k: seen.append(len(a[2])) or real(*a, **k))
     from labelwise.export import export_onnx
 
     save = tmp_path / "fs"
     assert main(["-q", "train", "--few_shot", "--dataset_dir", str(divorce_small), "--save_dir", str(save),
                  "--model_name", str(tiny_zh_encoder), "--max_train_samples", "24", "--max_seq_length", "64"]) == 0
     meta = json.loads((save / "labelwise.json").read_text(encoding="utf-8"))
-    assert meta["normalize"] is True and meta["training_args"]["route"] == "few-shot"
+    assert meta["training_args"]["few_shot"] is True and meta["training_args"]["epochs"] >= 3
     assert "dev@0.5" in meta["metrics"] and len(meta["thresholds"]) == 20
-    report = export_onnx(save, tmp_path / "export")  # the unit-length step is in the graph
+    report = export_onnx(save, tmp_path / "export")
     assert report.checks["fp32"]["max_abs_logit_diff"] < 1e-4
     texts = ["原告要求离婚", "婚生子由原告抚养"]
     np.testing.assert_allclose(Classifier.load(tmp_path / "export").predict_proba(texts),
                                Classifier.load(save).predict_proba(texts), atol=1e-4)
+    assert seen == [24 + 20]  # the contrastive stage saw the examples and the 20 label names

@@ -1,19 +1,16 @@
 """Few examples per label, or none: contrastive few-shot training and zero-shot models from label names.
 
-Both make an ordinary checkpoint (evaluate, predict, export, serve take it) whose head reads unit-length text
-vectors (``normalize``), so each logit is a scaled cosine similarity to a learned label direction.
-
-* ``train(dataset, few_shot=True)`` / ``labelwise train --few_shot``: SetFit-style. (1) Contrastive tuning of
-  the encoder on pairs of examples: the cosine of two texts that share a label is pulled to 1, of two texts
-  with no label in common to 0. Each label's name (or its ``label==word`` from label.txt) joins the examples as
-  a text carrying that one label, an anchor. (2) The head, on the frozen encoder's vectors, starts at the
-  label names' directions and is fitted with binary cross-entropy. (3) Thresholds tuned on dev.
+* ``train(dataset, few_shot=True)`` / ``labelwise train --few_shot``: (1) contrastive tuning of the encoder on
+  pairs of examples, SetFit's way: the cosine of two texts that share a label is pulled to 1, of two texts with
+  no label in common to 0. Each label's name (or its ``label==word`` from label.txt) joins the examples as a
+  text carrying that one label, an anchor. (2) :func:`labelwise.training.train`'s usual recipe fine-tunes that
+  encoder on the examples plus the anchors. The output is an ordinary checkpoint.
 * :func:`zero_shot` / ``labelwise zeroshot``: no labelled examples at all; each label's logit is the text's
-  cosine to the label name's vector, scaled; per-label thresholds tuned on dev when there is one.
+  cosine to the label name's vector, scaled (the head reads unit-length vectors: ``normalize``); per-label
+  thresholds tuned on dev when there is one. Also an ordinary checkpoint.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -22,7 +19,7 @@ import numpy as np
 import torch
 
 from .batching import encode, pad_batch
-from .data import Example, load_dataset, multi_hot, read_label_words
+from .data import Example, load_dataset, read_label_words
 from .errors import LabelwiseError
 from .inference import Classifier, TorchBackend, resolve_device
 from .models import DEFAULT_MODEL, CheckpointMeta, build_model, save_checkpoint
@@ -31,7 +28,7 @@ from .progress import progress
 log = logging.getLogger("labelwise")
 
 SCALE = 20.0  # logit = SCALE × (cosine − offset): cosines live in [-1, 1], probabilities need a wider range
-PAIRS_PER_TEXT = 20  # SetFit's default number of positive (and as many negative) pairs drawn per text
+PAIRS_PER_TEXT = 10  # positive (and as many negative) pairs drawn per text (SetFit's default is 20)
 MAX_PAIR_STEPS = 400  # keeps the contrastive stage to minutes on a CPU
 
 
@@ -92,25 +89,6 @@ def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int 
     return float(np.mean(losses))
 
 
-def fit_head(model, features: np.ndarray, y: np.ndarray, label_vectors: np.ndarray, *, steps: int = 300,
-             weight_decay: float = 1e-3) -> None:
-    """The head on fixed unit vectors: starts at SCALE × each label's direction, fitted with BCE (full batch)."""
-    x, targets = torch.from_numpy(features), torch.from_numpy(y.astype(np.float32))
-    weight = torch.nn.Parameter(SCALE * torch.from_numpy(label_vectors).float())
-    start_bias = -SCALE * (x @ weight.detach().T / SCALE).quantile(0.9, dim=0)  # top 10% of texts start positive
-    bias = torch.nn.Parameter(start_bias.clone())
-    optimizer = torch.optim.Adam([weight, bias], lr=0.05)
-    for _ in range(steps):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight.T + bias, targets)
-        loss = loss + weight_decay * (weight - SCALE * torch.from_numpy(label_vectors)).pow(2).sum(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        model.head.weight.copy_(weight)
-        model.head.bias.copy_(bias)
-
-
 def _label_vectors(clf: Classifier, label_words: dict[str, str]) -> np.ndarray:
     return clf.features(list(label_words.values()))
 
@@ -127,36 +105,29 @@ def _finish(model, tokenizer, meta: CheckpointMeta, ds, dev, save_dir, epoch: in
     return Classifier(TorchBackend(model, device), tokenizer, meta, path=save_dir)
 
 
-def train_few_shot(cfg, ds) -> "TrainResult":  # noqa: F821 (labelwise.training.TrainResult)
-    """``train(..., few_shot=True)``: see the module doc. ``cfg`` is a :class:`~labelwise.training.TrainConfig`."""
-    from .training import TrainResult
+def few_shot_start(cfg, ds, train_set: list[Example]):
+    """``train(..., few_shot=True)``: the contrastively tuned model to fine-tune, and the examples plus anchors.
 
-    start = time.perf_counter()
-    ignored = [f"`{name}`" for name in ("epochs", "head_learning_rate", "init_from_ckpt", "resume", "pos_weight")
-               if getattr(cfg, name)]
-    if ignored:
-        log.warning("few-shot training ignores %s (one contrastive pass, then the head)", ", ".join(ignored))
+    Returns ((model, tokenizer, pooling), training examples); :func:`labelwise.training.train` then runs its
+    usual recipe from there. ``cfg`` is a :class:`~labelwise.training.TrainConfig`.
+    """
+    if cfg.init_from_ckpt or cfg.resume:
+        raise LabelwiseError("`few_shot` starts from `model_name`; it does not combine with `init_from_ckpt` or "
+                             "`resume`")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    label_words = read_label_words(Path(cfg.dataset_dir) / cfg.label_file) if ds.root else {l: l for l in ds.labels}
+    label_file = Path(cfg.dataset_dir) / cfg.label_file
+    label_words = read_label_words(label_file) if ds.root and label_file.exists() else {l: l for l in ds.labels}
     model, tokenizer, pooling = build_model(cfg.model_name, ds.labels, cfg.pooling)
-    model.normalize = True
-    model.to(device)
-    examples = ds.train + anchors(label_words)
-    log.info("few-shot: %s (%s pooling) on %d examples + %d label names", cfg.model_name, pooling, len(ds.train),
-             len(label_words))
-    loss = contrastive_tune(model, tokenizer, examples, max_len=cfg.max_seq_length, seed=cfg.seed, device=device,
-                            learning_rate=cfg.learning_rate or 2e-5, show=cfg.progress)
-    meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=cfg.model_name,
-                          pooling=pooling, training_args={**dataclasses.asdict(cfg), "route": "few-shot",
-                                                          "contrastive_loss": round(loss, 4)})
-    clf = Classifier(TorchBackend(model, device), tokenizer, meta)
-    features = clf.features([e.text for e in examples])
-    fit_head(model, features, multi_hot(examples, ds.labels), _label_vectors(clf, label_words))
-    result = _finish(model, tokenizer, meta, ds, ds.dev, Path(cfg.save_dir), 1, device)
-    seconds = time.perf_counter() - start
-    log.info("few-shot model saved to %s in %.0f s", cfg.save_dir, seconds)
-    return TrainResult(Path(cfg.save_dir), 1, meta.metrics, [], seconds, len(examples) / seconds, result)
+    examples = list(train_set) + anchors(label_words)
+    log.info("few-shot: contrastive pairs of %d examples + %d label names (%s, %s pooling)", len(train_set),
+             len(label_words), cfg.model_name, pooling)
+    start = time.perf_counter()
+    loss = contrastive_tune(model.to(device), tokenizer, examples, max_len=cfg.max_seq_length, seed=cfg.seed,
+                            device=device, show=cfg.progress)
+    log.info("few-shot: contrastive stage done in %.0f s (loss %.4f); fine-tuning on the examples and label names",
+             time.perf_counter() - start, loss)
+    return (model.cpu(), tokenizer, pooling), examples
 
 
 def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = DEFAULT_MODEL,
@@ -183,4 +154,4 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
     return _finish(model, tokenizer, meta, ds, ds.dev, Path(save_dir), 0, device)
 
 
-__all__ = ["anchors", "make_pairs", "contrastive_tune", "fit_head", "train_few_shot", "zero_shot"]
+__all__ = ["anchors", "make_pairs", "contrastive_tune", "few_shot_start", "zero_shot"]

@@ -188,19 +188,19 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     dev_set = _subset(ds.dev, cfg.max_dev_samples, cfg.seed)
     if not train_set or not dev_set:
         raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
-    if cfg.few_shot:
-        from .fewshot import train_few_shot
-
-        return train_few_shot(cfg, dataclasses.replace(ds, train=train_set, dev=dev_set))
-
     save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
+    few_shot_model = None
+    if cfg.few_shot:  # contrastive pairs first; label names join the training examples (labelwise.fewshot)
+        from .fewshot import few_shot_start
+
+        few_shot_model, train_set = few_shot_start(cfg, ds, train_set)
     y_train = multi_hot(train_set, labels)
     if cfg.init_from_ckpt:
         model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
         check_same_labels(old_meta.labels, labels, cfg.init_from_ckpt, Path(cfg.dataset_dir) / cfg.label_file)
         base_model = old_meta.base_model
     else:
-        model, tokenizer, _ = build_model(cfg.model_name, labels, cfg.pooling)
+        model, tokenizer, _ = few_shot_model or build_model(cfg.model_name, labels, cfg.pooling)
         if cfg.head_prior:
             with torch.no_grad():  # the head starts at the label priors
                 model.head.bias.copy_(prior_logits(y_train))
