@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -99,11 +100,27 @@ def test_damaged_or_missing_index_is_one_clear_line(index, tmp_path, divorce_sma
     assert "not a labelwise index" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("faiss") is not None, reason="faiss is installed here")
-def test_approximate_search_without_faiss_says_how_to_get_it(tiny_zh_checkpoint, divorce_small, tmp_path):
+def test_approximate_search_without_faiss_says_how_to_get_it(untrained_zh_checkpoint, divorce_small, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss → ImportError, installed or not
     with pytest.raises(LabelwiseError, match="pip install faiss-cpu"):
-        build_index(str(tiny_zh_checkpoint), str(divorce_small), str(tmp_path / "i"), approximate=True,
+        build_index(str(untrained_zh_checkpoint), str(divorce_small), str(tmp_path / "i"), approximate=True,
                     progress=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss-cpu is not installed (labelwise[ann])")
+def test_approximate_search_finds_what_exact_search_finds(index, tmp_path):
+    folder, exact = index
+    info = json.loads((folder / "index.json").read_text())
+    copy = tmp_path / "index"
+    copy.mkdir()
+    for f in folder.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    (copy / "index.json").write_text(json.dumps({**info, "approximate": True}))
+    approximate = load_index(str(copy))
+    assert approximate.backend.search is not None
+    texts = ["原告要求离婚", "婚生子由原告抚养", "双方均认可价值6万元。"]
+    np.testing.assert_allclose(approximate.predict_proba(texts), exact.predict_proba(texts), atol=1e-4)
 
 
 def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpoint, divorce_small, tmp_path):

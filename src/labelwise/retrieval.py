@@ -109,7 +109,8 @@ def _faiss_search(vectors: np.ndarray):
     try:
         import faiss
     except ImportError:
-        raise LabelwiseError("an approximate index needs faiss: pip install faiss-cpu (or leave `approximate` off: "
+        raise LabelwiseError("an approximate index needs faiss: pip install faiss-cpu, or 'labelwise[ann]' (or leave "
+                             "`approximate` off: "
                              "exact search is fast up to about a million vectors)") from None
     index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efSearch = 100
