@@ -85,8 +85,9 @@ def rank_units(model, batches, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
     importance = |d loss / d gate| of an all-ones gate on the unit, summed over batches (dropout off).
     """
     layers, shape, size = _layers(model.encoder), full_shape(model.encoder), head_size(model.encoder)
-    head_gate = torch.ones(len(layers), shape.heads, requires_grad=True)
-    neuron_gate = torch.ones(len(layers), shape.neurons, requires_grad=True)
+    device = next(model.parameters()).device
+    head_gate = torch.ones(len(layers), shape.heads, requires_grad=True, device=device)
+    neuron_gate = torch.ones(len(layers), shape.neurons, requires_grad=True, device=device)
     hooks = []
     for i, layer in enumerate(layers):
         hooks.append(layer.attention.output.dense.register_forward_pre_hook(_gate_hook(head_gate, i, size)))
@@ -131,7 +132,7 @@ def rank_layers(model, batches, loss_fn) -> torch.Tensor:
 
 def _head_rows(order: torch.Tensor, size: int) -> torch.Tensor:
     """Weight rows of the heads in ``order`` (each head is ``size`` consecutive rows)."""
-    return (order[:, None] * size + torch.arange(size)).reshape(-1)
+    return (order[:, None] * size + torch.arange(size, device=order.device)).reshape(-1)
 
 
 @torch.no_grad()
@@ -143,7 +144,8 @@ def _permute(linear: torch.nn.Linear, index: torch.Tensor, dim: int) -> None:
 
 def reorder(encoder, head_scores: torch.Tensor, neuron_scores: torch.Tensor) -> None:
     """Permute each layer's heads and neurons, most important first, in place (the outputs do not change)."""
-    size = head_size(encoder)
+    size, device = head_size(encoder), encoder.get_input_embeddings().weight.device
+    head_scores, neuron_scores = head_scores.to(device), neuron_scores.to(device)
     for i, layer in enumerate(_layers(encoder)):
         rows = _head_rows(torch.argsort(head_scores[i], descending=True, stable=True), size)
         attention = layer.attention.self
@@ -216,7 +218,8 @@ def active_shape(encoder, shape: Shape):
 
 def _dense(linear: torch.nn.Linear, rows: int | None = None, cols: int | None = None) -> torch.nn.Linear:
     weight = linear.weight.detach()[:rows, :cols]
-    out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None)
+    out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, device=weight.device,
+                          dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         if linear.bias is not None:
