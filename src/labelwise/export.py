@@ -150,16 +150,19 @@ def fuse_graph(path: Path, config) -> dict[str, int]:
     heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
     if config.model_type not in FUSABLE_MODEL_TYPES or not heads or not hidden:
         return {}
-    pruned = getattr(config, "attention_head_size", None)
-    if pruned:  # fewer heads than the width holds: the fuser wants q/k/v's width, and warns that it differs
-        hidden = heads * config.attention_head_size
-        logging.getLogger("fusion_attention").setLevel(logging.ERROR)
+    attention_log = logging.getLogger("fusion_attention")
+    attention_level = attention_log.level
+    if getattr(config, "attention_head_size", None):  # fewer heads than the width holds (pruned): the fuser
+        hidden = heads * config.attention_head_size  # wants q/k/v's width, and warns that it differs
+        attention_log.setLevel(logging.ERROR)
     with _quiet_logging():
         try:
             fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden)
         except Exception as err:  # the plain graph is still correct, only slower
             log.warning("graph fusion skipped (%s: %s)", type(err).__name__, err)
             return {}
+        finally:
+            attention_log.setLevel(attention_level)
         counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
         if counts:
             fused.save_model_to_file(str(path))

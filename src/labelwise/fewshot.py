@@ -89,22 +89,6 @@ def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int 
     return float(np.mean(losses))
 
 
-def _label_vectors(clf: Classifier, label_words: dict[str, str]) -> np.ndarray:
-    return clf.features(list(label_words.values()))
-
-
-def _finish(model, tokenizer, meta: CheckpointMeta, ds, dev, save_dir, epoch: int, device: str):
-    """Tune thresholds on dev (when there is one), score, save; a Classifier of the result."""
-    from .training import evaluate_model, score_checkpoint
-
-    if dev:
-        probs, _ = evaluate_model(model, tokenizer, meta, dev, meta.labels, 32)
-        score_checkpoint(model, tokenizer, meta, probs, dev, ds.test, epoch)
-    model.eval()
-    save_checkpoint(save_dir, model, tokenizer, meta)
-    return Classifier(TorchBackend(model, device), tokenizer, meta, path=save_dir)
-
-
 def few_shot_start(cfg, ds, train_set: list[Example]):
     """``train(..., few_shot=True)``: the contrastively tuned model to fine-tune, and the examples plus anchors.
 
@@ -114,8 +98,7 @@ def few_shot_start(cfg, ds, train_set: list[Example]):
     if cfg.init_from_ckpt or cfg.resume:
         raise LabelwiseError("`few_shot` starts from `model_name`; it does not combine with `init_from_ckpt` or "
                              "`resume`")
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device)  # train() has seeded torch already
     label_file = Path(cfg.dataset_dir) / cfg.label_file
     label_words = read_label_words(label_file) if ds.root and label_file.exists() else {l: l for l in ds.labels}
     model, tokenizer, pooling = build_model(cfg.model_name, ds.labels, cfg.pooling)
@@ -134,6 +117,8 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
               pooling: str = "auto", max_seq_length: int = 128, device: str | None = None,
               label_file: str = "label.txt") -> Classifier:
     """A classifier from label names alone; thresholds tuned on dev.txt when the folder has one."""
+    from .training import evaluate_model, score_checkpoint
+
     device = resolve_device(device)
     ds = load_dataset(dataset_dir, label_file=label_file, require=())
     label_words = read_label_words(Path(dataset_dir) / label_file)
@@ -143,15 +128,20 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
     meta = CheckpointMeta(labels=ds.labels, max_seq_length=max_seq_length, base_model=model_name, pooling=pooling,
                           training_args={"route": "zero-shot", "label_words": label_words})
     clf = Classifier(TorchBackend(model, device), tokenizer, meta)
-    vectors = _label_vectors(clf, label_words)
+    vectors = clf.features(list(label_words.values()))
     texts = [e.text for e in ds.train + ds.dev] or list(label_words.values())
     cosines = clf.features(texts) @ vectors.T
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(SCALE * vectors))
         model.head.bias.copy_(torch.from_numpy(-SCALE * np.quantile(cosines, 0.9, axis=0)).float())
-    if not ds.dev:
+    if ds.dev:
+        probs, _ = evaluate_model(model, tokenizer, meta, ds.dev, meta.labels, 32)
+        score_checkpoint(model, tokenizer, meta, probs, ds.dev, ds.test, 0)
+    else:
         log.warning("zero-shot: no dev.txt in %s, so every label keeps threshold 0.5", dataset_dir)
-    return _finish(model, tokenizer, meta, ds, ds.dev, Path(save_dir), 0, device)
+    model.eval()
+    save_checkpoint(save_dir, model, tokenizer, meta)
+    return Classifier(TorchBackend(model, device), tokenizer, meta, path=Path(save_dir))
 
 
 __all__ = ["anchors", "make_pairs", "contrastive_tune", "few_shot_start", "zero_shot"]

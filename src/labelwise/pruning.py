@@ -41,7 +41,7 @@ from .modeling import MultiLabelModel
 from .models import META_FILE, CheckpointMeta, load_checkpoint, save_checkpoint
 from .progress import progress
 from .structure import Shape, active_shape, cut, full_shape, make_sliceable, rank_layers, rank_units, reorder
-from .training import evaluate_model, linear_schedule, score_checkpoint
+from .training import evaluate_model, linear_schedule, random_subset, score_checkpoint
 
 log = logging.getLogger("labelwise")
 
@@ -191,8 +191,8 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     check_same_labels(meta.labels, ds.labels, cfg.params_path, Path(cfg.dataset_dir) / "label.txt")
     labels, max_len = ds.labels, cfg.max_seq_length or meta.max_seq_length
     rng = np.random.default_rng(cfg.seed)
-    train_set = _sample(ds.train, cfg.max_train_samples, rng)
-    dev_set = _sample(ds.dev, cfg.max_dev_samples, rng)
+    train_set = random_subset(ds.train, cfg.max_train_samples, rng)
+    dev_set = random_subset(ds.dev, cfg.max_dev_samples, rng)
     plan_shapes(model.encoder, cfg.width_mult_list, cfg.depth_mult_list)  # bad ratios fail before any work
     output_dir = Path(cfg.output_dir)
     model.to(device)
@@ -201,11 +201,12 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     dev_enc, y_dev = encode(tokenizer, [e.text for e in dev_set], max_len), multi_hot(dev_set, labels)
     dev_rows = length_grouped_batches(dev_enc.lengths, cfg.eval_batch_size)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    heads, neurons = rank_units(model, list(_batches(dev_enc, dev_rows, y_dev, tokenizer, device)), loss_fn)
+    dev_batches = list(_batches(dev_enc, dev_rows, y_dev, tokenizer, device))
+    heads, neurons = rank_units(model, dev_batches, loss_fn)
     reorder(model.encoder, heads, neurons)
     layer_scores = None
     if any(parse_ratio(d, "depth_mult_list") < 1 for d in cfg.depth_mult_list):
-        layer_scores = rank_layers(model, list(_batches(dev_enc, dev_rows, y_dev, tokenizer, device)), loss_fn)
+        layer_scores = rank_layers(model, dev_batches, loss_fn)
         log.info("layer importance (dev loss rise without it): %s",
                  ", ".join(f"{i}: {s:+.3f}" for i, s in enumerate(layer_scores.tolist())))
     plans = plan_shapes(model.encoder, cfg.width_mult_list, cfg.depth_mult_list, layer_scores)
@@ -218,10 +219,9 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     teacher_row = {"layers": len(full.layers), "heads": full.heads, "neurons": full.neurons,
                    "params": count_params(teacher), "micro_f1": teacher_metrics["micro"]["f1"],
                    "macro_f1": teacher_metrics["macro"]["f1"]}
-    lr = cfg.learning_rate
     log.info("pruning %s (dev micro-F1 %.2f macro-F1 %.2f) to %s: %d epochs, learning rate %.0e", cfg.params_path,
              teacher_row["micro_f1"], teacher_row["macro_f1"], ", ".join(r.folder.name for r in results), cfg.epochs,
-             lr)
+             cfg.learning_rate)
 
     # 2. train every shape against the teacher, all sharing the student's weights
     make_sliceable(model.encoder)
@@ -229,7 +229,7 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     train_enc = encode(tokenizer, [e.text for e in train_set], max_len)
     y_train = multi_hot(train_set, labels)
     steps_per_epoch = len(length_grouped_batches(train_enc.lengths, cfg.batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     scheduler = linear_schedule(optimizer, steps_per_epoch * cfg.epochs)
     run_meta = dict(pruned_from=str(cfg.params_path), teacher=teacher_row,
                     prune_args={k: (list(map(str, v)) if k.endswith("_list") else v)
@@ -275,12 +275,6 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     result = PruneResult(teacher_row, results, time.perf_counter() - start)
     log.info("pruned in %.0f s; dev at 0.5, the best evaluation of each shape:", result.seconds)
     return result
-
-
-def _sample(examples, limit, rng):
-    if limit is None or limit >= len(examples):
-        return examples
-    return [examples[i] for i in np.sort(rng.choice(len(examples), size=limit, replace=False))]
 
 
 def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev_probs, dev_set, test_set, epoch,

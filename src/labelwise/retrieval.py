@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .analysis.similarity import top_k_cosine
+from .analysis.similarity import top_k_dot, unit_rows
 from .data import Example, load_dataset, multi_hot, read_examples, read_label_words
 from .errors import LabelwiseError
 from .inference import Classifier, TorchBackend, resolve_device
@@ -65,13 +65,9 @@ def load_encoder(source: str, device: str | None = None, max_seq_length: int = 1
     return Classifier(TorchBackend(model.eval(), device), tokenizer, meta)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def centred(features: np.ndarray, center: np.ndarray) -> np.ndarray:
     """Unit vectors minus the index's center, at unit length again."""
-    return _unit(_unit(features) - center)
+    return unit_rows(unit_rows(features) - center)
 
 
 def vote(neighbours: np.ndarray, sims: np.ndarray, label_matrix: np.ndarray, scale: float = SCALE) -> np.ndarray:
@@ -97,7 +93,7 @@ class RetrievalBackend:
         queries = centred(features, self.center)
         if self.search is not None:
             return self.search(queries, k)
-        return top_k_cosine(queries, self.vectors, k)
+        return top_k_dot(queries, self.vectors, k)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         neighbours, sims = self.neighbours(self.encoder.backend.features(batch), self.k)
@@ -139,7 +135,7 @@ def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Seque
     if not dev:
         return ks[0] if k == "auto" else int(k), None, {}
     queries = centred(encoder.features([e.text for e in dev], batch_size=batch_size), center)
-    neighbours, sims = top_k_cosine(queries, vectors, max(ks))
+    neighbours, sims = top_k_dot(queries, vectors, max(ks))
     y = multi_hot(dev, labels)
     best = None
     for choice in ks:
@@ -165,7 +161,7 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
     encoder = load_encoder(params_path, device)
     rows = _rows(ds.train, words, "train")
     log.info("indexing %d texts with %s", len(rows), params_path)
-    raw = _unit(encoder.features([r["text"] for r in rows], batch_size=batch_size, progress=progress))
+    raw = unit_rows(encoder.features([r["text"] for r in rows], batch_size=batch_size, progress=progress))
     center = raw.mean(0)
     vectors = centred(raw, center)
     label_matrix = _label_matrix(rows, ds.labels)
@@ -202,9 +198,10 @@ def load_index(index_dir: str, *, device: str | None = None, encoder: Classifier
     """An index folder as a :class:`~labelwise.inference.Classifier` (labels, thresholds, predict, serve)."""
     info, vectors, label_matrix, center, _ = _read(index_dir)
     encoder = encoder or load_encoder(info["encoder"], device, info["max_seq_length"])
-    if encoder.features(["x"]).shape[1] != vectors.shape[1]:
+    dim = encoder.features(["x"]).shape[1]
+    if dim != vectors.shape[1]:
         raise LabelwiseError(f"{index_dir}: its vectors have {vectors.shape[1]} dimensions but the encoder "
-                             f"{info['encoder']} gives {encoder.features(['x']).shape[1]}; build the index again")
+                             f"{info['encoder']} gives {dim}; build the index again")
     meta = CheckpointMeta(labels=info["labels"], max_seq_length=info["max_seq_length"], thresholds=info["thresholds"],
                           base_model=str(info["encoder"]), metrics=info.get("metrics", {}))
     backend = RetrievalBackend(encoder, vectors, label_matrix, center, info["k"], info["scale"], info["approximate"])

@@ -20,6 +20,7 @@ so stock ``AutoModel`` refuses such a folder (size mismatch) rather than load it
 from __future__ import annotations
 
 import copy
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,10 +258,13 @@ def load_encoder(folder: str | Path, add_pooling_layer: bool):
     from transformers import AutoConfig, AutoModel
 
     folder = Path(folder)
+    try:  # a glance at config.json: stock folders (almost every load) go back to AutoModel untouched
+        if HEAD_SIZE_FIELD not in json.loads((folder / "config.json").read_text(encoding="utf-8")):
+            return None
+    except (OSError, ValueError):
+        return None  # AutoModel will say what is wrong with the folder
     config = AutoConfig.from_pretrained(folder)
-    size = getattr(config, HEAD_SIZE_FIELD, None)
-    if size is None:
-        return None
+    size = getattr(config, HEAD_SIZE_FIELD)
     heads = config.num_attention_heads
     config.num_attention_heads = config.hidden_size // size  # build at full width, then shrink the projections
     try:

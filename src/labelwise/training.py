@@ -124,10 +124,11 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def _subset(examples, limit, seed):
+def random_subset(examples, limit: int | None, rng: np.random.Generator):
+    """``limit`` examples drawn at random, in their original order; all of them when ``limit`` is None."""
     if limit is None or limit >= len(examples):
         return examples
-    idx = np.sort(np.random.default_rng(seed).choice(len(examples), size=limit, replace=False))
+    idx = np.sort(rng.choice(len(examples), size=limit, replace=False))
     return [examples[i] for i in idx]
 
 
@@ -184,8 +185,8 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
                             test_file=cfg.test_file, label_file=cfg.label_file)
     labels = ds.labels
-    train_set = _subset(ds.train, cfg.max_train_samples, cfg.seed)
-    dev_set = _subset(ds.dev, cfg.max_dev_samples, cfg.seed)
+    train_set = random_subset(ds.train, cfg.max_train_samples, np.random.default_rng(cfg.seed))
+    dev_set = random_subset(ds.dev, cfg.max_dev_samples, np.random.default_rng(cfg.seed))
     if not train_set or not dev_set:
         raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
     save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
@@ -363,4 +364,4 @@ def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "auto_epochs", "auto_learning_rate", "evaluate_model",
-           "score_checkpoint", "linear_schedule"]
+           "score_checkpoint", "linear_schedule", "random_subset"]

@@ -22,11 +22,12 @@ from ..data import Example, read_lines
 from ..errors import DataError
 from ..inference import Classifier, sigmoid
 
-__all__ = ["Support", "SupportIndex", "Interpretation", "top_k_cosine", "logits_from_features",
+__all__ = ["Support", "SupportIndex", "Interpretation", "top_k_cosine", "top_k_dot", "unit_rows", "logits_from_features",
            "read_interpret_input", "interpret_examples", "format_interpretation"]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (float32)."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
@@ -35,7 +36,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def top_k_cosine(queries: np.ndarray, keys: np.ndarray, k: int,
                  chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """For each query row, the ``k`` most cosine-similar key rows: (indices, scores), best first."""
-    queries, keys = _unit(queries), _unit(keys)
+    return top_k_dot(unit_rows(queries), unit_rows(keys), k, chunk_size)
+
+
+def top_k_dot(queries: np.ndarray, keys: np.ndarray, k: int,
+              chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k_cosine` for rows already at unit length (no pass over the keys to normalise them)."""
     k = min(k, len(keys))
     indices = np.zeros((len(queries), k), dtype=np.int64)
     scores = np.zeros((len(queries), k), dtype=np.float32)
@@ -79,7 +85,7 @@ class SupportIndex:
     def __init__(self, features: np.ndarray, texts: Sequence[str], labels: Sequence[tuple[str, ...]] | None = None):
         if len(features) != len(texts):
             raise ValueError("one feature row per text")
-        self.features, self.texts = _unit(features), list(texts)
+        self.features, self.texts = unit_rows(features), list(texts)
         self.labels = list(labels) if labels is not None else None
 
     @classmethod
@@ -96,7 +102,7 @@ class SupportIndex:
         return len(self.texts)
 
     def search(self, query_features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return top_k_cosine(query_features, self.features, k)
+        return top_k_dot(unit_rows(query_features), self.features, k)
 
     def supports(self, query_features: np.ndarray, k: int) -> list[list[Support]]:
         indices, scores = self.search(query_features, k)
