@@ -194,5 +194,21 @@ def test_tuned_thresholds_never_lower_the_objective_on_their_data():
     y = (rng.random((300, 6)) < [0.5, 0.3, 0.1, 0.03, 0.01, 0.2]).astype(int)
     probs = np.clip(0.35 * y + rng.random(y.shape) * 0.6, 0, 1)  # weak, shifted scores
     base = sum(f1_scores(y, (probs >= 0.5).astype(int)))
-    tuned = sum(f1_scores(y, (probs >= tune_thresholds(y, probs)).astype(int)))
+    tuned = sum(f1_scores(y, (probs >= tune_thresholds(y, probs, prior_strength=0)).astype(int)))
     assert tuned >= base and tuned > base + 1  # a real gain on miscalibrated scores
+
+
+def test_thresholds_of_labels_with_few_positives_are_pulled_to_the_shared_one():
+    from labelwise.metrics import shared_threshold
+
+    rng = np.random.default_rng(1)
+    y = np.zeros((2000, 2), dtype=int)
+    y[:1000, 0] = 1  # a label with 1000 positives: its own threshold should stand
+    y[:3, 1] = 1  # one with 3: its own threshold is noise
+    probs = np.where(y == 1, 0.3, 0.1) + rng.random(y.shape) * 0.2  # positives in [0.3, 0.5], negatives below
+    own = tune_thresholds(y, probs, prior_strength=0)
+    shrunk = tune_thresholds(y, probs, prior_strength=10)
+    shared = shared_threshold(y, probs)
+    assert abs(shrunk[0] - own[0]) < 0.01 * abs(own[0] - shared) + 1e-3
+    assert shrunk[1] == pytest.approx((3 * own[1] + 10 * shared) / 13)
+    assert tune_thresholds(np.zeros((3, 2)), np.full((3, 2), 0.9))[0] == 0.5  # nothing to learn from: 0.5

@@ -75,6 +75,31 @@ def test_resume_continues_after_the_last_finished_epoch(tiny_zh_encoder, divorce
     assert not (tmp_path / "ckpt.train_state").exists()
 
 
+def test_resume_state_is_not_rewritten_after_every_short_epoch(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "ckpt", epochs=3, max_train_samples=32,
+                      max_dev_samples=16)
+    real_evaluate = training.evaluate_model
+    calls = []
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate_model", crash_in_epoch_3)
+    monkeypatch.setattr(training, "STATE_INTERVAL_SECONDS", 3600.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    assert json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())["epoch"] == 1  # epoch 2 not saved
+
+    monkeypatch.setattr(training, "STATE_INTERVAL_SECONDS", 0.0)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    assert json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())["epoch"] == 2
+
+
 def test_init_from_ckpt_needs_the_same_labels(tiny_zh_checkpoint, tmp_path):
     other = make_subset(DIVORCE, tmp_path / "other", 20, 10)
     (other / "label.txt").write_text("婚后有子女\n支付抚养费\n", encoding="utf-8")

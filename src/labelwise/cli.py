@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="m3e-small (offline), all-minilm-l6-v2 (offline, English), ernie-3.0-medium-zh etc. "
                         "(hub, needs internet), any hub id or local folder")
     p.add_argument("--device", default=None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
-    for name, typ, default in [("max_seq_length", int, 128), ("batch_size", int, 32), ("early_stop_nums", int, 4),
+    p.add_argument("--batch_size", type=int, default=None, help="default 32; 8 with --few_shot")
+    for name, typ, default in [("max_seq_length", int, 128), ("early_stop_nums", int, 4),
                                ("logging_steps", int, 5), ("warmup_steps", int, 0),
                                ("warmup_proportion", float, 0.1), ("seed", int, 3)]:
         p.add_argument(f"--{name}", type=typ, default=default, help="default %(default)s")

@@ -32,13 +32,18 @@ from .errors import LabelwiseError
 from .inference import Classifier, TorchBackend, resolve_device
 from .io_utils import atomic_dir, atomic_write_json
 from .losses import LOSSES, MultiLabelLoss, auto_pos_weight
-from .defaults import auto_epochs, auto_learning_rate, fit_baseline, headline, with_defaults
-from .metrics import evaluate_predictions, tune_thresholds
+from .defaults import auto_batch_size, auto_epochs, auto_learning_rate, fit_baseline, headline, with_defaults
+from .metrics import PRIOR_STRENGTH, evaluate_predictions, tune_thresholds
 from .modeling import prior_logits
 from .models import DEFAULT_MODEL, POOLINGS, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from .progress import progress
 
 log = logging.getLogger("labelwise")
+
+# resume state (weights + optimiser, ~3× the model) is written after the first epoch, then after an epoch only
+# when this much time has passed since the last write: short epochs would otherwise spend more time saving
+# than training; a crash loses at most this much work plus one epoch.
+STATE_INTERVAL_SECONDS = 60.0
 
 
 @dataclass
@@ -47,7 +52,7 @@ class TrainConfig:
     save_dir: str = "checkpoint"
     model_name: str = DEFAULT_MODEL
     max_seq_length: int = 128
-    batch_size: int = 32
+    batch_size: int | None = None  # None → 32, or 8 with few_shot (see auto_batch_size)
     learning_rate: float | None = None  # None → by encoder size (see auto_learning_rate)
     head_learning_rate: float | None = None  # None → HEAD_LR_MULTIPLIER × learning_rate
     epochs: int | None = None  # None → by dataset size (see auto_epochs)
@@ -175,6 +180,7 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     """
     cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
+    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot))
     rank, world = _distributed()
     main_process = rank == 0
     torch.manual_seed(cfg.seed)
@@ -246,6 +252,7 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
         log.info("--resume: no state in %s, starting from scratch", state_dir)
 
     train_seconds, samples_seen, step = 0.0, 0, scheduler.last_epoch
+    last_state_write = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.early_stop and bad_epochs >= cfg.early_stop_nums:
             break
@@ -292,7 +299,9 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
             log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f%s acc %.2f%s", epoch, record["loss"],
                      record["dev_micro_f1"], score, vs_baseline, record["dev_accuracy"],
                      " | best, saved" if improved else "")
-            _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history)
+            if time.perf_counter() - last_state_write >= STATE_INTERVAL_SECONDS or epoch == start_epoch:
+                _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history)
+                last_state_write = time.perf_counter()
 
     if world > 1:
         torch.distributed.barrier()
@@ -323,11 +332,14 @@ def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
 
 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
-                     tune: bool = True, batch_size: int = 32) -> None:
-    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline."""
+                     tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH) -> None:
+    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline.
+
+    ``prior_strength``: see :func:`labelwise.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
+    """
     labels = meta.labels
     y_dev = multi_hot(dev_set, labels)
-    thresholds = tune_thresholds(y_dev, dev_probs) if tune else None
+    thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
     metrics = {"epoch": epoch, "dev@0.5": headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
     if thresholds is not None:
