@@ -1,11 +1,12 @@
-"""Training throughput: labelwise's loop vs. a plain Hugging Face Trainer padding to max_seq_length.
+"""Training throughput: labelwise's loop (fp32, and with --bf16) vs. a plain Hugging Face Trainer.
 
-    python benchmarks/train_speed.py --dataset_dir data/divorce [--samples 640] [--rounds 2] [--write]
+    python benchmarks/train_speed.py --dataset_dir data/divorce [--samples 640] [--rounds 2] [--bf16] [--write]
 
 Both train the same model (m3e-small + linear head) on the same examples with the same batch size, learning
 rate and max_seq_length; the rounds alternate (labelwise, Trainer, labelwise, Trainer, ...) so machine noise
 hits both alike. Reported: training samples/s of each (steps only: the Trainer's evaluation is off and
-labelwise's dev pass is excluded by its own timer) and their ratio.
+labelwise's dev pass is excluded by its own timer) and their ratio. With --bf16 a third arm, labelwise with
+bfloat16 autocast, joins each round (it needs a CPU with AVX-512 BF16 or AMX; elsewhere it runs fp32 and says so).
 """
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine  # noqa: E402
 
 
-def run_labelwise(dataset_dir, samples, args, out_dir) -> float:
+def run_labelwise(dataset_dir, samples, args, out_dir, bf16: bool = False) -> float:
     from labelwise.training import TrainConfig, train
 
     result = train(TrainConfig(dataset_dir=dataset_dir, save_dir=str(Path(out_dir) / "lw"), epochs=1,
                                batch_size=args.batch_size, max_seq_length=args.max_seq_length,
                                learning_rate=1e-4, max_train_samples=samples, max_dev_samples=16,
-                               threshold_tuning=False, progress=False))
+                               threshold_tuning=False, progress=False, baseline=False, bf16=bf16))
     return result.train_samples_per_second
 
 
@@ -40,10 +41,10 @@ def run_hf_trainer(dataset_dir, samples, args, out_dir) -> float:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from labelwise.models import resolve_model_name
-    from labelwise.training import _subset
+    from labelwise.training import random_subset
 
     ds = load_dataset(dataset_dir)
-    train_set = _subset(ds.train, samples, 3)
+    train_set = random_subset(ds.train, samples, np.random.default_rng(3))  # the examples labelwise's arm trains on
     source = resolve_model_name("m3e-small")  # the same encoder; the stock class computes its own loss
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(ds.labels),
@@ -78,19 +79,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--max_seq_length", type=int, default=128)
+    ap.add_argument("--bf16", action="store_true", help="add labelwise with bfloat16 autocast to each round")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
-    ours, theirs = [], []
+    import os
+
+    from labelwise.training import bf16_supported
+
+    load_before = os.getloadavg()[0]
+    ours, theirs, halves = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             ours.append(run_labelwise(args.dataset_dir, args.samples, args, tmp))
+            if args.bf16:
+                halves.append(run_labelwise(args.dataset_dir, args.samples, args, tmp, bf16=True))
             theirs.append(run_hf_trainer(args.dataset_dir, args.samples, args, tmp))
-            print(f"round {r + 1}: labelwise {ours[-1]:.1f} samples/s, HF Trainer {theirs[-1]:.1f} samples/s",
-                  flush=True)
+            print(f"round {r + 1}: labelwise {ours[-1]:.1f} samples/s, bf16 {halves[-1] if halves else 0:.1f}, "
+                  f"HF Trainer {theirs[-1]:.1f} samples/s", flush=True)
     a, b = float(np.median(ours)), float(np.median(theirs))
     cmd = (f"python benchmarks/train_speed.py --dataset_dir {args.dataset_dir} --samples {args.samples} "
-           f"--rounds {args.rounds}")
+           f"--rounds {args.rounds}{' --bf16' if args.bf16 else ''}")
+    bf16_row = []
+    if halves:
+        c = float(np.median(halves))
+        native = "native" if bf16_supported("cpu") else "NOT supported here: ran fp32"
+        bf16_row = [f"| labelwise --bf16 ({native}) | to the longest in a length-grouped batch | "
+                    f"{', '.join(f'{x:.1f}' for x in halves)} | {c:.1f} |"]
     text = "\n".join([
         "## Training speed: labelwise vs. Hugging Face Trainer (m3e-small)", "",
         f"Command: `{cmd}`  ", f"Machine: {machine()}; date {datetime.date.today().isoformat()}.", "",
@@ -98,8 +113,11 @@ def main() -> None:
         f"{args.max_seq_length}, one epoch each, rounds alternated; median of {args.rounds} rounds.", "",
         "| loop | padding | samples/s (each round) | median |", "|---|---|---|---|",
         f"| labelwise | to the longest in a length-grouped batch | {', '.join(f'{x:.1f}' for x in ours)} | {a:.1f} |",
+        *bf16_row,
         f"| HF Trainer | every batch to max_seq_length | {', '.join(f'{x:.1f}' for x in theirs)} | {b:.1f} |",
-        "", f"Speed-up: **{a / b:.2f}×** (target ≥ 1.5×).", ""])
+        "", f"Speed-up: **{a / b:.2f}×** (target ≥ 1.5×)"
+        + (f"; bf16 vs fp32 {float(np.median(halves)) / a:.2f}×, bf16 vs HF Trainer {float(np.median(halves)) / b:.2f}×"
+           if halves else "") + f". Load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}.", ""])
     print(text)
     if args.write:
         append_results(text)

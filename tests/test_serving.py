@@ -173,3 +173,72 @@ def test_serve_command_binds_to_localhost_by_default(monkeypatch):
     assert calls[0][0] == "export" and calls[0][1]["host"] == "127.0.0.1" and calls[0][1]["port"] == 8189
     assert main(["serve", "--host", "0.0.0.0"]) == 0  # opening it up takes the flag
     assert calls[1][1]["host"] == "0.0.0.0"
+
+
+class SlowClassifier:
+    """The real classifier, but each forward pass takes at least 0.3 s: a server that is easy to overload."""
+
+    def __init__(self, classifier):
+        self.inner = classifier
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict_proba(self, texts, **options):
+        import time
+
+        time.sleep(0.3)
+        return self.inner.predict_proba(texts, **options)
+
+
+def test_overload_is_refused_with_503_and_retry_after_and_the_server_recovers(classifier):
+    app = create_app(SlowClassifier(classifier), ServeConfig(max_queue=4, max_texts=4, max_batch_size=4))
+    with ServerThread(app) as url:
+        with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: http.post("/predict", json={"texts": [f"{TEXTS[0]} {i}"]}),
+                                    range(16)))
+            refused = [a for a in answers if a.status_code == 503]
+            assert refused and all(a.status_code in (200, 503) for a in answers)
+            for answer in refused:
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert "server busy" in answer.json()["error"] and "\n" not in answer.json()["error"]
+            assert http.post("/predict", json={"texts": [TEXTS[0]]}).status_code == 200  # still serving
+            stats = http.get("/health").json()["stats"]
+    assert stats["refused_busy"] == len(refused)
+    assert stats["requests"] == 16 - len(refused) + 1
+
+
+def test_queue_bound_below_a_full_request_is_refused():
+    from labelwise.errors import LabelwiseError
+
+    with pytest.raises(LabelwiseError, match="max_queue"):
+        ServeConfig(max_texts=64, max_queue=10).check()
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=4), max_leaves=12)
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)  # lone surrogates included
+BODIES = st.one_of(
+    JSON_VALUES,
+    st.builds(lambda texts: {"texts": texts}, st.lists(ANY_TEXT, max_size=5)),
+    st.builds(lambda texts, value: {"data": {"text": texts}, "parameters": value}, st.lists(ANY_TEXT, max_size=5),
+              JSON_VALUES),
+    st.builds(lambda texts, extra: {"texts": texts, **extra}, st.lists(ANY_TEXT, min_size=1, max_size=3),
+              st.dictionaries(st.sampled_from(["threshold", "top_k_min", "top_k_max", "other"]), JSON_VALUES)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(body=BODIES, route=st.sampled_from(["/predict", "/models/cls_multi_label"]))
+def test_fuzzed_bodies_get_2xx_or_a_one_line_4xx(client, body, route):
+    response = client.post(route, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert error and "\n" not in error
+    assert client.get("/health").status_code == 200

@@ -282,3 +282,27 @@ def f1_micro(y, predicted) -> float:
     from labelwise.metrics import f1_scores
 
     return f1_scores(y, predicted)[0]
+
+
+def test_bf16_autocast_trains_and_falls_back_to_fp32_where_unsupported(tiny_zh_encoder, divorce_small, tmp_path,
+                                                                        monkeypatch, caplog):
+    seen = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, dtype=None, enabled=True):
+        seen.append(enabled)
+        return real_autocast(device_type, dtype=dtype, enabled=enabled)
+
+    monkeypatch.setattr(training.torch, "autocast", recording_autocast)
+    monkeypatch.setattr(training, "bf16_supported", lambda device: True)
+    cfg = tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "bf16", epochs=3, bf16=True, max_train_samples=64,
+                      max_dev_samples=32)
+    result = train(cfg)
+    assert seen == [True] and result.history[-1]["loss"] < result.history[0]["loss"]  # it learns in bf16
+    assert all(p.dtype == torch.float32 for p in result.classifier.backend.model.parameters())  # weights stay fp32
+
+    monkeypatch.setattr(training, "bf16_supported", lambda device: False)
+    with caplog.at_level("WARNING", logger="labelwise"):
+        train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "fp32", epochs=1, bf16=True,
+                          max_train_samples=32, max_dev_samples=16))
+    assert seen[-1] is False and "no bfloat16 support; training in fp32" in caplog.text

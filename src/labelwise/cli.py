@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warm the learning rate up over --warmup_proportion (default on; --no-warmup turns it off)")
     p.add_argument("--no_baseline", dest="baseline", action="store_false",
                    help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a warning)")
     p.add_argument("--few_shot", action="store_true",
                    help="for a few examples per label: contrastive pairs + label names, then the head "
                         "(see docs/few-shot.md)")
@@ -109,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with_scores", action="store_true", help="write label:probability")
     p.add_argument("--perf", action="store_true", help="instead: micro/macro F1 and ms/sample over dev (or test)")
     p.add_argument("--perf_split", choices=["dev", "test"], default="dev")
+    p.add_argument("--ray", action="store_true",
+                   help="score with Ray Data over --num_actors model copies; --output_file must end in .parquet or "
+                        ".jsonl and becomes a folder (needs labelwise[ray]; see docs/deployment.md)")
+    p.add_argument("--num_actors", type=int, default=2, help="--ray: model copies (default %(default)s)")
+    p.add_argument("--ray_address", default=None,
+                   help="--ray: a cluster to join (auto, ray://head:10001); default: start Ray on this machine")
+    p.add_argument("--text_field", default="text", help="--ray: the text column of JSONL/Parquet input")
     _model_flags(p)
     _prediction_flags(p)
     p.set_defaults(func=cmd_predict)
@@ -238,6 +247,8 @@ def cmd_predict(args) -> int:
     from .evaluation import evaluate
     from .prediction import predict_file
 
+    if args.ray:
+        return _predict_ray(args)
     clf = _load_classifier(args)
     if args.perf:
         if not args.dataset_dir:
@@ -254,6 +265,24 @@ def cmd_predict(args) -> int:
                                top_k_min=args.top_k_min, top_k_max=args.top_k_max, batch_size=args.batch_size,
                                max_seq_length=args.max_seq_length, long_text=args.long_text)
     print(f"{len(predictions)} predictions written to {args.output_file}")
+    return 0
+
+
+def _predict_ray(args) -> int:
+    from .batch_predict import predict_ray
+
+    if args.perf or args.index_dir or args.with_scores:
+        raise LabelwiseError("--ray does not combine with --perf, --index_dir or --with_scores (scores are always written)")
+    data_file = Path(args.dataset_dir) / args.data_file if args.dataset_dir else Path(args.data_file)
+    path, backend = (args.model_path, "onnx" if args.backend == "auto" else args.backend) if args.model_path else \
+        (args.params_path, args.backend)
+    result = predict_ray(path, data_file, args.output_file, num_actors=args.num_actors,
+                         threads_per_actor=args.num_threads or 1, address=args.ray_address, backend=backend,
+                         precision=args.precision, text_field=args.text_field, threshold=args.threshold,
+                         top_k_min=args.top_k_min, top_k_max=args.top_k_max, max_seq_length=args.max_seq_length,
+                         long_text=args.long_text)
+    print(f"{result.rows} predictions written to {result.output}/ ({result.texts_per_second:.0f} texts/s, "
+          f"{result.num_actors} actors)")
     return 0
 
 

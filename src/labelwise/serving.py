@@ -14,11 +14,16 @@ Dynamic batching: requests queue while the model is busy; the texts of every wai
 request may also wait ``max_wait_ms`` for company (default 0: worth it only where a wide pass costs
 about as much as a narrow one, as on a GPU). With batching off, each request runs alone on that
 same thread. Bad input gets a 4xx answer ``{"error": "..."}``; the server keeps running.
+
+Overload: once ``max_queue`` texts are waiting or running, a new request is refused at once with 503 and a
+``Retry-After`` header (seconds, estimated from the recent time per text), so latency stays bounded
+instead of growing with the queue; clients retry later.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -29,7 +34,7 @@ from typing import Optional
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,11 +54,15 @@ class ServeConfig:
     dynamic_batching: bool = True
     max_texts: int = 64  # per request
     max_chars: int = 20_000  # per request, all texts together
+    max_queue: int = 512  # texts waiting or running; beyond it new requests get 503 + Retry-After
 
     def check(self) -> "ServeConfig":
-        for name in ("max_batch_size", "max_texts", "max_chars"):
+        for name in ("max_batch_size", "max_texts", "max_chars", "max_queue"):
             if getattr(self, name) < 1:
                 raise LabelwiseError(f"`{name}` must be at least 1")
+        if self.max_queue < self.max_texts:
+            raise LabelwiseError(f"`max_queue` ({self.max_queue}) must be at least `max_texts` ({self.max_texts}), "
+                                 "or a full request could never be served")
         if self.max_wait_ms < 0:
             raise LabelwiseError("`max_wait_ms` must be 0 or more")
         return self
@@ -91,6 +100,14 @@ class SeedRequest(Strict):
     parameters: PaddleNLPParameters = Field(default_factory=PaddleNLPParameters)
 
 
+class Overloaded(Exception):
+    """More texts are queued than ``ServeConfig.max_queue``; ``retry_after`` in whole seconds."""
+
+    def __init__(self, pending: int, limit: int, retry_after: int):
+        super().__init__(f"server busy: {pending} texts queued or running (limit {limit}); retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class Batcher:
     """Runs the model on one thread; with dynamic batching, gathers concurrent requests first."""
 
@@ -99,7 +116,9 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-model")
         self.queue: asyncio.Queue | None = None
         self.worker: asyncio.Task | None = None
-        self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0}
+        self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0, "refused_busy": 0}
+        self.pending = 0  # texts admitted and not yet answered
+        self.seconds_per_text = 0.01  # running estimate, for Retry-After
 
     async def start(self) -> None:
         if self.config.dynamic_batching:
@@ -112,20 +131,31 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _forward(self, texts: list[str], max_seq_length: int | None) -> np.ndarray:
+        start = time.perf_counter()
         probs = self.classifier.predict_proba(texts, batch_size=self.config.max_batch_size,
                                               max_seq_length=max_seq_length)
+        self.seconds_per_text = 0.8 * self.seconds_per_text + 0.2 * (time.perf_counter() - start) / len(texts)
         self.stats["forward_passes"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
         return probs
 
     async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
+        if self.pending + len(texts) > self.config.max_queue:
+            self.stats["refused_busy"] += 1
+            retry = min(60, max(1, math.ceil(self.pending * self.seconds_per_text)))
+            raise Overloaded(self.pending, self.config.max_queue, retry)
         self.stats["requests"] += 1
         self.stats["texts"] += len(texts)
-        if self.queue is None:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, texts, max_seq_length)
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, max_seq_length, future))
-        return await future
+        self.pending += len(texts)
+        try:
+            if self.queue is None:
+                return await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, texts,
+                                                                        max_seq_length)
+            future = asyncio.get_running_loop().create_future()
+            await self.queue.put((texts, max_seq_length, future))
+            return await future
+        finally:
+            self.pending -= len(texts)
 
     async def _gather_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -169,6 +199,23 @@ class Batcher:
                 if not job[2].done():
                     job[2].set_result(probs[start:start + len(job[0])])
                 start += len(job[0])
+
+
+try:  # the `serve` extra brings orjson: serialising the answer is a sizeable share of a request's CPU time
+    import orjson
+
+    def _dumps(payload) -> bytes:
+        return orjson.dumps(payload)
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    import json
+
+    def _dumps(payload) -> bytes:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json(payload) -> Response:
+    """A JSON answer from plain lists, dicts, strings and floats, without FastAPI's generic encoder pass."""
+    return Response(_dumps(payload), media_type="application/json")
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
@@ -245,6 +292,10 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
             return _error(405, f"{request.method} is not allowed on {request.url.path}; see /docs")
         return _error(err.status_code, str(err.detail))
 
+    @app.exception_handler(Overloaded)
+    async def on_overload(_request: Request, err: Overloaded):
+        return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, err: Exception):  # a bug, not the user's fault: say so
         log.exception("unexpected error")
@@ -293,8 +344,8 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         start = time.perf_counter()
         probs = await batcher.proba(body.texts)
         predictions = classifier.decode(probs, body.threshold, body.top_k_min, body.top_k_max)
-        return {"predictions": [p.to_json() for p in predictions],
-                "ms": round(1000 * (time.perf_counter() - start), 2)}
+        return _json({"predictions": [p.to_json() for p in predictions],
+                      "ms": round(1000 * (time.perf_counter() - start), 2)})
 
     @app.post("/models/cls_multi_label")
     async def seed_predict(body: SeedRequest):
@@ -303,12 +354,12 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         probs = await batcher.proba(texts, params.max_seq_len)
         predictions = classifier.decode(probs, params.prob_limit)
         index = {label: i for i, label in enumerate(classifier.labels)}
-        return {"result": {
+        return _json({"result": {
             "label": [p.labels for p in predictions],
             "confidence": [p.scores for p in predictions],
             "label_ids": [[index[label] for label in p.labels] for p in predictions],
             "predictions": [{"text": t, "labels": p.labels, "confidence": p.scores} for t, p in zip(texts, predictions)],
-        }}
+        }})
 
     return app
 
@@ -342,8 +393,12 @@ class ServerThread:
 
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend: str = "auto",
           precision: str = "fp32", device: str | None = None, num_threads: int | None = None,
-          config: ServeConfig | None = None, log_level: str = "info", index_dir: str | None = None) -> None:
-    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch; or a retrieval index) and serve it."""
+          config: ServeConfig | None = None, log_level: str = "info", index_dir: str | None = None,
+          spin: bool = False) -> None:
+    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch; or a retrieval index) and serve it.
+
+    ``spin``: let ONNX Runtime's threads busy-wait between passes (off: see :meth:`OnnxBackend.load`).
+    """
     import uvicorn
 
     from .models import detect_backend
@@ -355,7 +410,7 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     else:
         if backend == "auto":
             backend = detect_backend(model_path)
-        options = {"precision": precision} if backend == "onnx" else {}
+        options = {"precision": precision, "spin": spin} if backend == "onnx" else {}
         if precision != "fp32" and not options:
             raise LabelwiseError(f"`precision` {precision} needs an export folder (ONNX), not a checkpoint")
         classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)

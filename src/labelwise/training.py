@@ -75,6 +75,7 @@ class TrainConfig:
     threshold_tuning: bool = True
     baseline: bool = True  # train the TF-IDF + linear SVM baseline first and report it beside the model
     few_shot: bool = False  # a few examples per label: contrastive pairs + label names (labelwise.fewshot)
+    bf16: bool = False  # bfloat16 autocast for the forward pass (falls back to fp32 where unsupported)
     max_train_samples: int | None = None  # a random subset, for quick runs
     max_dev_samples: int | None = None
     train_file: str = "train.txt"
@@ -228,6 +229,10 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     vs_baseline = (f" (baseline {baseline['dev@0.5']['micro_f1']:.2f} / {baseline['dev@0.5']['macro_f1']:.2f})"
                    if baseline else "")
 
+    use_bf16 = cfg.bf16 and bf16_supported(device)
+    if cfg.bf16 and not use_bf16 and main_process:
+        log.warning("bf16: this %s has no bfloat16 support; training in fp32", device)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
     pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(device) if cfg.pos_weight == "auto" else None
     loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(device)
     optimizer = _optimizer(model, cfg)
@@ -264,8 +269,9 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
         for rows in bar:
             batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
             targets = torch.from_numpy(y_train[rows]).to(device)
-            logits = ddp_model(**batch).logits
-            loss = loss_fn(logits, targets)
+            with autocast:
+                logits = ddp_model(**batch).logits
+            loss = loss_fn(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -319,6 +325,17 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     return TrainResult(save_dir, best_epoch, meta.metrics, history, train_seconds,
                        samples_seen / train_seconds if train_seconds else 0.0,
                        Classifier(TorchBackend(model, device), tokenizer, meta, path=save_dir))
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether bfloat16 autocast runs natively here: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:  # oneDNN also "supports" bf16 on plain AVX-512 by emulation, which is slower than fp32: ask the CPU
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        return "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
+    except (OSError, StopIteration):
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
@@ -376,4 +393,4 @@ def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "auto_epochs", "auto_learning_rate", "evaluate_model",
-           "score_checkpoint", "linear_schedule", "random_subset"]
+           "score_checkpoint", "linear_schedule", "random_subset", "bf16_supported"]

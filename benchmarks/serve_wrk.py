@@ -1,0 +1,199 @@
+"""The HTTP service against the model's own throughput, loaded by wrk (a C load generator, not Python).
+
+    apt-get install wrk            # Debian's package
+    python benchmarks/serve_wrk.py --dataset_dir data/divorce [--model_path export] [--precision int8] [--write]
+
+In one run: (1) the model's offline throughput on the same dev texts at batch 32, same precision and threads,
+without HTTP; (2) `labelwise serve` in a subprocess, loaded by `wrk -t1` at each --connections count, with
+one text per request and with --batch_texts texts per request, for --seconds each; served texts/s as a share
+of (1), p50/p99 latency and every error wrk counts (non-2xx, connect, read, write, timeout). The target
+(performance issue): at 32 connections, served texts/s ≥ 80% of offline, p99 ≤ 4 × p50.
+
+Without --model_path the script builds an m3e-small model with divorce's labels and a random head and exports
+it (fp32 + int8, cached in runs/serve_wrk/): speed does not depend on what the weights learned.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results, machine, run_started  # noqa: E402
+
+LUA = r"""
+local bodies, n = {}, 0
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+end
+request = function()
+  n = n + 1
+  return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, bodies[(n % #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "status": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}\n', summary.requests, summary.duration, e.status,
+    e.connect, e.read, e.write, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset_dir", default="data/divorce")
+    p.add_argument("--model_path", default=None, help="an export folder (default: build one, see above)")
+    p.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument("--batch_texts", type=int, default=16, help="texts per request in the second series")
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--num_threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--serve_args", default="", help="extra `labelwise serve` flags, e.g. '--no_dynamic_batching'")
+    p.add_argument("--write", action="store_true")
+    return p.parse_args(argv)
+
+
+def default_export(dataset_dir: str) -> Path:
+    from labelwise.data import read_labels
+    from labelwise.export import export_onnx
+    from labelwise.models import CheckpointMeta, build_model, save_checkpoint
+
+    folder = Path("runs/serve_wrk")
+    export = folder / "export"
+    if not (export / "model.int8.onnx").exists():
+        labels = read_labels(Path(dataset_dir) / "label.txt")
+        model, tokenizer, pooling = build_model("m3e-small", labels)
+        save_checkpoint(folder / "checkpoint", model, tokenizer,
+                        CheckpointMeta(labels=labels, max_seq_length=128, base_model="m3e-small", pooling=pooling))
+        export_onnx(folder / "checkpoint", export, quantize="int8")
+    return export
+
+
+def offline_throughput(export: Path, texts: list[str], precision: str, threads: int | None) -> float:
+    """Texts/s of the model alone at batch 32, best of 2 passes over ``texts``."""
+    from labelwise.inference import Classifier
+
+    options = {"precision": precision} if precision != "fp32" else {}
+    clf = Classifier.load(export, num_threads=threads, **options)
+    clf.predict_proba(texts[:32])
+    best = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        clf.predict_proba(texts, batch_size=32)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
+
+
+def start_server(export: Path, args) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "labelwise", "-q", "serve", "--model_path", str(export), "--port", str(port),
+           "--precision", args.precision, "--log_level", "warning", "--max_queue", "4096", *args.serve_args.split()]
+    if args.num_threads:
+        cmd += ["--num_threads", str(args.num_threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("server did not start")
+
+
+def run_wrk(url: str, script: Path, bodies: Path, connections: int, seconds: int) -> dict:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
+                          url, "--", str(bodies)], capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found: apt-get install wrk")
+    from labelwise.data import read_labels, read_examples
+
+    started, load_before = run_started()
+    labels = read_labels(Path(args.dataset_dir) / "label.txt")
+    texts = [e.text for e in read_examples(Path(args.dataset_dir) / "dev.txt", labels)][:512]
+    export = Path(args.model_path) if args.model_path else default_export(args.dataset_dir)
+    offline = offline_throughput(export, texts, args.precision, args.num_threads)
+    print(f"offline: {offline:.1f} texts/s", file=sys.stderr, flush=True)
+    rows = []
+    proc, url = start_server(export, args)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "post.lua"
+            script.write_text(LUA)
+            for per_request in (1, args.batch_texts):
+                bodies = Path(tmp) / f"bodies{per_request}.jsonl"
+                bodies.write_text("".join(json.dumps({"texts": texts[i:i + per_request]}, ensure_ascii=False) + "\n"
+                                          for i in range(0, len(texts) - per_request + 1, per_request)),
+                                  encoding="utf-8")
+                run_wrk(url, script, bodies, 4, 2)  # warm-up
+                for connections in args.connections:
+                    r = run_wrk(url, script, bodies, connections, args.seconds)
+                    seconds = r["duration_us"] / 1e6
+                    r.update(per_request=per_request, connections=connections, rps=r["requests"] / seconds,
+                             texts_s=r["requests"] * per_request / seconds,
+                             errors=r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"])
+                    rows.append(r)
+                    print(f"{per_request} text(s)/request, {connections} connections: {r['rps']:.1f} req/s, "
+                          f"{r['texts_s']:.1f} texts/s ({r['texts_s'] / offline:.0%}), p50 {r['p50_us'] / 1000:.1f} "
+                          f"ms, p99 {r['p99_us'] / 1000:.1f} ms, errors {r['errors']}", file=sys.stderr, flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    offline_after = offline_throughput(export, texts, args.precision, args.num_threads)
+    section = format_section(args, export, rows, offline, offline_after, started, load_before, os.getloadavg()[0])
+    print(section)
+    if args.write:
+        append_results(section)
+    return section
+
+
+def format_section(args, export, rows, offline, offline_after, started, load_before, load_after) -> str:
+    cmd = "python benchmarks/serve_wrk.py " + " ".join(sys.argv[1:])
+    lines = [f"## HTTP service vs the model's own throughput, wrk ({started})", "", f"Command: `{cmd}`  ",
+             f"Machine: {machine()}  ",
+             f"Model: {export} ({args.precision}); server: `labelwise serve` (one process, dynamic batching, "
+             f"max 32 texts per pass{', ' + args.serve_args if args.serve_args else ''}); load: `wrk -t1`, "
+             f"{args.seconds} s per row, on the same 2 cores; load average before/after {load_before:.1f} / "
+             f"{load_after:.1f}", "",
+             f"Offline, same texts and precision, batch 32, no HTTP: **{offline:.1f} texts/s** before the load runs, "
+             f"{offline_after:.1f} after.", "",
+             "| texts/request | connections | requests/s | texts/s | % of offline | p50 ms | p99 ms | p99/p50 | errors |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['per_request']} | {r['connections']} | {r['rps']:.1f} | {r['texts_s']:.1f} | "
+                     f"{100 * r['texts_s'] / offline:.0f}% | {r['p50_us'] / 1000:.1f} | {r['p99_us'] / 1000:.1f} | "
+                     f"{r['p99_us'] / max(r['p50_us'], 1):.1f} | {r['errors']} |")
+    at32 = [r for r in rows if r["connections"] == 32 and r["per_request"] == 1]
+    if at32:
+        r = at32[0]
+        share, spread = r["texts_s"] / offline, r["p99_us"] / max(r["p50_us"], 1)
+        lines += ["", f"Target at 32 connections, one text per request: texts/s ≥ 80% of offline ({100 * share:.0f}%: "
+                      f"**{'met' if share >= 0.8 else 'not met'}**), p99 ≤ 4 × p50 ({spread:.1f}×: "
+                      f"**{'met' if spread <= 4 else 'not met'}**)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
