@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -43,6 +44,33 @@ def run_started() -> tuple[str, float]:
 
     logging.basicConfig(level=logging.WARNING)
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
+
+
+def start_server(serve_flags: list[str], timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """`labelwise serve` with ``serve_flags`` in a subprocess on a free local port; (process, URL) once /health answers."""
+    import socket
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "labelwise", "-q", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"server did not start in {timeout:.0f} s")
 
 
 def append_results(section: str) -> None:

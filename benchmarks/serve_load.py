@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import append_results, machine, start_server  # noqa: E402
 
 from labelwise.data import read_examples, read_labels  # noqa: E402
 
@@ -42,36 +40,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(args, batching: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "labelwise", "-q", "serve", "--model_path", args.model_path, "--port", str(port),
-           "--host", "127.0.0.1", "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
-           str(args.max_wait_ms), "--log_level", "warning"]
+def start_labelwise(args, batching: bool):
+    flags = ["--model_path", args.model_path, "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
+             str(args.max_wait_ms), "--log_level", "warning"]
     if args.model_path and not (Path(args.model_path) / "head.safetensors").exists():
-        cmd += ["--precision", args.precision]
+        flags += ["--precision", args.precision]
     if args.num_threads:
-        cmd += ["--num_threads", str(args.num_threads)]
+        flags += ["--num_threads", str(args.num_threads)]
     if not batching:
-        cmd.append("--no_dynamic_batching")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit("server did not start in 120 s")
+        flags.append("--no_dynamic_batching")
+    return start_server(flags)
 
 
 async def drive(url: str, texts: list[str], clients: int, seconds: float) -> dict:
@@ -142,7 +120,7 @@ def main(argv=None) -> str:
     load_before = os.getloadavg()[0]
     cost = model_cost(args, texts[:64])
     print("model time per text: " + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in cost.items()), file=sys.stderr)
-    servers = {True: start_server(args, True), False: start_server(args, False)}
+    servers = {True: start_labelwise(args, True), False: start_labelwise(args, False)}
     results = {True: [], False: []}
     try:
         for clients in args.clients:

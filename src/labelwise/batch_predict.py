@@ -66,16 +66,23 @@ def _text_of_line(row: dict) -> dict:
     return {"text": row["text"].rstrip("\r").split("\t", 1)[0]}
 
 
+def _has_text(row: dict) -> bool:
+    return bool(row["text"].strip())
+
+
+IO = {"num_cpus": 0}  # reading and writing are light: they must not wait for cores the actors hold
+
+
 def _read(ray, source: str, text_field: str):
     path = Path(source)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     suffix = files[0].suffix.lower() if files else ""
     if suffix == ".parquet":
-        return ray.data.read_parquet(source, columns=[text_field]), text_field
+        return ray.data.read_parquet(source, columns=[text_field], **IO), text_field
     if suffix in (".jsonl", ".json"):
-        return ray.data.read_json(source, lines=True) if suffix == ".jsonl" else ray.data.read_json(source), text_field
-    ds = ray.data.read_text(source, drop_empty_lines=True).map(_text_of_line)
-    return ds.filter(lambda row: bool(row["text"].strip())), "text"
+        return ray.data.read_json(source, lines=suffix == ".jsonl", **IO), text_field
+    ds = ray.data.read_text(source, drop_empty_lines=True, **IO).map(_text_of_line, **IO)
+    return ds.filter(_has_text, **IO), "text"
 
 
 def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, output: str | os.PathLike, *,
@@ -118,13 +125,14 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
     scored = ds.map_batches(_Scorer, fn_constructor_kwargs={
         "model_path": str(Path(model_path).resolve()), "backend": backend, "precision": precision,
         "num_threads": threads_per_actor, "options": options, "text_field": field},
-        batch_size=batch_size, batch_format="pandas", concurrency=num_actors, num_cpus=threads_per_actor)
+        batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=threads_per_actor)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     if output.suffix.lower() == ".parquet":
-        scored.write_parquet(str(partial))
+        scored.write_parquet(str(partial), ray_remote_args=IO)
     else:
-        scored.write_json(str(partial))
+        scored.write_json(str(partial), ray_remote_args=IO)
     rows = sum(1 for _ in _rows_written(partial))
     seconds = time.perf_counter() - start
     (partial / MARKER).write_text(json.dumps({
@@ -139,6 +147,8 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
 def _rows_written(folder: Path):
     """The rows of an output folder, in order (file names carry the block order)."""
     for path in sorted(folder.iterdir()):
+        if path.name == MARKER:
+            continue
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 

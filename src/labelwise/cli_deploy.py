@@ -72,8 +72,6 @@ def register(sub) -> None:
     p.add_argument("--max_chars", type=int, default=20000, help="characters per request (default %(default)s)")
     p.add_argument("--max_queue", type=int, default=512,
                    help="texts queued or running before new requests get 503 + Retry-After (default %(default)s)")
-    p.add_argument("--spin", action="store_true",
-                   help="let ONNX Runtime's threads busy-wait between passes (default off: the cores go to HTTP work)")
     p.add_argument("--log_level", choices=["debug", "info", "warning", "error"], default="info")
     p.set_defaults(func=cmd_serve)
 
@@ -116,5 +114,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_chars=args.max_chars, max_queue=args.max_queue).check()
     serve(args.model_path, host=args.host, port=args.port, backend=args.backend, precision=args.precision,
           device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level,
-          index_dir=args.index_dir, spin=args.spin)
+          index_dir=args.index_dir)
     return 0

@@ -136,12 +136,8 @@ class OnnxBackend:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | None = None, num_threads: int | None = None,
-             precision: str = "fp32", spin: bool = True) -> "OnnxBackend":
-        """``precision``: fp32 (model.onnx), int8 (model.int8.onnx) or fp16 (model.fp16.onnx).
-
-        ``spin=False`` stops ONNX Runtime's idle worker threads from busy-waiting for the next run: the HTTP
-        service sets it, so that between forward passes the cores go to parsing and answering requests.
-        """
+             precision: str = "fp32") -> "OnnxBackend":
+        """``precision``: fp32 (model.onnx), int8 (model.int8.onnx) or fp16 (model.fp16.onnx)."""
         import onnxruntime as ort
 
         path = model_file(folder, precision)
@@ -149,8 +145,6 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
             options.intra_op_num_threads = num_threads
-        if not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(device))

@@ -393,12 +393,8 @@ class ServerThread:
 
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend: str = "auto",
           precision: str = "fp32", device: str | None = None, num_threads: int | None = None,
-          config: ServeConfig | None = None, log_level: str = "info", index_dir: str | None = None,
-          spin: bool = False) -> None:
-    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch; or a retrieval index) and serve it.
-
-    ``spin``: let ONNX Runtime's threads busy-wait between passes (off: see :meth:`OnnxBackend.load`).
-    """
+          config: ServeConfig | None = None, log_level: str = "info", index_dir: str | None = None) -> None:
+    """Load the model (export folder → ONNX Runtime, checkpoint → PyTorch; or a retrieval index) and serve it."""
     import uvicorn
 
     from .models import detect_backend
@@ -410,7 +406,7 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     else:
         if backend == "auto":
             backend = detect_backend(model_path)
-        options = {"precision": precision, "spin": spin} if backend == "onnx" else {}
+        options = {"precision": precision} if backend == "onnx" else {}
         if precision != "fp32" and not options:
             raise LabelwiseError(f"`precision` {precision} needs an export folder (ONNX), not a checkpoint")
         classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads, **options)
