@@ -136,3 +136,38 @@ def test_reexport_replaces_an_old_export(tiny_zh_checkpoint, tmp_path, capsys):
     assert "model.int8.onnx" in capsys.readouterr().out
     assert main(["export", "--params_path", str(tiny_zh_checkpoint), "--output_path", str(folder)]) == 0
     assert not (folder / "model.int8.onnx").exists() and (folder / "model.onnx").exists()
+
+
+def test_tiny_ernie_exports_fused_and_matching(tmp_path, divorce_small):
+    """ERNIE 3.0's task-type embedding breaks ONNX Runtime's embeddings + LayerNorm fusion: the export must
+    still fuse what it can (attention) and match PyTorch."""
+    from transformers import AutoTokenizer, ErnieConfig, ErnieModel
+
+    from conftest import TINY_BERT
+    from labelwise.data import read_labels
+    from labelwise.models import CheckpointMeta, build_model, resolve_model_name, save_checkpoint
+
+    import torch
+
+    encoder = tmp_path / "tiny-ernie"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("m3e-small"))
+    torch.manual_seed(0)
+    ernie = ErnieModel(ErnieConfig(**{**TINY_BERT, "vocab_size": len(tokenizer)}, use_task_id=True,
+                                   task_type_vocab_size=3))
+    with torch.no_grad():  # a task-type embedding far from zero, as in a trained ERNIE 3.0
+        ernie.embeddings.task_type_embeddings.weight.normal_(0, 1.0)
+    ernie.save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    labels = read_labels(divorce_small / "label.txt")
+    model, tok, pooling = build_model(str(encoder), labels, "cls")
+    assert model.config.model_type == "ernie"
+    checkpoint = tmp_path / "checkpoint"
+    save_checkpoint(checkpoint, model, tok, CheckpointMeta(labels=labels, max_seq_length=64, base_model=str(encoder),
+                                                            pooling=pooling))
+    report = export_onnx(checkpoint, tmp_path / "export")
+    assert report.fused.get("Attention", 0) >= 1  # fused, not the plain graph
+    assert "EmbedLayerNormalization" not in report.fused
+    assert report.checks["fp32"]["max_abs_logit_diff"] <= 1e-4
+    texts = [line.split("\t")[0] for line in (divorce_small / "dev.txt").read_text(encoding="utf-8").splitlines()[:8]]
+    np.testing.assert_allclose(Classifier.load(tmp_path / "export").predict_proba(texts),
+                               Classifier.load(checkpoint).predict_proba(texts), atol=1e-4)
