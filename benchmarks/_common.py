@@ -79,3 +79,11 @@ def append_results(section: str) -> None:
         RESULTS.write_text("# Benchmark results\n\nEach section: the command, the machine and the date.\n\n")
     with RESULTS.open("a", encoding="utf-8") as handle:
         handle.write(section.rstrip() + "\n\n")
+
+
+def publish(section: str, write: bool) -> str:
+    """Print a benchmark's Markdown section; with ``write``, also append it to RESULTS.md."""
+    print(section)
+    if write:
+        append_results(section)
+    return section

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import machine, publish, run_started  # noqa: E402
 
 
 def main(argv=None) -> str:
@@ -119,11 +119,7 @@ def main(argv=None) -> str:
              f"load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}", "",
              "| graph | texts/s | vs fp32 | max abs prob diff to fp32 | micro / macro-F1 at the stored thresholds |",
              "|---|---:|---:|---:|---|", *rows]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish("\n".join(lines) + "\n", args.write)
 
 
 if __name__ == "__main__":

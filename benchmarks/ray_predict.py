@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import machine, publish, run_started  # noqa: E402
 
 
 def main(argv=None) -> str:
@@ -66,11 +66,7 @@ def main(argv=None) -> str:
              f"before the timings); load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}", "",
              "| route | model copies × threads | seconds | texts/s |", "|---|---|---:|---:|"]
     lines += [f"| {name} | {shape} | {seconds:.1f} | {n / seconds:.0f} |" for name, shape, seconds in rows]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish("\n".join(lines) + "\n", args.write)
 
 
 if __name__ == "__main__":
