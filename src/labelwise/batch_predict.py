@@ -27,7 +27,7 @@ from .io_utils import check_outputs
 
 MARKER = "_SUCCESS.json"
 
-__all__ = ["RayPredictResult", "predict_ray"]
+__all__ = ["RayPredictResult", "predict_ray", "read_scores"]
 
 
 @dataclass
@@ -133,7 +133,7 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
         scored.write_parquet(str(partial), ray_remote_args=IO)
     else:
         scored.write_json(str(partial), ray_remote_args=IO)
-    rows = sum(1 for _ in _rows_written(partial))
+    rows = _count_rows(partial)
     seconds = time.perf_counter() - start
     (partial / MARKER).write_text(json.dumps({
         "made_by": "labelwise predict --ray", "model_path": str(model_path), "data_file": str(data_file),
@@ -156,6 +156,20 @@ def _rows_written(folder: Path):
         elif path.suffix in (".json", ".jsonl"):
             with path.open(encoding="utf-8") as handle:
                 yield from (json.loads(line) for line in handle if line.strip())
+
+
+def _count_rows(folder: Path) -> int:
+    """Rows in an output folder, from Parquet footers or JSON line counts: nothing is parsed twice."""
+    rows = 0
+    for path in folder.iterdir():
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows += pq.ParquetFile(path).metadata.num_rows
+        elif path.suffix in (".json", ".jsonl") and path.name != MARKER:
+            with path.open("rb") as handle:
+                rows += sum(1 for line in handle if line.strip())
+    return rows
 
 
 def read_scores(output: str | os.PathLike) -> list[dict]:

@@ -166,11 +166,16 @@ def _load_classifier(args):
         from .retrieval import load_index
 
         return load_index(args.index_dir, device=args.device)
-    path, backend = args.params_path, args.backend
-    if args.model_path:
-        path, backend = args.model_path, "onnx" if backend == "auto" else backend
+    path, backend = _model_source(args)
     options = {"precision": args.precision} if args.precision != "fp32" else {}
     return Classifier.load(path, backend=backend, device=args.device, num_threads=args.num_threads, **options)
+
+
+def _model_source(args) -> tuple[str, str]:
+    """(folder, backend) named by --params_path / --model_path / --backend: --model_path implies onnx."""
+    if args.model_path:
+        return args.model_path, "onnx" if args.backend == "auto" else args.backend
+    return args.params_path, args.backend
 
 
 def cmd_train(args) -> int:
@@ -274,8 +279,7 @@ def _predict_ray(args) -> int:
     if args.perf or args.index_dir or args.with_scores:
         raise LabelwiseError("--ray does not combine with --perf, --index_dir or --with_scores (scores are always written)")
     data_file = Path(args.dataset_dir) / args.data_file if args.dataset_dir else Path(args.data_file)
-    path, backend = (args.model_path, "onnx" if args.backend == "auto" else args.backend) if args.model_path else \
-        (args.params_path, args.backend)
+    path, backend = _model_source(args)
     result = predict_ray(path, data_file, args.output_file, num_actors=args.num_actors,
                          threads_per_actor=args.num_threads or 1, address=args.ray_address, backend=backend,
                          precision=args.precision, text_field=args.text_field, threshold=args.threshold,

@@ -138,7 +138,7 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
     if ds.dev:
         probs, _ = evaluate_model(model, tokenizer, meta, ds.dev, meta.labels, 32)
         # per-label thresholds, unshrunk: each label's cosine offset is its own, so one shared threshold means
-        # nothing here (measured: shrinking cost 2-4 points of micro-F1, benchmarks/RESULTS.md)
+        # nothing here (measured: shrinking cost 4.4 micro-F1 on divorce, 1.8 on GoEmotions; benchmarks/RESULTS.md)
         score_checkpoint(model, tokenizer, meta, probs, ds.dev, ds.test, 0, prior_strength=0)
     else:
         log.warning("zero-shot: no dev.txt in %s, so every label keeps threshold 0.5", dataset_dir)

@@ -69,8 +69,15 @@ def _f1(tp, fp, fn):
 
 
 # How many dev positives a label's own threshold counts for against the threshold shared by all labels
-# (see tune_thresholds); measured in benchmarks/RESULTS.md, "Threshold shrinkage".
+# (see tune_thresholds); measured in benchmarks/RESULTS.md, "Few-shot recipe ablation on a GPU".
 PRIOR_STRENGTH = 10.0
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+def _grid_order(grid: Sequence[float] | None, default: float) -> tuple[np.ndarray, np.ndarray]:
+    """The threshold grid, and its indices nearest ``default`` first (ties go to the threshold nearest it)."""
+    grid = np.asarray(grid if grid is not None else THRESHOLD_GRID)
+    return grid, np.argsort(np.abs(grid - default), kind="stable")
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float] | None = None,
@@ -91,8 +98,7 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float]
     """
     y_true = np.asarray(y_true).astype(bool)
     probs = np.asarray(probs, dtype=np.float32)
-    grid = np.asarray(grid if grid is not None else np.round(np.arange(0.05, 0.951, 0.025), 3))
-    order = np.argsort(np.abs(grid - default), kind="stable")  # prefer thresholds near the default on ties
+    grid, order = _grid_order(grid, default)
     n_labels = probs.shape[1]
     thresholds = np.full(n_labels, default, dtype=np.float32)
     pred = probs >= thresholds
@@ -120,12 +126,11 @@ def shared_threshold(y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float
                      default: float = 0.5) -> float:
     """The one threshold on ``grid`` for all labels that maximises (micro-F1 + macro-F1) / 2."""
     y_true = np.asarray(y_true).astype(bool)
-    grid = np.asarray(grid if grid is not None else np.round(np.arange(0.05, 0.951, 0.025), 3))
+    grid, order = _grid_order(grid, default)
     objective = []
     for t in grid:
         pred = np.asarray(probs) >= t
         tp, fp, fn = ((pred & y_true).sum(0), (pred & ~y_true).sum(0), (~pred & y_true).sum(0))
         objective.append(_f1(tp.sum(), fp.sum(), fn.sum()) + _f1(tp, fp, fn).mean())
     objective = np.asarray(objective)
-    order = np.argsort(np.abs(grid - default), kind="stable")
     return float(grid[order[np.argmax(objective[order])]])

@@ -114,8 +114,8 @@ def _json(payload) -> Response:
     return Response(_dumps(payload), media_type="application/json")
 
 
-def _error(status: int, message: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
 def _validation_message(err: RequestValidationError) -> tuple[int, str]:
@@ -190,7 +190,7 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     @app.exception_handler(Overloaded)
     async def on_overload(_request: Request, err: Overloaded):
-        return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+        return _error(503, str(err), headers={"Retry-After": str(err.retry_after)})
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, err: Exception):  # a bug, not the user's fault: say so
