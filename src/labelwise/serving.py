@@ -118,6 +118,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters (newlines, tabs, ...) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _validation_message(err: RequestValidationError) -> tuple[int, str]:
     problems = err.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
@@ -126,8 +131,8 @@ def _validation_message(err: RequestValidationError) -> tuple[int, str]:
         return 422, ("request body must be a JSON object such as {\"texts\": [\"...\"]}, sent with "
                      "Content-Type: application/json")
     parts = []
-    for p in problems[:5]:
-        where = ".".join(str(x) for x in p.get("loc", ()) if x != "body") or "body"
+    for p in problems[:5]:  # field names come from the client: escape what would break the one-line message
+        where = ".".join(_printable(str(x)) for x in p.get("loc", ()) if x != "body") or "body"
         parts.append(f"{where}: {p.get('msg', 'invalid')}")
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return 422, "; ".join(parts) + more
