@@ -1,0 +1,59 @@
+"""Pieces of the benchmark scripts whose mistakes would silently skew a published comparison."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _tiny_ernie_checkpoint(folder: Path, layers: int = 2, hidden: int = 8, labels: int = 3) -> dict:
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import ErnieConfig, ErnieModel
+
+    torch.manual_seed(0)
+    model = ErnieModel(ErnieConfig(vocab_size=30, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                   intermediate_size=16, max_position_embeddings=64, type_vocab_size=4,
+                                   use_task_id=True, task_type_vocab_size=3))
+    model.save_pretrained(folder / "encoder")
+    head = {"weight": np.arange(labels * hidden, dtype=np.float32).reshape(labels, hidden),
+            "bias": np.ones(labels, dtype=np.float32)}
+    save_file(head, str(folder / "head.safetensors"))
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()} | {"head." + k: v for k, v in head.items()}
+
+
+def test_paddle_weight_names_and_layouts(tmp_path):
+    """Every tensor lands on PaddleNLP's ErnieForSequenceClassification name; Linear weights as [in, out]."""
+    pytest.importorskip("transformers")
+    from vs_paddlenlp import paddle_weights
+
+    hf = _tiny_ernie_checkpoint(tmp_path)
+    paddle_weights(tmp_path, tmp_path / "w.npz", layers=2)
+    got = np.load(tmp_path / "w.npz")
+    per_layer = [f"self_attn.{p}_proj.{w}" for p in "qkv" for w in ("weight", "bias")] + [
+        f"self_attn.out_proj.{w}" for w in ("weight", "bias")] + [
+        f"{m}.{w}" for m in ("linear1", "linear2", "norm1", "norm2") for w in ("weight", "bias")]
+    expected = {f"ernie.embeddings.{e}_embeddings.weight" for e in ("word", "position", "token_type", "task_type")}
+    expected |= {"ernie.embeddings.layer_norm.weight", "ernie.embeddings.layer_norm.bias",
+                 "ernie.pooler.dense.weight", "ernie.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    expected |= {f"ernie.encoder.layers.{i}.{p}" for i in range(2) for p in per_layer}
+    assert set(got.files) == expected
+    np.testing.assert_array_equal(got["ernie.encoder.layers.1.self_attn.q_proj.weight"],
+                                  hf["encoder.layer.1.attention.self.query.weight"].T)
+    np.testing.assert_array_equal(got["ernie.encoder.layers.0.linear1.weight"],
+                                  hf["encoder.layer.0.intermediate.dense.weight"].T)
+    np.testing.assert_array_equal(got["ernie.encoder.layers.0.norm2.weight"],
+                                  hf["encoder.layer.0.output.LayerNorm.weight"])
+    np.testing.assert_array_equal(got["ernie.embeddings.word_embeddings.weight"],
+                                  hf["embeddings.word_embeddings.weight"])
+    np.testing.assert_array_equal(got["classifier.weight"], hf["head.weight"].T)
+
+
+def test_padding_like_paddlenlp_deploy():
+    from vs_paddlenlp import pad_to
+
+    out = pad_to([[5, 6, 7], [8]], 4)
+    np.testing.assert_array_equal(out, [[5, 6, 7, 0], [8, 0, 0, 0]])
+    assert out.dtype == np.int64
