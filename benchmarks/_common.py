@@ -87,3 +87,34 @@ def publish(section: str, write: bool) -> str:
     if write:
         append_results(section)
     return section
+
+
+def run_jobs(job, jobs: list[tuple], workers: int, out: str, describe=None) -> list[dict]:
+    """``job(*args)`` for every tuple in ``jobs`` in ``workers`` spawned processes (one GPU can take several).
+
+    A failing job is reported and skipped, never losing the others; the results so far are rewritten to the JSON
+    file ``out`` after each job, so a run cut short keeps what finished. ``describe(result)``: a progress line.
+    """
+    import json
+    import multiprocessing
+    import sys
+    import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results, started = [], time.time()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(job, *args): args for args in jobs}
+        for future in as_completed(futures):
+            try:
+                results.append(future.result())
+            except Exception as err:  # one broken job must not lose the others
+                print(f"job {futures[future][1:]} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                continue
+            line = describe(results[-1]) if describe else json.dumps(results[-1])
+            print(f"[{time.time() - started:.0f}s] {line}", file=sys.stderr, flush=True)
+            Path(out).write_text(json.dumps(results, indent=1))
+    print(f"{len(results)}/{len(jobs)} jobs in {time.time() - started:.0f} s; load {os.getloadavg()[0]:.1f}",
+          file=sys.stderr)
+    if not results:
+        sys.exit("every job failed")
+    return results

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_jobs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -111,22 +112,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.speed:
         return speed(args)
-    jobs = [(pair, bf16, seed) for pair in args.jobs for seed in args.seeds for bf16 in (False, True)]
-    results, started = [], time.time()
-    with ProcessPoolExecutor(args.workers, mp_context=__import__("multiprocessing").get_context("spawn")) as pool:
-        futures = {pool.submit(job, vars(args), *j): j for j in jobs}
-        for future in as_completed(futures):
-            try:
-                results.append(future.result())
-            except Exception as err:  # one broken job must not lose the others
-                print(f"job {futures[future]} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-                continue
-            print(f"[{time.time() - started:.0f}s] {json.dumps(results[-1])}", file=sys.stderr, flush=True)
-            Path(args.out).write_text(json.dumps(results, indent=1))
-    print(table(results))
-    print(f"{len(results)}/{len(jobs)} jobs in {time.time() - started:.0f} s; load {os.getloadavg()[0]:.1f}")
-    if not results:
-        sys.exit("every job failed")
+    jobs = [(vars(args), pair, bf16, seed) for pair in args.jobs for seed in args.seeds for bf16 in (False, True)]
+    print(table(run_jobs(job, jobs, args.workers, args.out)))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_jobs  # noqa: E402
 
 VARIANTS = {  # name: (route, TrainConfig settings, labelwise.fewshot constants)
     "plain": ("plain", {}, {}),
@@ -132,28 +131,13 @@ def main(argv=None) -> None:
         sys.exit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     if args.probs:
         Path(args.probs).mkdir(parents=True, exist_ok=True)
-    args_dict = vars(args)
-    results, started = [], time.time()
-    jobs = [(v, s) for s in range(args.draws) for v in args.variants]
-    with ProcessPoolExecutor(args.workers, mp_context=__import__("multiprocessing").get_context("spawn")) as pool:
-        futures = {pool.submit(job, args_dict, v, s): (v, s) for v, s in jobs}
-        for future in as_completed(futures):
-            try:
-                results.append(future.result())
-            except Exception as err:  # one broken job must not lose the others
-                print(f"job {futures[future]} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-                continue
-            r = results[-1]
-            print(f"[{time.time() - started:.0f}s] {r['variant']} draw {r['seed']}: tuned {r['tuned']} "
-                  f"global {r['global']} 0.5 {r['0.5']} ({r['minutes']:.2f} min)", file=sys.stderr, flush=True)
-            Path(args.out).write_text(json.dumps(results, indent=1))
+    jobs = [(vars(args), v, s) for s in range(args.draws) for v in args.variants]
+    results = run_jobs(job, jobs, args.workers, args.out, describe=lambda r: (
+        f"{r['variant']} draw {r['seed']}: tuned {r['tuned']} global {r['global']} 0.5 {r['0.5']} "
+        f"({r['minutes']:.2f} min)"))
     results.sort(key=lambda r: (args.variants.index(r["variant"]), r["seed"]))
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))
-    print(f"{len(results)}/{len(jobs)} jobs in {time.time() - started:.0f} s; load {os.getloadavg()[0]:.1f}")
-    if not results:
-        sys.exit("every job failed")
-
 
 if __name__ == "__main__":
     main()

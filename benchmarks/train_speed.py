@@ -28,7 +28,7 @@ def run_labelwise(dataset_dir, samples, args, out_dir, bf16: bool = False) -> fl
 
     result = train(TrainConfig(dataset_dir=dataset_dir, save_dir=str(Path(out_dir) / "lw"), epochs=1,
                                batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                               learning_rate=1e-4, max_train_samples=samples, max_dev_samples=16,
+                               learning_rate=1e-4, max_train_samples=samples, max_dev_samples=16, model_name=args.model_name,
                                threshold_tuning=False, progress=False, baseline=False, bf16=bf16))
     return result.train_samples_per_second
 
@@ -45,7 +45,7 @@ def run_hf_trainer(dataset_dir, samples, args, out_dir) -> float:
 
     ds = load_dataset(dataset_dir)
     train_set = random_subset(ds.train, samples, np.random.default_rng(3))  # the examples labelwise's arm trains on
-    source = resolve_model_name("m3e-small")  # the same encoder; the stock class computes its own loss
+    source = resolve_model_name(args.model_name)  # the same encoder; the stock class computes its own loss
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(ds.labels),
                                                                problem_type="multi_label_classification")
@@ -75,6 +75,7 @@ def run_hf_trainer(dataset_dir, samples, args, out_dir) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset_dir", required=True)
+    ap.add_argument("--model_name", default="m3e-small", help="an encoder alias or folder (both arms)")
     ap.add_argument("--samples", type=int, default=640)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch_size", type=int, default=32)
@@ -107,7 +108,7 @@ def main() -> None:
         bf16_row = [f"| labelwise --bf16 ({native}) | to the longest in a length-grouped batch | "
                     f"{', '.join(f'{x:.1f}' for x in halves)} | {c:.1f} |"]
     text = "\n".join([
-        "## Training speed: labelwise vs. Hugging Face Trainer (m3e-small)", "",
+        f"## Training speed: labelwise vs. Hugging Face Trainer ({Path(args.model_name).name})", "",
         f"Command: `{cmd}`  ", f"Machine: {machine()}; date {datetime.date.today().isoformat()}.", "",
         f"{args.samples} training examples of {args.dataset_dir}, batch {args.batch_size}, max_seq_length "
         f"{args.max_seq_length}, one epoch each, rounds alternated; median of {args.rounds} rounds.", "",

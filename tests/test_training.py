@@ -306,3 +306,33 @@ def test_bf16_autocast_trains_and_falls_back_to_fp32_where_unsupported(tiny_zh_e
         train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "fp32", epochs=1, bf16=True,
                           max_train_samples=32, max_dev_samples=16))
     assert seen[-1] is False and "no bfloat16 support; training in fp32" in caplog.text
+
+
+@pytest.mark.parametrize("flags, device, expected", [
+    ({"avx2"}, "cpu", False),                                      # AMD EPYC seen here: no bf16 at all
+    ({"avx512_bf16", "avx512_vnni"}, "cpu", False),                # bf16 instructions but no AMX: measured slower
+    ({"avx512_bf16", "amx_bf16", "amx_tile"}, "cpu", True),        # AMX: measured 1.4-1.5x faster
+    ({"avx512_bf16", "amx_bf16", "amx_tile"}, "cuda:0", False),    # the GPU measured slower
+    (None, "cpu", False),                                          # flags unreadable: stay fp32
+])
+def test_bf16_default_is_on_only_where_measured_faster(monkeypatch, flags, device, expected):
+    monkeypatch.setattr(training, "_cpu_flags", lambda: flags)
+    assert training.bf16_auto(device) is expected
+
+
+def test_bf16_default_follows_the_cpu_and_is_recorded(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch, caplog):
+    seen = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(training.torch, "autocast",
+                        lambda device_type, dtype=None, enabled=True: seen.append(enabled) or
+                        real_autocast(device_type, dtype=dtype, enabled=enabled))
+    monkeypatch.setattr(training, "bf16_auto", lambda device: True)
+    with caplog.at_level("INFO", logger="labelwise"):
+        result = train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "auto", epochs=1, max_train_samples=32,
+                                   max_dev_samples=16))
+    assert seen == [True] and "bf16 autocast on" in caplog.text
+    meta = json.loads((tmp_path / "auto" / "labelwise.json").read_text(encoding="utf-8"))
+    assert meta["training_args"]["bf16"] is True  # what ran, not "auto"
+    train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "off", epochs=1, bf16=False, max_train_samples=32,
+                      max_dev_samples=16))
+    assert seen[-1] is False  # an explicit --no-bf16 wins over the CPU

@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warm the learning rate up over --warmup_proportion (default on; --no-warmup turns it off)")
     p.add_argument("--no_baseline", dest="baseline", action="store_false",
                    help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
-    p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a warning)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a "
+                        "warning). Default: on only on CPUs with AMX, where it was measured faster; --no-bf16: off")
     p.add_argument("--few_shot", action="store_true",
                    help="for a few examples per label: contrastive pairs + label names, then the head "
                         "(see docs/few-shot.md)")
