@@ -4,7 +4,7 @@
         --workers 8 --device cuda --out bf16_grid.json
     python benchmarks/bf16_grid.py --speed divorce:m3e-small --device cuda   # samples/s, one job at a time
 
-Every job trains `labelwise train`'s default recipe (only the seed, the device and --bf16 set) on
+Every job trains `labelwise train`'s default recipe (only the random seed, the device and --bf16 set) on
 data/<dataset> and reports the best epoch's dev F1 at 0.5 and at the tuned thresholds, and the test F1 where the
 folder has a test split (GoEmotions). The arms of one seed start from the same weights and see the same batches,
 so the fp32 − bf16 difference per seed is the number to read. Minutes with several jobs sharing a device say
@@ -41,8 +41,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _model(name: str, models: dict) -> str:
-    return models.get(name, name)
+def _model(name: str, specs: list[str]) -> str:
+    """``name``, or the folder an ``alias=folder`` entry of --models gives it."""
+    return dict(spec.split("=", 1) for spec in specs).get(name, name)
 
 
 def job(args_dict: dict, pair: str, bf16: bool, seed: int) -> dict:
@@ -52,12 +53,11 @@ def job(args_dict: dict, pair: str, bf16: bool, seed: int) -> dict:
     from labelwise.training import TrainConfig, train
 
     dataset, model = pair.split(":")
-    models = dict(m.split("=", 1) for m in args_dict["models"])
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
         result = train(TrainConfig(dataset_dir=str(Path(args_dict["data_root"]) / dataset), save_dir=scratch,
-                                   model_name=_model(model, models), seed=seed, bf16=bf16, device=args_dict["device"],
-                                   progress=False, baseline=False))
+                                   model_name=_model(model, args_dict["models"]), seed=seed, bf16=bf16,
+                                   device=args_dict["device"], progress=False, baseline=False))
     m = result.metrics
     out = {"pair": pair, "bf16": bf16, "seed": seed, "minutes": (time.perf_counter() - start) / 60,
            "best_epoch": result.best_epoch, "samples_per_second": result.train_samples_per_second}
@@ -71,13 +71,12 @@ def speed(args) -> None:
     from labelwise.training import TrainConfig, train
 
     dataset, model = args.speed.split(":")
-    models = dict(m.split("=", 1) for m in args.models)
     rates = {False: [], True: []}
     for _ in range(args.rounds):
         for bf16 in (False, True):
             with tempfile.TemporaryDirectory() as scratch:
                 r = train(TrainConfig(dataset_dir=str(Path(args.data_root) / dataset), save_dir=scratch, epochs=1,
-                                      model_name=_model(model, models), bf16=bf16, device=args.device,
+                                      model_name=_model(model, args.models), bf16=bf16, device=args.device,
                                       max_train_samples=args.samples, max_dev_samples=16, threshold_tuning=False,
                                       progress=False, baseline=False))
             rates[bf16].append(r.train_samples_per_second)

@@ -139,5 +139,6 @@ def main(argv=None) -> None:
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))
 
+
 if __name__ == "__main__":
     main()

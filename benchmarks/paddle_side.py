@@ -31,6 +31,11 @@ def _model(job: dict):
     return ErnieForSequenceClassification(ErnieConfig(**job["config"]))
 
 
+def _graph_file(prefix: Path) -> Path:
+    """The saved static graph: model.json (Paddle 3's PIR format) or model.pdmodel (older Paddle)."""
+    return next(p for p in (prefix.with_suffix(".json"), prefix.with_suffix(".pdmodel")) if p.exists())
+
+
 def _ragged(path: str) -> list[np.ndarray]:
     data = np.load(path)
     return np.split(data["ids"], data["offsets"][1:-1])
@@ -84,7 +89,7 @@ def export(job: dict) -> dict:
             paddle.static.InputSpec([None, None], "int64", "token_type_ids")]
     prefix = Path(job["out_dir"]) / "model"
     paddle.jit.save(paddle.jit.to_static(model, input_spec=spec), str(prefix))
-    graph = next(p for p in (prefix.with_suffix(".json"), prefix.with_suffix(".pdmodel")) if p.exists())
+    graph = _graph_file(prefix)
     start = time.perf_counter()
     paddle2onnx.export(str(graph), str(prefix.with_suffix(".pdiparams")), str(prefix.with_suffix(".onnx")),
                        opset_version=13, enable_onnx_checker=True)
@@ -96,8 +101,7 @@ def _predictor(job: dict):
     import paddle.inference as pi
 
     prefix = Path(job["out_dir"]) / "model"
-    graph = next(p for p in (prefix.with_suffix(".json"), prefix.with_suffix(".pdmodel")) if p.exists())
-    config = pi.Config(str(graph), str(prefix.with_suffix(".pdiparams")))
+    config = pi.Config(str(_graph_file(prefix)), str(prefix.with_suffix(".pdiparams")))
     config.disable_gpu()
     config.set_cpu_math_library_num_threads(job["threads"])
     config.disable_glog_info()

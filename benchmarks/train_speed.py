@@ -28,8 +28,8 @@ def run_labelwise(dataset_dir, samples, args, out_dir, bf16: bool = False) -> fl
 
     result = train(TrainConfig(dataset_dir=dataset_dir, save_dir=str(Path(out_dir) / "lw"), epochs=1,
                                batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                               learning_rate=1e-4, max_train_samples=samples, max_dev_samples=16, model_name=args.model_name,
-                               threshold_tuning=False, progress=False, baseline=False, bf16=bf16))
+                               learning_rate=1e-4, max_train_samples=samples, max_dev_samples=16,
+                               model_name=args.model_name, threshold_tuning=False, progress=False, baseline=False, bf16=bf16))
     return result.train_samples_per_second
 
 
@@ -99,7 +99,8 @@ def main() -> None:
             print(f"round {r + 1}: labelwise {ours[-1]:.1f} samples/s, bf16 {halves[-1] if halves else 0:.1f}, "
                   f"HF Trainer {theirs[-1]:.1f} samples/s", flush=True)
     a, b = float(np.median(ours)), float(np.median(theirs))
-    cmd = (f"python benchmarks/train_speed.py --dataset_dir {args.dataset_dir} --samples {args.samples} "
+    model = f" --model_name {args.model_name}" if args.model_name != "m3e-small" else ""
+    cmd = (f"python benchmarks/train_speed.py --dataset_dir {args.dataset_dir}{model} --samples {args.samples} "
            f"--rounds {args.rounds}{' --bf16' if args.bf16 else ''}")
     bf16_row = []
     if halves:

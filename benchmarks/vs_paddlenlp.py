@@ -128,30 +128,17 @@ def save_ids(path: Path, sequences) -> None:
     np.savez(path, ids=np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]), offsets=offsets)
 
 
-def pad_to(sequences, width: int) -> np.ndarray:
-    out = np.zeros((len(sequences), width), dtype=np.int64)
-    for i, s in enumerate(sequences):
-        out[i, :len(s)] = s[:width]
-    return out
+def fixed_batches(encoded, pad_id: int, width: int = 128, batch_size: int = 32) -> list[dict]:
+    """PaddleNLP's deploy predictor: batches in input order, every one padded to ``width``."""
+    from labelwise.batching import pad_batch
+
+    n = len(encoded.input_ids)
+    return [pad_batch(encoded, range(i, min(i + batch_size, n)), pad_id, pad_to=width) for i in range(0, n, batch_size)]
 
 
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def ort_padded(session, ids: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """PaddleNLP's deploy loop: batches of fixed-width ids; the graph's own inputs (labelwise's also get a mask)."""
-    names, out = [i.name for i in session.get_inputs()], []
-    for i in range(0, len(ids), batch_size):
-        batch = ids[i:i + batch_size]
-        feeds = {"input_ids": batch, "token_type_ids": np.zeros_like(batch), "attention_mask": (batch != 0).astype(np.int64)}
-        out.append(session.run(None, {n: feeds[n] for n in names})[0])
-    return np.concatenate(out)
+def run_batches(backend, batches: list[dict]) -> np.ndarray:
+    """Logits of ``batches`` in order (the graph's own inputs; token_type_ids default to zeros)."""
+    return np.concatenate([backend.logits(batch) for batch in batches])
 
 
 def timed(fn, rounds_out: list):
@@ -189,7 +176,7 @@ def main(argv=None) -> str:
 
     # training speed, alternating; the labelwise arm trains on the same subset (same seed, same rule)
     train_set = random_subset(ds.train, args.train_samples, np.random.default_rng(3))
-    save_ids(work / "train_ids.npz", tokenizer([e.text for e in train_set], truncation=True, max_length=128)["input_ids"])
+    save_ids(work / "train_ids.npz", encode(tokenizer, [e.text for e in train_set], 128).input_ids)
     np.save(work / "train_labels.npy", multi_hot(train_set, ds.labels))
     train_job = {"task": "train", "config": paddle_config, "ids": str(work / "train_ids.npz"),
                  "labels": str(work / "train_labels.npy"), "batch_size": 32, "learning_rate": 1e-4, "seed": 3}
@@ -218,20 +205,19 @@ def main(argv=None) -> str:
 
     dev = ds.dev[:args.dev_samples]
     texts, y = [e.text for e in dev], multi_hot(dev, ds.labels)
-    hf_ids = tokenizer(texts, truncation=True, max_length=128)["input_ids"]
-    padded = pad_to(hf_ids, 128)
-    np.save(work / "dev_padded.npy", padded)
-    (work / "dev_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-    infer_job = {"task": "infer", "config": paddle_config, "out_dir": str(paddle_dir), "threads": args.threads,
-                 "padded_ids": str(work / "dev_padded.npy"), "texts": str(work / "dev_texts.json"),
-                 "vocab_file": str(vocab_file), "batch_size": 32, "max_seq_length": 128, "rounds": 1}
-    sessions = {"paddle fp32": ort_session(paddle_dir / "model.onnx", args.threads),
-                "paddle int8": ort_session(paddle_dir / "model.int8.onnx", args.threads)}
     lw = {p: Classifier.load(work / "lw_export", backend="onnx", device="cpu", num_threads=args.threads, precision=p)
           for p in ("fp32", "int8")}
-    backends = {p: OnnxBackend.load(work / "lw_export", num_threads=args.threads, precision=p) for p in ("fp32", "int8")}
+    backends = {p: clf.backend for p, clf in lw.items()}
+    paddle_backends = {p: OnnxBackend.load(paddle_dir, num_threads=args.threads, precision=p) for p in ("fp32", "int8")}
+    pad_id = lw["fp32"].tokenizer.pad_token_id or 0
     encoded = encode(lw["fp32"].tokenizer, texts, 128)
-    batches = list(iter_batches(encoded, 32, lw["fp32"].tokenizer.pad_token_id or 0))
+    batches = list(iter_batches(encoded, 32, pad_id))
+    fixed = fixed_batches(encoded, pad_id)
+    np.save(work / "dev_padded.npy", np.concatenate([b["input_ids"] for b in fixed]))
+    (work / "dev_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    infer_job = {"task": "infer", "out_dir": str(paddle_dir), "threads": args.threads,
+                 "padded_ids": str(work / "dev_padded.npy"), "texts": str(work / "dev_texts.json"),
+                 "vocab_file": str(vocab_file), "batch_size": 32, "max_seq_length": 128, "rounds": 1}
 
     def lw_excluded(precision):
         logits = np.zeros((len(texts), n_labels), dtype=np.float32)
@@ -241,11 +227,11 @@ def main(argv=None) -> str:
 
     seconds, logits = {}, {}
     paths = {
-        "PaddleNLP: paddle2onnx + ONNX Runtime fp32": lambda: ort_padded(sessions["paddle fp32"], padded),
-        "PaddleNLP: paddle2onnx + ONNX Runtime int8 (--use_quantize)": lambda: ort_padded(sessions["paddle int8"], padded),
+        "PaddleNLP: paddle2onnx + ONNX Runtime fp32": lambda: run_batches(paddle_backends["fp32"], fixed),
+        "PaddleNLP: paddle2onnx + ONNX Runtime int8 (--use_quantize)": lambda: run_batches(paddle_backends["int8"], fixed),
         "labelwise: ONNX Runtime fp32": lambda: lw_excluded("fp32"),
         "labelwise: ONNX Runtime int8": lambda: lw_excluded("int8"),
-        "labelwise: ONNX Runtime fp32, every batch padded to 128": lambda: ort_padded(backends["fp32"].session, padded),
+        "labelwise: ONNX Runtime fp32, every batch padded to 128": lambda: run_batches(backends["fp32"], fixed),
         "labelwise: ONNX Runtime fp32, tokenization included": lambda: lw["fp32"].predict_proba(texts, batch_size=32),
         "labelwise: ONNX Runtime int8, tokenization included": lambda: lw["int8"].predict_proba(texts, batch_size=32),
     }
@@ -263,7 +249,7 @@ def main(argv=None) -> str:
     seconds["PaddleNLP: Paddle Inference fp32"] = paddle_infer["seconds_excluded"]
     seconds["PaddleNLP: Paddle Inference fp32, tokenization included"] = paddle_infer["seconds_included"]
     logits["PaddleNLP: Paddle Inference fp32"] = np.load(paddle_dir / "paddle_inference_logits.npy")
-    same_ids = np.mean([list(a) == list(b) for a, b in zip(answer["own_ids"], hf_ids)])
+    same_ids = np.mean([list(a) == list(b) for a, b in zip(answer["own_ids"], encoded.input_ids)])
     reference = logits["labelwise: ONNX Runtime fp32"]
     thresholds = lw["fp32"].thresholds  # tuned on dev by the inference checkpoint's training run
     rows = []

@@ -51,9 +51,15 @@ def test_paddle_weight_names_and_layouts(tmp_path):
     np.testing.assert_array_equal(got["classifier.weight"], hf["head.weight"].T)
 
 
-def test_padding_like_paddlenlp_deploy():
-    from vs_paddlenlp import pad_to
+def test_fixed_batches_pad_like_paddlenlp_deploy():
+    """Input order kept, every batch padded to the same width, the mask marking real tokens."""
+    from labelwise.batching import Encoded
+    from vs_paddlenlp import fixed_batches
 
-    out = pad_to([[5, 6, 7], [8]], 4)
-    np.testing.assert_array_equal(out, [[5, 6, 7, 0], [8, 0, 0, 0]])
-    assert out.dtype == np.int64
+    encoded = Encoded([[5, 6, 7], [8], [9, 9]], None, np.arange(3))
+    batches = fixed_batches(encoded, pad_id=0, width=4, batch_size=2)
+    assert len(batches) == 2
+    np.testing.assert_array_equal(batches[0]["input_ids"], [[5, 6, 7, 0], [8, 0, 0, 0]])
+    np.testing.assert_array_equal(batches[1]["input_ids"], [[9, 9, 0, 0]])
+    np.testing.assert_array_equal(batches[0]["attention_mask"], [[1, 1, 1, 0], [1, 0, 0, 0]])
+    assert batches[0]["input_ids"].dtype == np.int64
