@@ -30,7 +30,7 @@ BLEND_WEIGHTS = np.round(np.arange(0.0, 1.01, 0.1), 2)  # weight of the transfor
 
 
 def _score(y, probs, thresholds) -> dict:
-    from labelwise.metrics import evaluate_predictions
+    from labelwise.evaluation.metrics import evaluate_predictions
 
     m = evaluate_predictions(y, probs, [str(i) for i in range(y.shape[1])], thresholds)
     return {"micro_f1": m["micro"]["f1"], "macro_f1": m["macro"]["f1"]}
@@ -39,10 +39,10 @@ def _score(y, probs, thresholds) -> dict:
 def measure_blend(save_dir: str, dataset_dir: str) -> dict:
     """Transformer alone vs blended with the linear baseline; weight + thresholds tuned on dev."""
     from labelwise import Classifier
-    from labelwise.baseline import LinearBaseline
-    from labelwise.data import load_dataset, multi_hot
-    from labelwise.inference import sigmoid
-    from labelwise.metrics import tune_thresholds
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.evaluation.decision import sigmoid
+    from labelwise.evaluation.metrics import tune_thresholds
+    from labelwise.training.baseline import LinearBaseline
 
     ds = load_dataset(dataset_dir)
     clf = Classifier.load(save_dir)
@@ -83,7 +83,8 @@ def main() -> None:
     import logging
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     save_dir = args.save_dir or f"runs/accuracy-{Path(args.dataset_dir).name}-{args.model_name}"
     cfg = TrainConfig(dataset_dir=args.dataset_dir, save_dir=save_dir, model_name=args.model_name,

@@ -50,7 +50,8 @@ def job(args_dict: dict, pair: str, bf16: bool, seed: int) -> dict:
     import torch
 
     torch.set_num_threads(args_dict["threads"])
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     dataset, model = pair.split(":")
     with tempfile.TemporaryDirectory() as scratch:
@@ -68,7 +69,8 @@ def job(args_dict: dict, pair: str, bf16: bool, seed: int) -> dict:
 
 
 def speed(args) -> None:
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     dataset, model = args.speed.split(":")
     rates = {False: [], True: []}

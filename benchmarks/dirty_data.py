@@ -37,7 +37,7 @@ SEED_RESULTS = [  # PaddleNLP multi_label analysis README: 500 training examples
 
 def inject_label_noise(examples, n_noise: int, seed: int):
     """(noisy copy of examples, sorted indices changed): each chosen example takes another's label set."""
-    from labelwise.data import Example
+    from labelwise.data.dataset import Example
 
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(examples), size=n_noise, replace=False))
@@ -52,7 +52,7 @@ def inject_label_noise(examples, n_noise: int, seed: int):
 
 
 def make_dataset(folder: Path, labels, train, dev) -> Path:
-    from labelwise.data import write_examples
+    from labelwise.data.dataset import write_examples
 
     folder.mkdir(parents=True, exist_ok=True)
     write_examples(folder / "train.txt", train)
@@ -63,7 +63,8 @@ def make_dataset(folder: Path, labels, train, dev) -> Path:
 
 def fine_tune(name: str, folder: Path, args, seed: int | None = None) -> dict:
     """Train on folder/train.txt, score folder/dev.txt at 0.5; cached in work_dir/name/result.json."""
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     out = Path(args.work_dir) / name
     cache = out / "result.json"
@@ -95,7 +96,7 @@ METHODS = [("rep-self", "representer (self-influence)", dict(method="representer
 def rankings(noisy_ckpt: Path, noisy, noisy_dir: Path, args) -> dict[str, np.ndarray]:
     """slug → example indices, most suspicious first, from the model trained with the noise."""
     from labelwise.analysis.dirty import find_dirty
-    from labelwise.inference import Classifier
+    from labelwise.predict.classifier import Classifier
 
     clf = Classifier.load(noisy_ckpt, backend="torch")
     out = {}
@@ -166,7 +167,7 @@ def main() -> None:
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)  # one line per epoch from the trainer
 
-    from labelwise.data import load_dataset
+    from labelwise.data.dataset import load_dataset
 
     ds = load_dataset(args.dataset_dir)
     rng = np.random.default_rng(args.seed)

@@ -59,17 +59,18 @@ def write_split(folder: Path, name: str, examples) -> None:
 
 
 def score(y, probs, labels, thresholds) -> dict:
-    from labelwise.metrics import evaluate_predictions
+    from labelwise.evaluation.metrics import evaluate_predictions
 
     m = evaluate_predictions(y, probs, labels, thresholds)
     return {"micro": m["micro"]["f1"], "macro": m["macro"]["f1"]}
 
 
 def run_draw(args, ds, seed: int, work: Path) -> dict:
-    from labelwise.baseline import LinearBaseline
-    from labelwise.data import multi_hot
-    from labelwise.fewshot import zero_shot
-    from labelwise.training import TrainConfig, train
+    from labelwise.data.dataset import multi_hot
+    from labelwise.training.baseline import LinearBaseline
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
+    from labelwise.training.zeroshot import zero_shot
 
     rng = np.random.default_rng(seed)
     train_idx, dev_idx = draw(ds.train, ds.labels, args.per_label, rng)
@@ -105,7 +106,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
 
 
 def main(argv=None) -> str:
-    from labelwise.data import load_dataset
+    from labelwise.data.dataset import load_dataset
 
     args = parse_args(argv)
     started, load_before = run_started()

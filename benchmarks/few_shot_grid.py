@@ -4,7 +4,7 @@
 
 The protocol is benchmarks/few_shot.py's (PaddleNLP's: --per_label examples of every label for train, as many
 for dev, test from the remaining training examples). Each job is one (variant, draw); a variant is a route
-(plain, few-shot, zero-shot) with TrainConfig settings and labelwise.fewshot constants changed. Beside the
+(plain, few-shot, zero-shot) with TrainConfig settings and labelwise.training.fewshot constants changed. Beside the
 test F1 at the thresholds the route tuned on dev, every job also reports the test F1 of other threshold rules
 fit on the same dev probabilities (0.5; one threshold for all labels), and saves its dev and test
 probabilities (float16) and the draw's indices to --probs (npz), so further rules can be scored later without
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_jobs  # noqa: E402
 
-VARIANTS = {  # name: (route, TrainConfig settings, labelwise.fewshot constants)
+VARIANTS = {  # name: (route, TrainConfig settings, labelwise.training.fewshot constants)
     "plain": ("plain", {}, {}),
     "few-shot": ("few-shot", {}, {}),
     "zero-shot": ("zero-shot", {}, {}),
@@ -58,10 +58,11 @@ def job(args_dict: dict, variant: str, seed: int) -> dict:
 
     torch.set_num_threads(args_dict["threads"])
     from few_shot import draw, score, write_split
-    from labelwise import fewshot
-    from labelwise.data import load_dataset, multi_hot
-    from labelwise.metrics import shared_threshold
-    from labelwise.training import TrainConfig, train
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.evaluation.metrics import shared_threshold
+    from labelwise.training import fewshot
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     route, settings, constants = VARIANTS[variant]
     for name, value in constants.items():

@@ -21,11 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine  # noqa: E402
-
-from labelwise.data import load_dataset, multi_hot  # noqa: E402
-from labelwise.export import export_onnx  # noqa: E402
-from labelwise.inference import Classifier  # noqa: E402
-from labelwise.metrics import apply_thresholds, evaluate_predictions  # noqa: E402
+from labelwise.compress.export import export_onnx
+from labelwise.data.dataset import load_dataset, multi_hot
+from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
+from labelwise.predict.classifier import Classifier
 
 CONFIGS = [("PyTorch eager fp32", "torch", {}), ("ONNX Runtime fp32", "onnx", {"precision": "fp32"}),
            ("ONNX Runtime int8", "onnx", {"precision": "int8"})]
@@ -52,8 +51,8 @@ def int8_breakdown(export_dir: str, clf, texts, batch_size: int, threads: int) -
 
     import onnxruntime as ort
 
-    from labelwise.batching import encode, iter_batches
-    from labelwise.runtime_onnx import OnnxBackend
+    from labelwise.predict.batching import encode, iter_batches
+    from labelwise.predict.onnx_backend import OnnxBackend
 
     start = time.perf_counter()
     encoded = encode(clf.tokenizer, texts, clf.max_seq_length)

@@ -90,7 +90,7 @@ def build_models(args) -> tuple[dict[str, Path], list[str]]:
 
 
 def export(name: str, folder: Path, work: Path) -> Path:
-    from labelwise.export import export_onnx, read_export_info
+    from labelwise.compress.export import export_onnx, read_export_info
 
     target = work / "export" / name.replace(" ", "_").replace("/", "-")
     info = read_export_info(target)
@@ -115,8 +115,8 @@ def structure_of(folder: Path) -> tuple[str, int]:
 
 def time_models(exports: dict[str, Path], texts: list[str], batch_size: int, rounds: int) -> dict[str, dict]:
     """Best-of-rounds seconds for each (model, precision): session only, and end to end."""
-    from labelwise.batching import encode, iter_batches
-    from labelwise.inference import Classifier
+    from labelwise.predict.batching import encode, iter_batches
+    from labelwise.predict.classifier import Classifier
 
     runs = {}
     for name, folder in exports.items():
@@ -146,9 +146,9 @@ def time_models(exports: dict[str, Path], texts: list[str], batch_size: int, rou
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    from labelwise.data import load_dataset, multi_hot
-    from labelwise.defaults import fit_baseline
-    from labelwise.metrics import evaluate_predictions
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.evaluation.metrics import evaluate_predictions
+    from labelwise.training.baseline import fit_baseline
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     models, notes = build_models(args)
@@ -161,7 +161,7 @@ def main(argv=None) -> str:
     load_after = os.getloadavg()[0]
 
     baseline = fit_baseline(ds.train, ds.dev, [], ds.labels)
-    from labelwise.baseline import LinearBaseline
+    from labelwise.training.baseline import LinearBaseline
 
     svm = LinearBaseline().fit([e.text for e in ds.train], multi_hot(ds.train, ds.labels))
     start = time.perf_counter()

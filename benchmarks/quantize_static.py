@@ -35,15 +35,20 @@ def main(argv=None) -> str:
     args = p.parse_args(argv)
 
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from labelwise.batching import encode, pad_batch
-    from labelwise.data import multi_hot, read_examples, read_labels
-    from labelwise.inference import sigmoid
-    from labelwise.metrics import evaluate_predictions
-    from labelwise.models import read_meta
-    from labelwise.runtime_onnx import load_tokenizer
+    from labelwise.data.dataset import multi_hot, read_examples, read_labels
+    from labelwise.evaluation.decision import sigmoid
+    from labelwise.evaluation.metrics import evaluate_predictions
+    from labelwise.model.checkpoint import read_meta
+    from labelwise.predict.batching import encode, pad_batch
+    from labelwise.predict.onnx_backend import load_tokenizer
     from serve_wrk import default_export
 
     started, load_before = run_started()

@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine  # noqa: E402
-
-from labelwise.data import load_dataset, multi_hot  # noqa: E402
-from labelwise.inference import Classifier  # noqa: E402
-from labelwise.metrics import apply_thresholds, evaluate_predictions  # noqa: E402
+from labelwise.data.dataset import load_dataset, multi_hot
+from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
+from labelwise.predict.classifier import Classifier
 
 ALL_OPS = ["MatMul", "Gemm", "Attention"]
 

@@ -32,9 +32,9 @@ def main(argv=None) -> str:
 
     import ray
 
-    from labelwise.batch_predict import predict_ray
-    from labelwise.data import read_texts
-    from labelwise.inference import Classifier
+    from labelwise.data.dataset import read_texts
+    from labelwise.predict.classifier import Classifier
+    from labelwise.predict.ray_batch import predict_ray
     from serve_wrk import default_export
 
     started, load_before = run_started()

@@ -39,7 +39,8 @@ ROWS = [
 
 
 def run_row(dataset_dir: str, work: Path, index: int, overrides: dict, args) -> dict:
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     cfg = TrainConfig(dataset_dir=dataset_dir, save_dir=str(work / f"row{index}"), model_name=args.model_name,
                       max_train_samples=args.train_size, max_dev_samples=args.dev_size, seed=3, progress=False,

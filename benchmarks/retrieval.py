@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine, run_started  # noqa: E402
 
@@ -41,8 +40,8 @@ def folder_size(folder: Path) -> float:
 
 
 def per_label_f1(clf, dev, labels, names) -> dict:
-    from labelwise.data import multi_hot
-    from labelwise.metrics import evaluate_predictions
+    from labelwise.data.dataset import multi_hot
+    from labelwise.evaluation.metrics import evaluate_predictions
 
     probs = clf.predict_proba([e.text for e in dev])
     y = multi_hot(dev, clf.labels)
@@ -52,9 +51,10 @@ def per_label_f1(clf, dev, labels, names) -> dict:
 
 
 def main(argv=None) -> str:
-    from labelwise.data import load_dataset
-    from labelwise.inference import Classifier
-    from labelwise.retrieval import add_to_index, build_index, load_index
+    from labelwise.data.dataset import load_dataset
+    from labelwise.predict.classifier import Classifier
+    from labelwise.predict.retrieval import Encoder
+    from labelwise.training.index import add_to_index, build_index
 
     args = parse_args(argv)
     started, load_before = run_started()
@@ -99,7 +99,8 @@ def main(argv=None) -> str:
         start = time.perf_counter()
         add_to_index(str(scratch / "open"), str(more), progress=False)
         add_seconds = time.perf_counter() - start
-        after, _ = per_label_f1(load_index(str(scratch / "open"), encoder=before_clf.backend.encoder), ds.dev,
+        after, _ = per_label_f1(Classifier.load(scratch / "open", encoder=Encoder(
+            before_clf.backend.encoder, before_clf.tokenizer, before_clf.meta)), ds.dev,
                                 ds.labels, opened)
     section = format_section(args, rows, opened, before, after, len(removed), add_seconds, started, load_before,
                              os.getloadavg()[0], len(ds.dev))

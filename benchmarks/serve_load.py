@@ -21,8 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine, start_server  # noqa: E402
-
-from labelwise.data import read_examples, read_labels  # noqa: E402
+from labelwise.data.dataset import read_examples, read_labels
 
 
 def parse_args(argv=None):
@@ -98,7 +97,7 @@ def combine(slices: list[dict]) -> dict:
 
 def model_cost(args, texts: list[str], sizes=(1, 8, 32), rounds: int = 2) -> dict[int, float]:
     """Milliseconds of model time per text at each batch size, without HTTP (best of ``rounds``)."""
-    from labelwise.inference import Classifier
+    from labelwise.predict.classifier import Classifier
 
     options = {} if (Path(args.model_path) / "head.safetensors").exists() else {"precision": args.precision}
     clf = Classifier.load(args.model_path, num_threads=args.num_threads, **options)

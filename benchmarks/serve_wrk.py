@@ -62,9 +62,10 @@ def parse_args(argv=None):
 
 
 def default_export(dataset_dir: str) -> Path:
-    from labelwise.data import read_labels
-    from labelwise.export import export_onnx
-    from labelwise.models import CheckpointMeta, build_model, save_checkpoint
+    from labelwise.compress.export import export_onnx
+    from labelwise.data.dataset import read_labels
+    from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
+    from labelwise.model.encoders import build_model
 
     folder = Path("runs/serve_wrk")
     export = folder / "export"
@@ -79,7 +80,7 @@ def default_export(dataset_dir: str) -> Path:
 
 def offline_meter(export: Path, texts: list[str], precision: str, threads: int | None):
     """A function that measures the model's texts/s alone at batch 32 (one pass over ``texts``)."""
-    from labelwise.inference import Classifier
+    from labelwise.predict.classifier import Classifier
 
     options = {"precision": precision} if precision != "fp32" else {}
     clf = Classifier.load(export, num_threads=threads, **options)
@@ -93,7 +94,7 @@ def offline_meter(export: Path, texts: list[str], precision: str, threads: int |
 
 
 def serve_flags(export: Path, args) -> list[str]:
-    from labelwise.serving import ServeConfig
+    from labelwise.serve.config import ServeConfig
 
     flags = ["--model_path", str(export), "--precision", args.precision, "--log_level", "warning",
              *args.serve_args.split()]
@@ -128,7 +129,7 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
-    from labelwise.data import read_labels, read_examples
+    from labelwise.data.dataset import read_examples, read_labels
 
     started, load_before = run_started()
     labels = read_labels(Path(args.dataset_dir) / "label.txt")

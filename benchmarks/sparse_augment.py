@@ -39,10 +39,11 @@ AUGMENT = ("duplicate", "substitute", "insert", "delete", "swap")
 
 def train_and_score(name, train_examples, ds, args, work: Path) -> dict:
     """Train on ``train_examples`` (plus the full dev for selection), score the full dev at 0.5."""
-    from labelwise.data import multi_hot, write_examples
-    from labelwise.inference import Classifier
-    from labelwise.metrics import evaluate_predictions
-    from labelwise.training import TrainConfig, train
+    from labelwise.data.dataset import multi_hot, write_examples
+    from labelwise.evaluation.metrics import evaluate_predictions
+    from labelwise.predict.classifier import Classifier
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     result_file = work / f"{name}.json"
     if result_file.exists():
@@ -71,7 +72,7 @@ def select(ds, subset, args, work: Path) -> dict:
     """Sparse dev examples and support candidates, from the baseline model (cached in work)."""
     from labelwise.analysis.similarity import SupportIndex
     from labelwise.analysis.sparse import find_sparse, select_support
-    from labelwise.inference import Classifier
+    from labelwise.predict.classifier import Classifier
 
     cache = work / "selection.json"
     if cache.exists():
@@ -122,7 +123,7 @@ def main() -> None:
 
     logging.basicConfig(format="%(message)s", level=logging.INFO)
     from labelwise.analysis.augment import WordAugmenter, augment_examples
-    from labelwise.data import Example, load_dataset
+    from labelwise.data.dataset import Example, load_dataset
 
     torch.manual_seed(args.seed)
     if args.threads:

@@ -24,7 +24,8 @@ from _common import append_results, machine  # noqa: E402
 
 
 def run_labelwise(dataset_dir, samples, args, out_dir, bf16: bool = False) -> float:
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     result = train(TrainConfig(dataset_dir=dataset_dir, save_dir=str(Path(out_dir) / "lw"), epochs=1,
                                batch_size=args.batch_size, max_seq_length=args.max_seq_length,
@@ -35,13 +36,16 @@ def run_labelwise(dataset_dir, samples, args, out_dir, bf16: bool = False) -> fl
 
 def run_hf_trainer(dataset_dir, samples, args, out_dir) -> float:
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
 
-    from labelwise.data import load_dataset, multi_hot
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from labelwise.models import resolve_model_name
-    from labelwise.training import random_subset
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.model.encoders import resolve_model_name
+    from labelwise.training.loop import random_subset
 
     ds = load_dataset(dataset_dir)
     train_set = random_subset(ds.train, samples, np.random.default_rng(3))  # the examples labelwise's arm trains on
@@ -86,7 +90,7 @@ def main() -> None:
 
     import os
 
-    from labelwise.training import bf16_supported
+    from labelwise.training.finetune import bf16_supported
 
     load_before = os.getloadavg()[0]
     ours, theirs, halves = [], [], []

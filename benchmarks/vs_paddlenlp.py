@@ -81,7 +81,7 @@ def build_encoder(args, folder: Path) -> tuple[dict, Path]:
     import torch
     from transformers import ErnieConfig, ErnieModel
 
-    from labelwise.models import resolve_model_name
+    from labelwise.model.encoders import resolve_model_name
 
     source = Path(resolve_model_name("m3e-small"))
     vocab = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
@@ -130,7 +130,7 @@ def save_ids(path: Path, sequences) -> None:
 
 def fixed_batches(encoded, pad_id: int, width: int = 128, batch_size: int = 32) -> list[dict]:
     """PaddleNLP's deploy predictor: batches in input order, every one padded to ``width``."""
-    from labelwise.batching import pad_batch
+    from labelwise.predict.batching import pad_batch
 
     n = len(encoded.input_ids)
     return [pad_batch(encoded, range(i, min(i + batch_size, n)), pad_id, pad_to=width) for i in range(0, n, batch_size)]
@@ -153,13 +153,16 @@ def main(argv=None) -> str:
     from onnxruntime.quantization import quantize_dynamic
     from transformers import AutoTokenizer
 
-    from labelwise.batching import encode, iter_batches
-    from labelwise.data import load_dataset, multi_hot
-    from labelwise.export import export_onnx
-    from labelwise.inference import Classifier, sigmoid
-    from labelwise.metrics import apply_thresholds, evaluate_predictions
-    from labelwise.runtime_onnx import OnnxBackend
-    from labelwise.training import TrainConfig, random_subset, train
+    from labelwise.compress.export import export_onnx
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.evaluation.decision import sigmoid
+    from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
+    from labelwise.predict.batching import encode, iter_batches
+    from labelwise.predict.classifier import Classifier
+    from labelwise.predict.onnx_backend import OnnxBackend
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
+    from labelwise.training.loop import random_subset
 
     args = parse_args(argv)
     if not Path(args.paddle_python).exists():

@@ -45,7 +45,7 @@ def make_tiny_encoder(folder: Path, base: str) -> Path:
     """A tiny BERT folder with the tokenizer of offline model ``base`` (m3e-small / all-minilm-l6-v2)."""
     from transformers import AutoTokenizer
 
-    from labelwise.models import resolve_model_name
+    from labelwise.model.encoders import resolve_model_name
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(base))
     tiny_bert(len(tokenizer)).save_pretrained(folder)
@@ -74,8 +74,9 @@ def untrained_checkpoint(encoder: Path, dataset: Path, folder: Path) -> Path:
     """
     import torch
 
-    from labelwise.data import read_labels
-    from labelwise.models import CheckpointMeta, build_model, save_checkpoint
+    from labelwise.data.dataset import read_labels
+    from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
+    from labelwise.model.encoders import build_model
 
     labels = read_labels(dataset / "label.txt")
     torch.manual_seed(0)
@@ -85,7 +86,8 @@ def untrained_checkpoint(encoder: Path, dataset: Path, folder: Path) -> Path:
 
 
 def _train_tiny(encoder: Path, dataset: Path, save_dir: Path) -> Path:
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     train(TrainConfig(dataset_dir=str(dataset), save_dir=str(save_dir), model_name=str(encoder), epochs=3,
                       learning_rate=3e-3, batch_size=16, max_seq_length=64, progress=False, seed=1))

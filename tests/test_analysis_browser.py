@@ -22,8 +22,8 @@ def _open(browser, path: Path):
 
 def test_evaluation_report_renders(chromium_browser, tiny_zh_checkpoint, divorce_small, tmp_path):
     from labelwise import Classifier
-    from labelwise.analysis.report import write_report
-    from labelwise.evaluation import evaluate
+    from labelwise.evaluation.evaluate import evaluate
+    from labelwise.evaluation.report import write_report
 
     clf = Classifier.load(tiny_zh_checkpoint)
     ev = evaluate(clf, divorce_small)

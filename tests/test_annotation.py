@@ -6,9 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from labelwise.annotation import (check_splits, read_doccano, read_label_studio, split_indices, write_dataset,
-                                  write_doccano, write_labelled)
-from labelwise.data import Example, load_dataset, read_examples
+from labelwise.data.annotation import (
+    check_splits,
+    read_doccano,
+    read_label_studio,
+    split_indices,
+    write_dataset,
+    write_doccano,
+    write_labelled,
+)
+from labelwise.data.dataset import Example, load_dataset, read_examples
 from labelwise.errors import DataError, LabelwiseError
 
 

@@ -10,9 +10,15 @@ import warnings
 import numpy as np
 import pytest
 
-from labelwise.data import Example, check_same_labels, load_dataset, read_lines, save_dataset
+from labelwise.data.dataset import (
+    Example,
+    check_same_labels,
+    load_dataset,
+    read_lines,
+    save_dataset,
+)
 from labelwise.errors import LabelwiseError, OutputExistsError
-from labelwise.io_utils import check_outputs
+from labelwise.files import check_outputs
 
 TEXTS = ["婚生子杨某甲由原告抚养", "双方均认可价值6万元。"]
 
@@ -36,15 +42,17 @@ def test_top_level_names_and_no_torch_on_import():
 
 def test_prediction_output_has_its_own_module():
     import labelwise
-    from labelwise import evaluation, prediction
+    from labelwise.evaluation import evaluate
+    from labelwise.predict import output
 
-    assert labelwise.predict_file is prediction.predict_file is evaluation.predict_file  # re-exported there
-    assert not hasattr(evaluation, "format_predictions")
+    assert labelwise.predict_file is output.predict_file
+    assert not hasattr(evaluate, "predict_file") and not hasattr(evaluate, "format_predictions")
 
 
 def test_one_sigmoid_and_one_html_escape():
-    from labelwise.analysis import dirty, interpret_words, report
-    from labelwise.inference import sigmoid
+    from labelwise.analysis import dirty, interpret_words
+    from labelwise.evaluation import report
+    from labelwise.evaluation.decision import sigmoid
 
     assert dirty.sigmoid is sigmoid and interpret_words.escape is report.escape
     with warnings.catch_warnings():
@@ -150,7 +158,7 @@ def test_check_outputs_for_folders_replaced_as_a_whole(tmp_path):
 
 def test_predictions_and_bad_cases_never_replace_their_input(clf, divorce_small, tmp_path):
     from labelwise import evaluate, predict_file
-    from labelwise.evaluation import write_bad_cases
+    from labelwise.evaluation.evaluate import write_bad_cases
 
     divorce_small = shutil.copytree(divorce_small, tmp_path / "divorce")
     data = tmp_path / "data.txt"
@@ -177,7 +185,7 @@ def test_save_dataset_round_trip(tmp_path):
 
 
 def test_cli_reports_bad_prediction_arguments_in_one_line(tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
-    from labelwise.cli import main
+    from labelwise.cli.main import main
 
     base = ["-q", "predict", "--dataset_dir", str(divorce_small), "--params_path", str(tiny_zh_checkpoint),
             "--output_file", str(tmp_path / "o.txt")]
@@ -191,7 +199,7 @@ def test_cli_reports_bad_prediction_arguments_in_one_line(tiny_zh_checkpoint, di
 
 
 def test_library_errors_name_parameters_not_flags():
-    from labelwise import training
+    from labelwise.training import finetune as training
 
     with pytest.raises(LabelwiseError) as err:
         training.TrainConfig(dataset_dir="x", batch_size=0).validate()
@@ -199,7 +207,7 @@ def test_library_errors_name_parameters_not_flags():
 
 
 def test_cli_turns_parameter_names_into_its_flags(tmp_path, capsys):
-    from labelwise.cli import flag_message, main
+    from labelwise.cli.main import flag_message, main
 
     assert main(["-q", "train", "--dataset_dir", str(tmp_path), "--batch_size", "0"]) == 2
     err = capsys.readouterr().err

@@ -5,12 +5,16 @@ from collections import Counter
 
 import pytest
 
-from labelwise.analysis.augment import (WordAugmenter, augment_examples, augment_file, replacements,
-                                        tokenize)
-from labelwise.data import Example, read_examples
-from labelwise.errors import LabelwiseError
-
 from conftest import tiny_bert
+from labelwise.analysis.augment import (
+    WordAugmenter,
+    augment_examples,
+    augment_file,
+    replacements,
+    tokenize,
+)
+from labelwise.data.dataset import Example, read_examples
+from labelwise.errors import LabelwiseError
 
 ZH = "经审理查明：原告与被告于1991年经人介绍确立恋爱关系，婚后生育一子，现双方感情破裂，原告要求离婚。"
 EN = "I really love this movie, the actors were brilliant and the story was amazing!"

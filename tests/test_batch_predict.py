@@ -8,11 +8,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from labelwise.batch_predict import MARKER, predict_ray, read_scores  # noqa: E402
-from labelwise.errors import LabelwiseError, OutputExistsError  # noqa: E402
-from labelwise.inference import Classifier  # noqa: E402
-
 from conftest import DIVORCE  # noqa: E402
+from labelwise.errors import LabelwiseError, OutputExistsError
+from labelwise.predict.classifier import Classifier
+from labelwise.predict.ray_batch import MARKER, predict_ray, read_scores
 
 OPTIONS = {"threshold": 0.0, "top_k_max": 3}  # every text gets its own three best labels: order shows
 
@@ -39,7 +38,7 @@ def assert_same(rows, texts, predictions):
 
 @pytest.mark.slow
 def test_ray_route_equals_the_local_predictor(local_ray, untrained_zh_checkpoint, texts, tmp_path):
-    from labelwise.export import export_onnx
+    from labelwise.compress.export import export_onnx
 
     export = tmp_path / "export"
     export_onnx(untrained_zh_checkpoint, export)

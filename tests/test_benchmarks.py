@@ -53,7 +53,7 @@ def test_paddle_weight_names_and_layouts(tmp_path):
 
 def test_fixed_batches_pad_like_paddlenlp_deploy():
     """Input order kept, every batch padded to the same width, the mask marking real tokens."""
-    from labelwise.batching import Encoded
+    from labelwise.predict.batching import Encoded
     from vs_paddlenlp import fixed_batches
 
     encoded = Encoded([[5, 6, 7], [8], [9, 9]], None, np.arange(3))

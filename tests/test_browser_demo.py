@@ -10,9 +10,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from labelwise.export import export_onnx
-from labelwise.inference import Classifier
-from labelwise.serving import ServeConfig, ServerThread, create_app
+from labelwise.compress.export import export_onnx
+from labelwise.predict.classifier import Classifier
+from labelwise.serve.app import ServerThread, create_app
+from labelwise.serve.config import ServeConfig
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from labelwise.cli import main
+from labelwise.cli.main import main
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from labelwise.annotation import write_doccano
-from labelwise.cli import main
-from labelwise.data import load_dataset, read_examples
+from labelwise.cli.main import main
+from labelwise.data.annotation import write_doccano
+from labelwise.data.dataset import load_dataset, read_examples
 
 
 def test_doccano_command_builds_a_dataset_from_divorce(divorce_small, tmp_path, capsys):

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labelwise.data import load_dataset, multi_hot, read_examples, read_labels, read_texts
+from labelwise.data.dataset import (
+    load_dataset,
+    multi_hot,
+    read_examples,
+    read_labels,
+    read_texts,
+)
 from labelwise.errors import DataError, LabelwiseError
 
 LABELS = ["婚后有子女", "支付抚养费", "准予离婚"]

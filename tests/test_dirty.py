@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 
 from labelwise.analysis import dirty
-from labelwise.cli_data import _dataset_output, add_dirty_arguments, cmd_dirty
-from labelwise.analysis.dirty import (confident_scores, fit_linear_head, out_of_fold_probs, representer_alpha,
-                                      representer_scores)
-from labelwise.data import read_examples
+from labelwise.analysis.dirty import (
+    confident_scores,
+    fit_linear_head,
+    out_of_fold_probs,
+    representer_alpha,
+    representer_scores,
+)
+from labelwise.cli.data import _dataset_output, add_dirty_arguments, cmd_dirty
+from labelwise.data.dataset import read_examples
 from labelwise.errors import LabelwiseError
 
 
@@ -93,7 +98,7 @@ def test_data_dirty_splits_the_training_file(method, tiny_zh_checkpoint, divorce
 
 def test_data_dirty_order_matches_the_api_ranking(tiny_en_checkpoint, goemotions_small, tmp_path):
     from labelwise import Classifier
-    from labelwise.data import load_dataset
+    from labelwise.data.dataset import load_dataset
 
     data = _copy(goemotions_small, tmp_path)
     out = tmp_path / "out"
@@ -135,7 +140,7 @@ def test_doccano_export_of_the_flagged_examples(tiny_zh_checkpoint, divorce_smal
 @pytest.mark.slow  # trains K (here 2) fold models
 def test_confident_with_fine_tuned_fold_models(tiny_zh_checkpoint, divorce_small):
     from labelwise import Classifier
-    from labelwise.data import load_dataset
+    from labelwise.data.dataset import load_dataset
 
     train = load_dataset(divorce_small).train[:60]
     ranking = dirty.find_dirty(Classifier.load(tiny_zh_checkpoint), train, "confident", cl_model="finetune",
@@ -147,7 +152,7 @@ def test_confident_with_fine_tuned_fold_models(tiny_zh_checkpoint, divorce_small
 
 def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, divorce_small, tmp_path):
     from labelwise import Classifier
-    from labelwise.data import load_dataset
+    from labelwise.data.dataset import load_dataset
 
     clf, train = Classifier.load(tiny_zh_checkpoint), load_dataset(divorce_small).train
     with pytest.raises(LabelwiseError, match="`folds`"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labelwise.cli import build_parser
+from labelwise.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from labelwise.cli import main  # noqa: E402
-from labelwise.data import read_texts  # noqa: E402
-from labelwise.errors import LabelwiseError  # noqa: E402
-from labelwise.export import export_onnx  # noqa: E402
-from labelwise.inference import Classifier  # noqa: E402
-from labelwise.runtime_onnx import OnnxTokenizer  # noqa: E402
+from labelwise.cli.main import main
+from labelwise.compress.export import export_onnx
+from labelwise.data.dataset import read_texts
+from labelwise.errors import LabelwiseError
+from labelwise.predict.classifier import Classifier
+from labelwise.predict.onnx_backend import OnnxTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_onnx_probabilities_match_pytorch(export_dir, tiny_zh_checkpoint, dev_te
 def test_onnx_tokenizer_matches_the_transformers_tokenizer(tiny_zh_checkpoint, export_dir, dev_texts):
     from transformers import AutoTokenizer
 
-    from labelwise.batching import encode
+    from labelwise.predict.batching import encode
 
     hf = AutoTokenizer.from_pretrained(tiny_zh_checkpoint)
     ours = OnnxTokenizer.from_folder(export_dir)
@@ -141,13 +141,13 @@ def test_reexport_replaces_an_old_export(tiny_zh_checkpoint, tmp_path, capsys):
 def test_tiny_ernie_exports_fused_and_matching(tmp_path, divorce_small):
     """ERNIE 3.0's task-type embedding breaks ONNX Runtime's embeddings + LayerNorm fusion: the export must
     still fuse what it can (attention) and match PyTorch."""
+    import torch
     from transformers import AutoTokenizer, ErnieConfig, ErnieModel
 
     from conftest import TINY_BERT
-    from labelwise.data import read_labels
-    from labelwise.models import CheckpointMeta, build_model, resolve_model_name, save_checkpoint
-
-    import torch
+    from labelwise.data.dataset import read_labels
+    from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
+    from labelwise.model.encoders import build_model, resolve_model_name
 
     encoder = tmp_path / "tiny-ernie"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("m3e-small"))

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from test_inference import plain_transformers_probabilities
-
-from labelwise.cli import main
-from labelwise.data import read_label_words
+from labelwise.cli.main import main
+from labelwise.data.dataset import read_label_words
 from labelwise.errors import DataError
-from labelwise.fewshot import make_pairs, zero_shot
-from labelwise.inference import Classifier
+from labelwise.predict.classifier import Classifier
+from labelwise.training.fewshot import make_pairs
+from labelwise.training.zeroshot import zero_shot
+from test_inference import plain_transformers_probabilities
 
 
 def test_pairs_for_multi_label_examples():
@@ -64,12 +64,12 @@ def test_zero_shot_scores_texts_by_their_label_names(tiny_zh_encoder, divorce_sm
 
 
 def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, tmp_path, capsys, monkeypatch):
-    from labelwise import fewshot
+    from labelwise.training import fewshot
 
     seen = []
     real = fewshot.contrastive_tune
     monkeypatch.setattr(fewshot, "contrastive_tune", lambda *a, **k: seen.append(len(a[2])) or real(*a, **k))
-    from labelwise.export import export_onnx
+    from labelwise.compress.export import export_onnx
 
     save = tmp_path / "fs"
     assert main(["-q", "train", "--few_shot", "--dataset_dir", str(divorce_small), "--save_dir", str(save),

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from labelwise import Classifier
-from labelwise.batching import encode, length_grouped_batches
-from labelwise.inference import decide
-from labelwise.metrics import tune_thresholds
+from labelwise.evaluation.decision import decide
+from labelwise.evaluation.metrics import tune_thresholds
+from labelwise.predict.batching import encode, length_grouped_batches
 
 
 def test_decide_thresholds_and_top_k():
@@ -97,7 +97,8 @@ def test_stock_sequence_classification_class_refuses_the_checkpoint(tiny_zh_chec
 
 
 def test_cls_pooling_checkpoint_is_reproduced_too(tmp_path, tiny_zh_encoder, divorce_small):
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(tmp_path / "ck"), model_name=str(tiny_zh_encoder),
                       pooling="cls", epochs=1, batch_size=32, max_seq_length=32, learning_rate=1e-3,
@@ -188,7 +189,7 @@ def test_features_are_the_heads_input(tiny_zh_checkpoint):
 
 
 def test_tuned_thresholds_never_lower_the_objective_on_their_data():
-    from labelwise.metrics import f1_scores
+    from labelwise.evaluation.metrics import f1_scores
 
     rng = np.random.default_rng(0)
     y = (rng.random((300, 6)) < [0.5, 0.3, 0.1, 0.03, 0.01, 0.2]).astype(int)
@@ -199,7 +200,7 @@ def test_tuned_thresholds_never_lower_the_objective_on_their_data():
 
 
 def test_thresholds_of_labels_with_few_positives_are_pulled_to_the_shared_one():
-    from labelwise.metrics import shared_threshold
+    from labelwise.evaluation.metrics import shared_threshold
 
     rng = np.random.default_rng(1)
     y = np.zeros((2000, 2), dtype=int)
@@ -212,3 +213,25 @@ def test_thresholds_of_labels_with_few_positives_are_pulled_to_the_shared_one():
     assert abs(shrunk[0] - own[0]) < 0.01 * abs(own[0] - shared) + 1e-3
     assert shrunk[1] == pytest.approx((3 * own[1] + 10 * shared) / 13)
     assert tune_thresholds(np.zeros((3, 2)), np.full((3, 2), 0.9))[0] == 0.5  # nothing to learn from: 0.5
+
+
+def test_one_loader_one_precision_rule(tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
+    """--precision int8 is refused for a checkpoint by every command (it used to be ignored by predict/evaluate)."""
+    from labelwise.cli import main
+    from labelwise.errors import LabelwiseError
+    from labelwise.predict.classifier import detect_kind
+
+    assert detect_kind(tiny_zh_checkpoint) == "torch"
+    with pytest.raises(LabelwiseError, match="needs an ONNX export folder"):
+        Classifier.load(tiny_zh_checkpoint, precision="int8")
+    commands = {
+        "predict": ["predict", "--dataset_dir", str(divorce_small), "--params_path", str(tiny_zh_checkpoint),
+                    "--output_file", str(tmp_path / "out.txt")],
+        "evaluate": ["evaluate", "--dataset_dir", str(divorce_small), "--params_path", str(tiny_zh_checkpoint),
+                     "--bad_case_file", str(tmp_path / "bad.txt")],
+    }
+    for name, argv in commands.items():
+        assert main(argv + ["--precision", "int8"]) == 2, name
+        err = capsys.readouterr().err
+        assert "--precision int8 needs an ONNX export folder" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out.txt").exists() and not (tmp_path / "bad.txt").exists()

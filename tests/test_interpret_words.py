@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelwise.analysis.interpret_words import (InterpretInput, TokenAttributor, WordAttribution, interpret,
-                                                merge_to_words, read_interpret_input, word_spans)
-from labelwise.cli_data import add_interpret_words_arguments, cmd_interpret_words
-from labelwise.data import read_labels
-from labelwise.errors import DataError, LabelwiseError
-
 from conftest import tiny_bert
+from labelwise.analysis.interpret_words import (
+    InterpretInput,
+    TokenAttributor,
+    WordAttribution,
+    interpret,
+    merge_to_words,
+    read_interpret_input,
+    word_spans,
+)
+from labelwise.cli.data import add_interpret_words_arguments, cmd_interpret_words
+from labelwise.data.dataset import read_labels
+from labelwise.errors import DataError, LabelwiseError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -27,8 +33,9 @@ def _live_checkpoint(folder, base: str, dataset) -> str:
     """
     from transformers import AutoTokenizer
 
-    from labelwise.modeling import MultiLabelModel
-    from labelwise.models import CheckpointMeta, resolve_model_name, save_checkpoint
+    from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
+    from labelwise.model.encoders import resolve_model_name
+    from labelwise.model.network import MultiLabelModel
 
     labels = read_labels(dataset / "label.txt")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(base))
@@ -172,7 +179,7 @@ def test_interpret_explains_predicted_and_missed_labels(live_zh):
 # ---- the command, end to end ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["ig", "shap", "lime"])
 def test_interpret_words_on_bad_cases_of_evaluate(method, live_zh, divorce_small, tmp_path, capsys):
-    from labelwise.cli import main
+    from labelwise.cli.main import main
 
     bad = tmp_path / "bad_case.txt"
     assert main(["-q", "evaluate", "--dataset_dir", str(divorce_small), "--params_path", live_zh,

@@ -29,7 +29,8 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(capsys):
 
 
 def test_training_log_has_no_carriage_returns(tmp_path, tiny_zh_encoder, divorce_small, capfd, caplog):
-    from labelwise.training import TrainConfig, train
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     caplog.set_level(logging.INFO, logger="labelwise")
     train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(tmp_path / "ck"), model_name=str(tiny_zh_encoder),

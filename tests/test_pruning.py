@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
 
-from labelwise import structure
-from labelwise.cli import main
+from conftest import tiny_bert
+from labelwise.cli.main import main
+from labelwise.compress.prune import PruneConfig, plan_shapes, prune
 from labelwise.errors import LabelwiseError
-from labelwise.inference import Classifier
-from labelwise.modeling import MultiLabelModel
-from labelwise.pruning import PruneConfig, plan_shapes, prune
+from labelwise.model import surgery as structure
+from labelwise.model.network import MultiLabelModel
+from labelwise.predict.classifier import Classifier
 
 
 def _model(heads=4, layers=3, seed=0) -> MultiLabelModel:
@@ -97,7 +97,7 @@ def test_cut_encoder_folder_round_trip_and_stock_transformers_refuses_it(tmp_pat
     config = json.loads((tmp_path / "config.json").read_text())
     assert (config["num_attention_heads"], config["attention_head_size"], config["intermediate_size"],
             config["num_hidden_layers"]) == (2, 8, 40, 2)
-    back = structure.load_encoder(tmp_path, add_pooling_layer=False)
+    back = structure.load_cut_encoder(tmp_path, add_pooling_layer=False)
     torch.testing.assert_close(back(**inputs).last_hidden_state, small(**inputs).last_hidden_state)
     with pytest.raises(Exception, match="mismatch|size"):  # never silently loaded with other shapes
         AutoModel.from_pretrained(tmp_path)
@@ -110,7 +110,7 @@ def test_depth_only_cut_is_a_stock_transformers_folder(tmp_path):
     inputs, _ = _batch()
     small = structure.cut(model.encoder, structure.Shape(4, 64, (1, 2)))
     small.save_pretrained(tmp_path)
-    assert structure.load_encoder(tmp_path, False) is None  # nothing special to load
+    assert structure.load_cut_encoder(tmp_path, False) is None  # nothing special to load
     torch.testing.assert_close(AutoModel.from_pretrained(tmp_path)(**inputs).last_hidden_state,
                                small(**inputs).last_hidden_state)
 
@@ -137,8 +137,9 @@ def teacher(tmp_path_factory, divorce_small) -> Path:
     """A tiny 4-head, 4-layer model fine-tuned on divorce_small (seconds)."""
     from transformers import AutoTokenizer
 
-    from labelwise.models import resolve_model_name
-    from labelwise.training import TrainConfig, train
+    from labelwise.model.encoders import resolve_model_name
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     root = tmp_path_factory.mktemp("prune_teacher")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("m3e-small"))
@@ -181,8 +182,8 @@ def test_prune_writes_one_complete_checkpoint_per_shape(pruned, teacher, divorce
 
 def test_distillation_moves_the_pruned_models_toward_the_teacher(teacher, divorce_small, tmp_path):
     """Trained against the teacher, the half-width model agrees with it more than the bare cut does."""
-    from labelwise.data import load_dataset
-    from labelwise.models import load_checkpoint
+    from labelwise.data.dataset import load_dataset
+    from labelwise.model.checkpoint import load_checkpoint
 
     texts = [e.text for e in load_dataset(divorce_small).dev]
     want = Classifier.load(teacher).predict_proba(texts)
@@ -200,9 +201,10 @@ def test_distillation_moves_the_pruned_models_toward_the_teacher(teacher, divorc
 
 
 def test_pruned_model_exports_serves_and_trains_further(pruned, divorce_small, tmp_path):
-    from labelwise.export import export_onnx
-    from labelwise.training import TrainConfig, train
-    from labelwise.triton import write_triton_repo
+    from labelwise.compress.export import export_onnx
+    from labelwise.serve.triton import write_triton_repo
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     _, out = pruned
     folder = out / "width_mult_0.5_depth_mult_0.5"

@@ -6,11 +6,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from labelwise.analysis.report import build_report, swap_matrix, write_report
-from labelwise.cli import main
-from labelwise.data import Example, read_labels
-from labelwise.evaluation import Evaluation
-from labelwise.metrics import evaluate_predictions
+from labelwise.cli.main import main
+from labelwise.data.dataset import Example, read_labels
+from labelwise.evaluation.evaluate import Evaluation
+from labelwise.evaluation.metrics import evaluate_predictions
+from labelwise.evaluation.report import build_report, swap_matrix, write_report
 
 
 class _Tables(HTMLParser):
@@ -119,7 +119,7 @@ def test_evaluate_report_cli_chinese(tiny_zh_checkpoint, divorce_small, tmp_path
 
 def test_report_english_and_capped_bad_cases(tiny_en_checkpoint, goemotions_small, tmp_path):
     from labelwise import Classifier
-    from labelwise.evaluation import evaluate
+    from labelwise.evaluation.evaluate import evaluate
 
     clf = Classifier.load(tiny_en_checkpoint)
     ev = evaluate(clf, goemotions_small, "test")

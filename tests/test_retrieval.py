@@ -8,10 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from labelwise.cli import main
-from labelwise.data import load_dataset
+from labelwise.cli.main import main
+from labelwise.data.dataset import load_dataset
 from labelwise.errors import LabelwiseError
-from labelwise.retrieval import K_CHOICES, add_to_index, build_index, load_index, vote
+from labelwise.predict.classifier import Classifier
+from labelwise.predict.retrieval import K_CHOICES, vote
+from labelwise.training.index import add_to_index, build_index
 
 
 def test_vote_weights_neighbours_by_similarity():
@@ -42,7 +44,7 @@ def test_index_folder_round_trip(index, divorce_small):
     assert info["k"] in K_CHOICES and len(info["thresholds"]) == len(ds.labels)
     assert "dev@tuned" in info["metrics"]
     texts = [e.text for e in ds.dev[:10]]
-    loaded = load_index(str(folder))
+    loaded = Classifier.load(folder)
     np.testing.assert_allclose(loaded.predict_proba(texts), built.predict_proba(texts), atol=1e-6)
     assert loaded.labels == ds.labels
 
@@ -56,11 +58,11 @@ def test_a_label_added_after_indexing_is_predicted_for_its_own_examples(index, t
     more = tmp_path / "more.txt"
     texts = ["双方签订房屋租赁合同，约定租金每月三千元。", "被告拖欠租金半年未付。", "原告要求解除租赁合同并腾退房屋。"]
     more.write_text("".join(f"{t}\t租赁纠纷\n" for t in texts), encoding="utf-8")
-    before = load_index(str(copy))
+    before = Classifier.load(copy)
     assert "租赁纠纷" not in before.labels
     added, new_labels = add_to_index(str(copy), str(more), progress=False)
     assert (added, new_labels) == (3, ["租赁纠纷"])
-    after = load_index(str(copy))
+    after = Classifier.load(copy)
     assert after.labels[-1] == "租赁纠纷" and len(after.thresholds) == len(after.labels)
     for prediction in after.predict(texts):
         assert "租赁纠纷" in prediction.labels
@@ -117,20 +119,20 @@ def test_approximate_search_finds_what_exact_search_finds(index, tmp_path):
     for f in folder.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
     (copy / "index.json").write_text(json.dumps({**info, "approximate": True}))
-    approximate = load_index(str(copy))
+    approximate = Classifier.load(copy)
     assert approximate.backend.search is not None
     texts = ["原告要求离婚", "婚生子由原告抚养", "双方均认可价值6万元。"]
     np.testing.assert_allclose(approximate.predict_proba(texts), exact.predict_proba(texts), atol=1e-4)
 
 
 def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpoint, divorce_small, tmp_path):
-    from labelwise.export import export_onnx
+    from labelwise.compress.export import export_onnx
 
     export_onnx(untrained_zh_checkpoint, tmp_path / "export", features=True)
     by_torch = build_index(str(untrained_zh_checkpoint), str(divorce_small), str(tmp_path / "a"), k=5,
                            progress=False)
     by_onnx = build_index(str(tmp_path / "export"), str(divorce_small), str(tmp_path / "b"), k=5, progress=False)
-    assert by_onnx.backend.encoder.backend.name == "onnx"
+    assert by_onnx.backend.encoder.name == "onnx"
     texts = [e.text for e in load_dataset(divorce_small).dev[:8]]
     np.testing.assert_allclose(by_onnx.predict_proba(texts), by_torch.predict_proba(texts), atol=1e-3)
     export_onnx(untrained_zh_checkpoint, tmp_path / "plain")
@@ -141,11 +143,11 @@ def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpo
 def test_the_service_serves_an_index(index):
     from fastapi.testclient import TestClient
 
-    from labelwise.serving import create_app
+    from labelwise.serve.app import create_app
 
     folder, built = index
     texts = ["原告要求离婚", "婚生子由原告抚养"]
-    with TestClient(create_app(load_index(str(folder)), model_path=str(folder))) as client:
+    with TestClient(create_app(Classifier.load(folder), model_path=str(folder))) as client:
         assert client.get("/health").json()["backend"] == "retrieval"
         got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
     want = built.predict_proba(texts)

@@ -11,8 +11,9 @@ pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from labelwise.inference import Classifier  # noqa: E402
-from labelwise.serving import ServeConfig, ServerThread, create_app  # noqa: E402
+from labelwise.predict.classifier import Classifier
+from labelwise.serve.app import ServerThread, create_app
+from labelwise.serve.config import ServeConfig
 
 TEXTS = ["婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可，后因生活琐事发生矛盾。", "ok"]
 
@@ -129,7 +130,7 @@ def test_oversized_body_is_refused_before_parsing(client):
 def test_service_binds_to_localhost_by_default():
     import inspect
 
-    from labelwise.serving import serve
+    from labelwise.serve.app import serve
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
 
@@ -155,7 +156,7 @@ def test_concurrent_requests_are_batched_only_when_enabled(classifier, batching)
 
 
 def test_serve_cli_rejects_bad_settings(capsys):
-    from labelwise.cli import main
+    from labelwise.cli.main import main
 
     assert main(["serve", "--model_path", "no/such/folder"]) == 2
     assert "not found" in capsys.readouterr().err
@@ -164,8 +165,8 @@ def test_serve_cli_rejects_bad_settings(capsys):
 
 
 def test_serve_command_binds_to_localhost_by_default(monkeypatch):
-    from labelwise import serving
-    from labelwise.cli import build_parser, main
+    from labelwise.cli.main import build_parser, main
+    from labelwise.serve import app as serving
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
     calls = []
@@ -217,7 +218,8 @@ def test_queue_bound_below_a_full_request_is_refused():
 
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,

@@ -4,11 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelwise.analysis.similarity import (SupportIndex, format_interpretation, interpret_examples,
-                                           logits_from_features, read_interpret_input, top_k_cosine)
-from labelwise.data import load_dataset
+from labelwise.analysis.similarity import (
+    SupportIndex,
+    format_interpretation,
+    interpret_examples,
+    logits_from_features,
+    read_interpret_input,
+)
+from labelwise.data.dataset import load_dataset
 from labelwise.errors import DataError
-from labelwise.inference import Classifier, sigmoid
+from labelwise.evaluation.decision import sigmoid
+from labelwise.predict.classifier import Classifier
+from labelwise.predict.search import top_k_cosine
 
 
 def test_top_k_cosine_matches_brute_force():

@@ -7,13 +7,18 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import untrained_checkpoint
 from labelwise.analysis.similarity import SupportIndex
 from labelwise.analysis.sparse import SparseConfig, run_sparse, select_support
-from labelwise.annotation import read_doccano
-from labelwise.data import Example, format_example, load_dataset, read_examples, read_texts
+from labelwise.data.annotation import read_doccano
+from labelwise.data.dataset import (
+    Example,
+    format_example,
+    load_dataset,
+    read_examples,
+    read_texts,
+)
 from labelwise.errors import LabelwiseError
-
-from conftest import untrained_checkpoint
 
 ODD = {"zh": ["ＱＷＥＲＴＹ　ｑｗｅｒｔｙ　１２３４５", "@@@@ #### $$$$ %%%% ^^^^", "ZZZZ zzzz XXXX xxxx"],
        "en": ["婚生子杨某甲由原告抚养，双方感情确已破裂。", "@@@@ #### $$$$ %%%% ^^^^", "１２３４５６７８９０"]}

@@ -12,14 +12,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from labelwise import Classifier, training
-from labelwise.data import load_dataset, multi_hot
-from labelwise.errors import LabelwiseError
-from labelwise.losses import MultiLabelLoss, auto_pos_weight
-from labelwise.metrics import evaluate_predictions
-from labelwise.training import TrainConfig, train
-
 from conftest import DIVORCE, make_subset
+from labelwise.data.dataset import load_dataset, multi_hot
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.metrics import evaluate_predictions
+from labelwise.predict.classifier import Classifier
+from labelwise.training import finetune as training
+from labelwise.training.config import TrainConfig
+from labelwise.training.finetune import train
+from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
 
 
 def tiny_config(encoder, dataset, save_dir, **overrides) -> TrainConfig:
@@ -224,7 +225,7 @@ def test_defaults_follow_encoder_width_and_dataset_size():
 
 
 def test_auto_pooling_is_mean_for_sentence_encoders_and_cls_otherwise(tiny_zh_encoder):
-    from labelwise.models import resolve_model_name, resolve_pooling
+    from labelwise.model.encoders import resolve_model_name, resolve_pooling
 
     assert resolve_pooling("auto", resolve_model_name("m3e-small")) == "mean"  # uniem_embedding_strategy
     assert resolve_pooling("auto", resolve_model_name("all-minilm-l6-v2")) == "mean"  # sentence-transformers
@@ -235,7 +236,7 @@ def test_auto_pooling_is_mean_for_sentence_encoders_and_cls_otherwise(tiny_zh_en
 
 
 def test_head_starts_at_the_label_priors():
-    from labelwise.modeling import prior_logits
+    from labelwise.model.network import prior_logits
 
     y = np.zeros((100, 3), dtype=np.float32)
     y[:50, 0], y[:1, 1] = 1, 1
@@ -264,8 +265,8 @@ def test_explicit_flags_win_over_the_automatic_defaults(tmp_path, tiny_zh_encode
 
 
 def test_linear_baseline_uses_character_ngrams_for_chinese_and_words_otherwise(divorce_small, goemotions_small):
-    from labelwise.baseline import LinearBaseline, is_cjk
-    from labelwise.data import load_dataset, multi_hot
+    from labelwise.data.dataset import load_dataset, multi_hot
+    from labelwise.training.baseline import LinearBaseline, is_cjk
 
     assert is_cjk(["婚生子杨某甲由原告抚养"]) and not is_cjk(["I am so happy for you"]) and not is_cjk([])
     for folder, analyzer in ((divorce_small, "char"), (goemotions_small, "word")):
@@ -279,7 +280,7 @@ def test_linear_baseline_uses_character_ngrams_for_chinese_and_words_otherwise(d
 
 
 def f1_micro(y, predicted) -> float:
-    from labelwise.metrics import f1_scores
+    from labelwise.evaluation.metrics import f1_scores
 
     return f1_scores(y, predicted)[0]
 

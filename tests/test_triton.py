@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from labelwise.cli import main  # noqa: E402
-from labelwise.errors import LabelwiseError  # noqa: E402
-from labelwise.export import export_onnx  # noqa: E402
-from labelwise.inference import Classifier  # noqa: E402
-from labelwise.triton import graph_signature, write_triton_repo  # noqa: E402
+from labelwise.cli.main import main
+from labelwise.compress.export import export_onnx
+from labelwise.errors import LabelwiseError
+from labelwise.predict.classifier import Classifier
+from labelwise.serve.triton import graph_signature, write_triton_repo
 
 TEXTS = ["婚生子杨某甲由原告抚养，被告每月支付抚养费一千元。", "原、被告婚后感情尚可，后因生活琐事发生矛盾。",
          "2011年5月1日在昌邑市山前御景园小区按揭共同购房77.74平方米。", "ok"]

@@ -21,7 +21,7 @@ class DataError(LabelwiseError):
 
 
 class OutputExistsError(LabelwiseError):
-    """An output that exists may not be replaced (see :func:`labelwise.io_utils.check_outputs`).
+    """An output that exists may not be replaced (see :func:`labelwise.files.check_outputs`).
 
     The message suggests no flag; the command line adds its own (``--overwrite``) where it has one.
     """

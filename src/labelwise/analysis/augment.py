@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..data import Example, read_examples, write_examples
-from ..errors import LabelwiseError
-from ..io_utils import check_outputs
+from labelwise.data.dataset import Example, read_examples, write_examples
+from labelwise.errors import LabelwiseError
+from labelwise.files import check_outputs
 
 STRATEGIES = ("substitute", "insert", "delete", "swap")
 AUG_STRATEGIES = ("mix",) + STRATEGIES
@@ -159,7 +159,7 @@ class MaskFiller:
     """Fill ``[MASK]`` runs with a masked LM's likely tokens (top 5, sampled)."""
 
     def __init__(self, model_name: str, device: str | None = None, top_n: int = 5):
-        from ..models import quiet_transformers
+        from labelwise.model.encoders import quiet_transformers
 
         quiet_transformers()
         try:
@@ -321,7 +321,7 @@ def augment_examples(examples: Sequence[Example], augmenter: WordAugmenter,
     """New examples with the labels of the one they came from, in input order."""
     items: Iterable[Example] = examples
     if progress:
-        from ..progress import progress as progress_bar
+        from labelwise.progress import progress as progress_bar
 
         items = progress_bar(examples, "augment", unit="text")
     out, short = [], 0

@@ -35,9 +35,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Example, load_dataset, multi_hot, save_dataset, write_examples
-from ..errors import LabelwiseError
-from ..inference import sigmoid
+from labelwise.data.dataset import (
+    Example,
+    load_dataset,
+    multi_hot,
+    save_dataset,
+    write_examples,
+)
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.decision import sigmoid
 
 __all__ = ["DirtyRanking", "fit_linear_head", "representer_alpha", "representer_scores", "out_of_fold_probs",
            "confident_scores", "find_dirty", "select_dirty", "write_dirty", "METHODS"]
@@ -131,8 +137,9 @@ def out_of_fold_probs_finetune(classifier, examples: Sequence[Example], dataset_
                                folds: int = 5, epochs: int | None = None, seed: int = 3,
                                progress: bool = False) -> np.ndarray:
     """Out-of-fold probabilities of K models of the checkpoint's kind, each fine-tuned on K-1 folds."""
-    from ..inference import Classifier
-    from ..training import TrainConfig, train
+    from labelwise.predict.classifier import Classifier
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
 
     meta, labels = classifier.meta, classifier.labels
     ds = load_dataset(dataset_dir, require=("dev",))
@@ -233,7 +240,7 @@ def write_dirty(examples: Sequence[Example], dirty: Sequence[int], dirty_file: s
     write_examples(rest_file, [e for i, e in enumerate(examples) if i not in chosen])
     if doccano_file:
         try:
-            from ..annotation import write_doccano
+            from labelwise.data.annotation import write_doccano
         except ImportError:
             raise LabelwiseError("`doccano_file` needs labelwise.annotation (the annotation extra), "
                                  "which is not installed here") from None

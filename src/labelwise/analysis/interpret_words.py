@@ -25,9 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import LabelwiseError
-from ..io_utils import atomic_write_text
-from .report import escape
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.report import escape
+from labelwise.files import atomic_write_text
 
 __all__ = ["InterpretInput", "WordAttribution", "read_interpret_input", "word_spans", "token_words",
            "merge_to_words", "TokenAttributor", "interpret", "write_html", "write_tsv", "KIND_NOTE", "METHODS"]
@@ -79,7 +79,7 @@ def read_interpret_input(path: str | os.PathLike, labels: Sequence[str]) -> list
 
     The reader is shared with ``labelwise interpret examples`` (:mod:`labelwise.analysis.similarity`).
     """
-    from .similarity import read_interpret_input as read_items
+    from labelwise.analysis.similarity import read_interpret_input as read_items
 
     return [InterpretInput(text, list(gold) if gold is not None else None)
             for text, gold in read_items(path, labels)]
@@ -257,7 +257,7 @@ def interpret(classifier, inputs: Sequence[InterpretInput], method: str = "ig", 
     probs = classifier.predict_proba([x.text for x in inputs], max_seq_length=attributor.max_seq_length)
     items = zip(inputs, probs, classifier.decode(probs))
     if progress:
-        from ..progress import progress as progress_bar
+        from labelwise.progress import progress as progress_bar
 
         items = progress_bar(items, f"interpret ({method})", unit="text", total=len(inputs))
     out = []

@@ -22,12 +22,20 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Example, check_same_labels, load_dataset, multi_hot, write_examples, write_lines
-from ..errors import LabelwiseError
-from ..inference import Classifier, sigmoid
-from ..io_utils import check_outputs
-from ..metrics import f1_scores
-from .similarity import SupportIndex, logits_from_features
+from labelwise.analysis.similarity import SupportIndex, logits_from_features
+from labelwise.data.dataset import (
+    Example,
+    check_same_labels,
+    load_dataset,
+    multi_hot,
+    write_examples,
+    write_lines,
+)
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.decision import sigmoid
+from labelwise.evaluation.metrics import f1_scores
+from labelwise.files import check_outputs
+from labelwise.predict.classifier import Classifier
 
 log = logging.getLogger("labelwise")
 
@@ -179,7 +187,7 @@ def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> Spars
     result.written.append(files["sparse"])
 
     if cfg.annotate:
-        from ..annotation import write_doccano
+        from labelwise.data.annotation import write_doccano
 
         known = {e.text for e in ds.train}
         pool = SupportIndex.build(classifier, ds.data, progress=cfg.progress, **opts)
@@ -209,7 +217,7 @@ def augment_support(examples: list[Example], cfg: SparseConfig) -> list[Example]
     """``duplicate``: the chosen examples again; otherwise ``create_n`` rewrites of each."""
     if cfg.aug_strategy == "duplicate":
         return list(examples)
-    from .augment import WordAugmenter, augment_examples
+    from labelwise.analysis.augment import WordAugmenter, augment_examples
 
     augmenter = WordAugmenter(cfg.aug_strategy, cfg.aug_type, cfg.create_n, cfg.aug_percent, cfg.seed,
                               cfg.mlm_model, cfg.device)

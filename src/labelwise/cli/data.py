@@ -1,0 +1,367 @@
+"""CLI for data tools: ``doccano``, ``labelstudio``, ``data {sparse,augment,dirty}``, ``interpret {words,examples}``.
+
+Each command only parses flags and calls the API (``labelwise.annotation``, ``labelwise.analysis.*``);
+the analysis modules themselves hold no argparse code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from labelwise.errors import LabelwiseError
+
+
+def _bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _split_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save_dir", default="./data", help="dataset folder to write (default %(default)s)")
+    p.add_argument("--splits", type=float, nargs="+", default=[0.8, 0.2],
+                   help="train [dev [test]] ratios summing to 1 (default 0.8 0.2)")
+    p.add_argument("--is_shuffle", type=_bool, nargs="?", const=True, default=True,
+                   help="shuffle before splitting (default true; --is_shuffle false keeps file order)")
+    p.add_argument("--seed", type=int, default=3, help="shuffle seed (default %(default)s)")
+    p.add_argument("--stratify", action="store_true",
+                   help="iterative stratification: every label reaches every split in proportion")
+    p.add_argument("--output_file", default=None,
+                   help="instead of a dataset folder, write every example to this one file "
+                        "(re-annotated dirty or support data)")
+    p.add_argument("--label_file", default=None, help="with --output_file: labels must be in this label.txt")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset_dir", required=True, help="folder with train.txt, dev.txt, label.txt")
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
+    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
+    p.add_argument("--train_file", default="train.txt")
+    p.add_argument("--label_file", default="label.txt")
+
+
+def _aug_flags(p: argparse.ArgumentParser, strategies, default_create_n: int) -> None:
+    from labelwise.analysis.augment import AUG_TYPES
+
+    p.add_argument("--aug_strategy", choices=strategies, default="substitute")
+    p.add_argument("--aug_type", choices=AUG_TYPES, default="synonym",
+                   help="where substitute/insert get words: synonym (Cilin / Moby thesaurus), homonym "
+                        "(Chinese pinyin), mlm (a masked LM, needs --mlm_model)")
+    p.add_argument("--create_n", type=int, default=default_create_n, help="new texts per example")
+    p.add_argument("--aug_percent", type=float, default=0.1, help="share of words changed (default 0.1)")
+    p.add_argument("--mlm_model", default=None, help="folder of a model with a masked-LM head, for --aug_type mlm")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doccano", help="doccano JSONL export → dataset folder")
+    p.add_argument("--doccano_file", default="doccano.jsonl", help="doccano text-classification export")
+    _split_flags(p)
+    p.set_defaults(func=cmd_doccano)
+
+    p = sub.add_parser("labelstudio", help="Label Studio JSON export (choices / taxonomy) → dataset folder")
+    p.add_argument("--labelstudio_file", default="label_studio.json", help="Label Studio JSON or JSON-MIN export")
+    p.add_argument("--text_key", default="text", help="field of the task data holding the text")
+    p.add_argument("--from_name", default=None, help="the choices/taxonomy control to read (when several)")
+    _split_flags(p)
+    p.set_defaults(func=cmd_labelstudio)
+
+    data = sub.add_parser("data", help="data tools: sparse, augment, dirty").add_subparsers(
+        dest="data_command", required=True, metavar="TOOL")
+    p = data.add_parser("sparse", help="dev examples with little training support, and data to add for them")
+    _model_flags(p)
+    from labelwise.analysis.sparse import SPARSE_AUG_STRATEGIES
+
+    _aug_flags(p, SPARSE_AUG_STRATEGIES, 1)
+    p.add_argument("--annotate", action="store_true",
+                   help="pick support texts from unlabelled --unlabeled_file to annotate (doccano JSONL)")
+    p.add_argument("--sparse_num", type=int, default=100, help="dev examples to call sparse (default 100)")
+    p.add_argument("--support_num", type=int, default=100, help="support examples to pick (default 100)")
+    p.add_argument("--support_threshold", type=float, default=0.7, help="minimum cosine of a support example")
+    p.add_argument("--rationale_num_sparse", type=int, default=3, help="neighbours averaged for the support score")
+    p.add_argument("--rationale_num_support", type=int, default=6, help="neighbours searched per sparse example")
+    p.add_argument("--dev_file", default="dev.txt")
+    p.add_argument("--unlabeled_file", default="data.txt")
+    p.add_argument("--sparse_file", default="sparse.txt")
+    p.add_argument("--support_file", default="support.txt")
+    p.add_argument("--train_output_file", default="train_sparse_aug.txt", help="train + support, when augmenting")
+    p.add_argument("--output_dir", default=None, help="where the files go (default: --dataset_dir)")
+    p.set_defaults(func=cmd_sparse)
+
+    p = data.add_parser("augment", help="word-level augmentation of a training file (labels copied)")
+    p.add_argument("--train_path", required=True, help="text<TAB>labels file to augment")
+    p.add_argument("--aug_path", default=None, help="output file (default: aug.txt beside --train_path)")
+    from labelwise.analysis.augment import AUG_STRATEGIES
+
+    _aug_flags(p, AUG_STRATEGIES, 2)
+    p.add_argument("--device", default=None, help="for --aug_type mlm")
+    p.add_argument("--with_original", action="store_true", help="write the original examples first")
+    p.set_defaults(func=cmd_augment)
+
+    interpret = sub.add_parser("interpret", help="why did the model predict that: words, examples").add_subparsers(
+        dest="interpret_command", required=True, metavar="KIND")
+    p = interpret.add_parser("examples", help="training examples that support each prediction (feature similarity)")
+    _model_flags(p)
+    p.add_argument("--interpret_input_file", default="bad_case.txt",
+                   help="bad_case.txt from `labelwise evaluate`, text<TAB>labels lines or bare texts")
+    p.add_argument("--text", action="append", default=None, help="a text to interpret (repeatable; "
+                   "replaces --interpret_input_file)")
+    p.add_argument("--interpret_result_file", default="sent_interpret.txt", help="output; - for stdout")
+    p.add_argument("--top_k", type=int, default=3, help="supporting examples per text")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_interpret_examples)
+
+    p = data.add_parser("dirty", help="find mislabelled training examples to re-annotate")
+    add_dirty_arguments(p)
+    p.set_defaults(func=cmd_dirty)
+
+    p = interpret.add_parser("words", help="which words made the model predict a label")
+    add_interpret_words_arguments(p)
+    p.set_defaults(func=cmd_interpret_words)
+
+
+def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
+    from labelwise.analysis.dirty import METHODS
+
+    p.add_argument("--dataset_dir", required=True, help="folder with train.txt and label.txt")
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint trained on that train.txt")
+    p.add_argument("--train_file", default="train.txt")
+    p.add_argument("--method", choices=METHODS, default="representer")
+    p.add_argument("--dirty_num", type=int, default=100, help="how many examples to flag (default %(default)s)")
+    p.add_argument("--dirty_threshold", type=float, default=0.0,
+                   help="flag only examples scoring above this; with --representer_score paddlenlp: the "
+                        "representer weight that counts as positive (default %(default)s)")
+    p.add_argument("--dirty_file", default="train_dirty.txt",
+                   help="flagged examples; a bare name goes into --dataset_dir (default %(default)s)")
+    p.add_argument("--rest_file", default="train_dirty_rest.txt",
+                   help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
+    p.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
+    p.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self")
+    p.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
+    p.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
+    p.add_argument("--cl_model", choices=["head", "finetune"], default="head",
+                   help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
+                        "finetune = K fine-tuned models like the checkpoint (slow)")
+    p.add_argument("--cl_epochs", type=int, default=None, help="finetune: epochs per fold (default: the checkpoint's)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=3)
+
+
+def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
+    from labelwise.analysis.interpret_words import METHODS
+
+    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder (PyTorch)")
+    p.add_argument("--dataset_dir", default=None,
+                   help="optional: its label.txt must match the model; bad_case.txt is looked for there too")
+    p.add_argument("--interpret_input_file", default="bad_case.txt",
+                   help="bad_case.txt of `labelwise evaluate`, 'text<TAB>labels' or bare text lines")
+    p.add_argument("--text", action="append", default=None, help="interpret this text instead (repeatable)")
+    p.add_argument("--interpret_result_file", default="interpret_words.html", help="the HTML heatmap")
+    p.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
+    p.add_argument("--method", choices=METHODS, default="ig")
+    p.add_argument("--top_words", type=int, default=5)
+    p.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
+    p.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
+    p.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
+    p.add_argument("--device", default=None)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def _write_annotated(examples, args, source: str, skipped: int = 0) -> int:
+    from labelwise.data.annotation import write_dataset, write_labelled
+
+    if args.output_file:
+        path = write_labelled(examples, args.output_file, args.label_file, args.overwrite, source)
+        print(f"{len(examples)} examples written to {path}")
+        return 0
+    if args.label_file:
+        raise LabelwiseError("--label_file only checks labels with --output_file")
+    report = write_dataset(examples, args.save_dir, args.splits, args.is_shuffle, args.seed, args.stratify,
+                           args.overwrite, source, skipped)
+    print(report.summary())
+    return 0
+
+
+def cmd_doccano(args) -> int:
+    from labelwise.data.annotation import read_doccano
+
+    return _write_annotated(read_doccano(args.doccano_file), args, args.doccano_file)
+
+
+def cmd_labelstudio(args) -> int:
+    from labelwise.data.annotation import read_label_studio
+
+    examples, skipped = read_label_studio(args.labelstudio_file, args.text_key, args.from_name)
+    return _write_annotated(examples, args, args.labelstudio_file, skipped)
+
+
+def cmd_sparse(args) -> int:
+    from labelwise.analysis.sparse import SparseConfig, run_sparse
+
+    fields = SparseConfig.__dataclass_fields__
+    cfg = SparseConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg.progress = not args.quiet
+    print(run_sparse(cfg).summary())
+    return 0
+
+
+def cmd_augment(args) -> int:
+    from labelwise.analysis.augment import WordAugmenter, augment_file
+
+    aug_path = args.aug_path or str(Path(args.train_path).parent / "aug.txt")
+    augmenter = WordAugmenter(args.aug_strategy, args.aug_type, args.create_n, args.aug_percent, args.seed,
+                              args.mlm_model, args.device)
+    report = augment_file(args.train_path, aug_path, augmenter, args.with_original, args.overwrite,
+                          progress=not args.quiet)
+    print(report.summary())
+    return 0
+
+
+def _checkpoint(args, labels=None, label_file=None):
+    """The PyTorch checkpoint ``--params_path``; given a dataset's ``labels``, checked against them."""
+    from labelwise.data.dataset import check_same_labels
+    from labelwise.predict.classifier import Classifier
+
+    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
+    if labels is not None:
+        check_same_labels(clf.labels, labels, args.params_path, label_file)
+    return clf
+
+
+def cmd_interpret_examples(args) -> int:
+    from labelwise.analysis.similarity import (
+        format_interpretation,
+        interpret_examples,
+        read_interpret_input,
+    )
+    from labelwise.data.dataset import load_dataset
+    from labelwise.files import atomic_write_text, check_outputs
+
+    if args.top_k < 1:
+        raise LabelwiseError(f"--top_k must be at least 1, got {args.top_k}")
+    ds = load_dataset(args.dataset_dir, train_file=args.train_file, label_file=args.label_file, require=("train",))
+    inputs = [Path(args.dataset_dir) / args.train_file, Path(args.dataset_dir) / args.label_file]
+    if args.interpret_result_file != "-":
+        check_outputs([args.interpret_result_file], inputs + ([] if args.text else [args.interpret_input_file]),
+                      overwrite=True)
+    clf = _checkpoint(args, ds.labels, inputs[1])
+    if args.text:
+        items = [(text, None) for text in args.text]
+    else:
+        items = read_interpret_input(args.interpret_input_file, clf.labels)
+    results = interpret_examples(clf, ds.train, [t for t, _ in items], [g for _, g in items], args.top_k,
+                                 args.batch_size, args.max_seq_length, progress=not args.quiet)
+    if args.format == "json":
+        body = json.dumps([r.to_json() for r in results], ensure_ascii=False, indent=2) + "\n"
+    else:
+        body = format_interpretation(results)
+    if args.interpret_result_file == "-":
+        sys.stdout.write(body)
+    else:
+        atomic_write_text(args.interpret_result_file, body)
+        print(f"{len(results)} texts interpreted, top {args.top_k} supporting training examples each, "
+              f"written to {args.interpret_result_file}")
+    return 0
+
+
+def _dataset_output(dataset_dir: str, name: str) -> Path:
+    """A bare file name goes into the dataset folder (PaddleNLP's way); a path (even ./name) is used as given."""
+    bare = "/" not in str(name) and os.sep not in str(name)
+    return Path(dataset_dir) / name if bare else Path(name)
+
+
+def cmd_dirty(args) -> int:
+    from labelwise.analysis.dirty import find_dirty, select_dirty, write_dirty
+    from labelwise.data.dataset import load_dataset
+    from labelwise.files import check_outputs
+
+    ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",))
+    dirty_path, rest_path = (_dataset_output(args.dataset_dir, name) for name in (args.dirty_file, args.rest_file))
+    label_file = Path(args.dataset_dir) / "label.txt"
+    check_outputs([dirty_path, rest_path], [Path(args.dataset_dir) / args.train_file, label_file], overwrite=True)
+    clf = _checkpoint(args, ds.labels, label_file)
+    ranking = find_dirty(clf, ds.train, args.method, lmbd=args.lmbd, representer_score=args.representer_score,
+                         dirty_threshold=args.dirty_threshold, folds=args.folds, cl_model=args.cl_model,
+                         cl_epochs=args.cl_epochs, dataset_dir=args.dataset_dir, batch_size=args.batch_size,
+                         max_seq_length=args.max_seq_length, seed=args.seed,
+                         progress=not getattr(args, "quiet", False))
+    dirty = select_dirty(ranking, args.dirty_num, args.dirty_threshold)
+    write_dirty(ds.train, dirty, dirty_path, rest_path, args.doccano_file, ranking)
+    print(f"{args.method}: {len(dirty)} of {len(ds.train)} training examples flagged -> {dirty_path}; "
+          f"the other {len(ds.train) - len(dirty)} -> {rest_path}")
+    if "cleanlab_issues" in ranking.detail:
+        print(f"cleanlab's own estimate: {int(ranking.detail['cleanlab_issues'].sum())} examples with a label issue")
+    for rank, i in enumerate(dirty[:5], start=1):
+        example = ds.train[i]
+        print(f"  {rank}. score {ranking.scores[i]:.4g}  gold [{','.join(example.labels)}]  model "
+              f"[{','.join(ranking.suggested[i])}]  {example.text[:60]}")
+    if args.doccano_file:
+        print(f"doccano JSONL for relabelling -> {args.doccano_file}")
+    return 0
+
+
+def _interpret_input_path(args) -> Path:
+    from labelwise.errors import DataError
+
+    path = Path(args.interpret_input_file)
+    if not path.exists() and args.dataset_dir and not path.is_absolute():
+        candidate = Path(args.dataset_dir) / path
+        if candidate.exists():
+            return candidate
+    if not path.exists():
+        raise DataError(path, None, "file not found", "run `labelwise evaluate` first (it writes bad_case.txt) "
+                        "or pass --interpret_input_file / --text")
+    return path
+
+
+def cmd_interpret_words(args) -> int:
+    from labelwise.analysis.interpret_words import (
+        KIND_NOTE,
+        InterpretInput,
+        interpret,
+        read_interpret_input,
+        write_html,
+        write_tsv,
+    )
+    from labelwise.data.dataset import read_labels
+    from labelwise.files import check_outputs
+
+    if args.max_examples is not None and args.max_examples < 1:
+        raise LabelwiseError(f"--max_examples must be >= 1, got {args.max_examples}")
+    label_file = Path(args.dataset_dir) / "label.txt" if args.dataset_dir else None
+    clf = _checkpoint(args, read_labels(label_file) if label_file else None, label_file)
+    input_path = None
+    if args.text:
+        inputs = [InterpretInput(t) for t in args.text if t.strip()]
+        if not inputs:
+            raise LabelwiseError("--text is empty")
+    else:
+        input_path = _interpret_input_path(args)
+        inputs = read_interpret_input(input_path, clf.labels)
+    html_path = Path(args.interpret_result_file)
+    tsv_path = Path(args.top_words_file) if args.top_words_file else html_path.with_suffix(".tsv")
+    check_outputs([html_path, tsv_path], [input_path, label_file], overwrite=True)
+    total = len(inputs)
+    inputs = inputs[:args.max_examples]
+    results = interpret(clf, inputs, args.method, args.n_steps, args.n_samples, args.max_seq_length,
+                        progress=not getattr(args, "quiet", False))
+    write_html(results, html_path, args.top_words, args.method)
+    write_tsv(results, tsv_path, args.top_words)
+    note = f" (the first {len(inputs)} of {total}; --max_examples)" if total > len(inputs) else ""
+    print(f"{len(results)} label explanations for {len(inputs)} texts{note} -> {html_path}, top words -> {tsv_path}")
+    for r in results[:3]:
+        print(f"  {r.label} ({KIND_NOTE[r.kind]}): {' '.join(w for w, _ in r.top_words(args.top_words))}")
+    return 0

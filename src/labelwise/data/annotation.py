@@ -1,0 +1,274 @@
+"""Annotation tools ↔ dataset folders: doccano and Label Studio exports in, doccano JSONL out.
+
+* :func:`read_doccano`: doccano's text-classification JSONL (``{"id", "text" or "data", "label": [...]}``).
+* :func:`read_label_studio`: Label Studio's JSON export (full: ``annotations[].result[]`` with
+  ``choices`` or ``taxonomy`` values; or JSON-MIN: flat objects).
+* :func:`write_dataset`: split annotated examples into ``train/dev/test.txt``, a sorted
+  ``label.txt`` and ``data.txt`` (the texts of the last split, as PaddleNLP does), shuffled with a
+  seed or stratified so rare labels reach every split. Existing files are never replaced silently.
+* :func:`write_doccano`: examples back to doccano JSONL for (re-)annotation, labels pre-filled.
+
+Texts are cleaned the way the training format needs (tabs and line breaks become spaces); a label
+with a comma, tab or line break is an error naming the file and line (or task).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from labelwise.data.dataset import (
+    Example,
+    read_labels,
+    read_lines,
+    save_dataset,
+    write_examples,
+    write_lines,
+)
+from labelwise.errors import DataError, LabelwiseError
+from labelwise.files import check_outputs
+
+__all__ = ["read_doccano", "read_label_studio", "write_dataset", "write_doccano", "write_labelled",
+           "check_splits", "split_indices", "ImportReport"]
+
+
+def _clean_text(text: str) -> str:
+    for ch in "\t\r\n\x00":
+        text = text.replace(ch, " ")
+    return text.strip()
+
+
+def _clean_labels(path: Path, line: int | None, raw, where: str = "") -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise DataError(path, line, f"{where}'label' must be a list of label names, got {raw!r}")
+    labels: dict[str, None] = {}
+    for item in raw:
+        label = item.strip()
+        if not label:
+            continue
+        for bad, name in ((",", "a comma"), ("\t", "a tab"), ("\n", "a line break")):
+            if bad in label:
+                raise DataError(path, line, f"{where}label {label!r} contains {name}, which the training "
+                                "format uses as a separator", "rename the label in the annotation tool")
+        labels[label] = None  # duplicates dropped, first order kept
+    return tuple(labels)
+
+
+def _example(path: Path, line: int | None, text, labels: tuple[str, ...], where: str = "") -> Example:
+    if not isinstance(text, str):
+        raise DataError(path, line, f"{where}the text must be a string, got {type(text).__name__}")
+    text = _clean_text(text)
+    if not text:
+        raise DataError(path, line, f"{where}empty text", "remove the item or give it a text")
+    return Example(text, labels, line)
+
+
+# ---- readers -----------------------------------------------------------------------------------
+def read_doccano(path: str | os.PathLike) -> list[Example]:
+    """doccano JSONL export → examples (line numbers kept for later errors)."""
+    path = Path(path)
+    examples = []
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, number, f"not valid JSON ({err.msg} at column {err.colno})",
+                            "export from doccano as JSONL: one JSON object a line") from None
+        if not isinstance(item, dict):
+            raise DataError(path, number, "expected a JSON object with 'text' and 'label'")
+        key = "text" if "text" in item else "data" if "data" in item else None
+        if key is None:
+            raise DataError(path, number, "no 'text' (or 'data') field", "is this a doccano text-classification export?")
+        labels = _clean_labels(path, number, item.get("label", item.get("labels", [])))
+        examples.append(_example(path, number, item[key], labels))
+    if not examples:
+        raise DataError(path, None, "no annotated example in the file")
+    return examples
+
+
+def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None) -> tuple[str, ...]:
+    raw: list[str] = []
+    names = {r.get("from_name") for r in results if r.get("type") in ("choices", "taxonomy")}
+    if from_name is None and len(names) > 1:
+        raise DataError(path, None, f"task {task_no}: several classification controls ({', '.join(sorted(names))})",
+                        "pick one with `from_name`")
+    for r in results:
+        if r.get("type") not in ("choices", "taxonomy") or (from_name and r.get("from_name") != from_name):
+            continue
+        value = r.get("value", {})
+        if r["type"] == "choices":
+            raw += value.get("choices", [])
+        else:  # taxonomy: each choice is a path from the root; keep the whole path
+            raw += ["/".join(p) for p in value.get("taxonomy", [])]
+    return _clean_labels(path, None, raw, f"task {task_no}: ")
+
+
+def read_label_studio(path: str | os.PathLike, text_key: str = "text",
+                      from_name: str | None = None) -> tuple[list[Example], int]:
+    """Label Studio JSON export → (examples, number of tasks skipped for having no annotation).
+
+    Of a task's annotations the last one not cancelled counts. JSON-MIN exports (flat objects,
+    the choices under the control's name) are read too.
+    """
+    path = Path(path)
+    try:
+        tasks = json.loads("\n".join(read_lines(path)))
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, f"not valid JSON ({err.msg})", "export from Label Studio as JSON") from None
+    if not isinstance(tasks, list):
+        raise DataError(path, None, "expected a JSON list of tasks", "export from Label Studio as JSON or JSON-MIN")
+    examples, skipped = [], 0
+    for task_no, task in enumerate(tasks, start=1):
+        if not isinstance(task, dict):
+            raise DataError(path, None, f"task {task_no} is not a JSON object")
+        where = f"task {task_no}: "
+        if "annotations" in task or "data" in task:
+            data = task.get("data", {})
+            done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+            if not done:
+                skipped += 1
+                continue
+            labels = _ls_labels(path, task_no, done[-1].get("result", []), from_name)
+        else:  # JSON-MIN: {"text": ..., "<control>": "a" | {"choices": [...]}, "id": ...}
+            data = task
+            name = from_name or next((k for k, v in task.items() if k != text_key and
+                                      (isinstance(v, dict) and "choices" in v)), None)
+            value = task.get(name) if name else None
+            if value is None:
+                skipped += 1
+                continue
+            labels = _clean_labels(path, None, value.get("choices", []) if isinstance(value, dict) else value, where)
+        text = data.get(text_key)
+        if text is None:
+            strings = [v for v in data.values() if isinstance(v, str)]
+            if len(strings) != 1:
+                raise DataError(path, None, f"{where}no {text_key!r} in the task data",
+                                "name the text field with `text_key`")
+            text = strings[0]
+        examples.append(_example(path, None, text, labels, where))
+    if not examples:
+        raise DataError(path, None, f"no annotated task ({skipped} without annotation)")
+    return examples, skipped
+
+
+# ---- splitting ---------------------------------------------------------------------------------
+def check_splits(splits: Sequence[float]) -> list[float]:
+    """1, 2 or 3 positive ratios summing to 1 (exactly, in decimal)."""
+    if len(splits) not in (1, 2, 3):
+        raise LabelwiseError(f"`splits` takes 1, 2 or 3 ratios (train [dev [test]]), got {len(splits)}")
+    if any(r <= 0 for r in splits):
+        raise LabelwiseError(f"`splits` ratios must be positive, got {' '.join(map(str, splits))}")
+    if sum(Decimal(str(r)) for r in splits) != 1:
+        raise LabelwiseError(f"`splits` must sum to 1, got {' '.join(map(str, splits))}")
+    return list(splits)
+
+
+def split_indices(examples: Sequence[Example], splits: Sequence[float], shuffle: bool = True, seed: int = 3,
+                  stratify: bool = False) -> list[np.ndarray]:
+    """Row indices of each split. ``stratify``: iterative stratification over the label sets."""
+    n = len(examples)
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    if not stratify or len(splits) == 1:
+        cuts = np.floor(np.cumsum(splits)[:-1] * n + 1e-9).astype(int)
+        return np.split(order, cuts)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    labels = sorted({label for e in examples for label in e.labels})
+    index = {label: j for j, label in enumerate(labels)}
+    y = np.zeros((n, max(1, len(labels))), dtype=np.int8)
+    for row, e in enumerate(examples):
+        for label in e.labels:
+            y[row, index[label]] = 1
+
+    def cut(rows: np.ndarray, fraction: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed + salt)
+        keep, held = next(splitter.split(np.zeros(len(rows)), y[rows]))
+        return rows[np.sort(keep)], rows[np.sort(held)]
+
+    out = []
+    rows, rest = order, 1.0
+    for salt, ratio in enumerate(splits[:0:-1]):  # peel off the last split first
+        rows, held = cut(rows, ratio / rest, salt)
+        out.insert(0, held)
+        rest -= ratio
+    return [rows] + out
+
+
+# ---- writers -----------------------------------------------------------------------------------
+@dataclass
+class ImportReport:
+    examples: int
+    labels: list[str]
+    sizes: dict[str, int]
+    save_dir: Path
+    skipped: int = 0
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{name} {size}" for name, size in self.sizes.items())
+        skipped = f"; {self.skipped} tasks without annotation skipped" if self.skipped else ""
+        return (f"{self.examples} examples, {len(self.labels)} labels → {self.save_dir}: {sizes}, "
+                f"label.txt, data.txt{skipped}")
+
+
+def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, splits: Sequence[float] = (0.8, 0.2),
+                  shuffle: bool = True, seed: int = 3, stratify: bool = False, overwrite: bool = False,
+                  source: str | os.PathLike | None = None, skipped: int = 0) -> ImportReport:
+    """Write a dataset folder from annotated examples (see the module doc)."""
+    splits = check_splits(splits)
+    save_dir = Path(save_dir)
+    names = ["train", "dev", "test"][:len(splits)]
+    files = [save_dir / f"{n}.txt" for n in names] + [save_dir / "label.txt", save_dir / "data.txt"]
+    check_outputs(files, [source], overwrite=overwrite)
+    parts = split_indices(examples, splits, shuffle, seed, stratify)
+    labels = sorted({label for e in examples for label in e.labels})
+    if not labels:
+        raise LabelwiseError("no example has a label; annotate some before exporting")
+    save_dataset(save_dir, labels, {name: [examples[i] for i in rows] for name, rows in zip(names, parts)},
+                 data=[examples[i].text for i in parts[-1]])
+    return ImportReport(len(examples), labels, {n: len(rows) for n, rows in zip(names, parts)}, save_dir, skipped)
+
+
+def write_labelled(examples: Sequence[Example], path: str | os.PathLike, label_file: str | os.PathLike | None = None,
+                   overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
+    """All examples into one ``text\\tlabels`` file (re-annotated dirty or support data), checked
+    against ``label_file`` when given so a typo in the tool does not add a new label."""
+    (path,) = check_outputs([path], [source, label_file], overwrite=overwrite)
+    if label_file is not None:
+        known = set(read_labels(label_file))
+        for e in examples:
+            unknown = [x for x in e.labels if x not in known]
+            if unknown:
+                raise DataError(source or path, e.line, f"label {unknown[0]!r} is not in {label_file}",
+                                "fix it in the annotation tool or add it to label.txt")
+    return write_examples(path, examples)
+
+
+def write_doccano(path: str | os.PathLike, examples: Iterable[Example | str | tuple],
+                  meta: Sequence[dict] | None = None) -> Path:
+    """doccano JSONL for (re-)annotation: ``{"id", "text", "label": [...]}`` a line, labels pre-filled.
+
+    ``examples``: :class:`Example`, ``(text, labels)`` pairs or bare texts. ``meta``: optional extra
+    fields per example (e.g. a score), shown by doccano as metadata.
+    """
+    lines = []
+    for i, item in enumerate(examples):
+        if isinstance(item, Example):
+            text, labels = item.text, item.labels
+        elif isinstance(item, str):
+            text, labels = item, ()
+        else:
+            text, labels = item[0], tuple(item[1] or ())
+        record = {"id": i + 1, "text": text, "label": list(labels)}
+        if meta is not None:
+            record.update({k: v for k, v in meta[i].items() if k not in record})
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return write_lines(path, lines)

@@ -1,0 +1,100 @@
+"""Evaluate a model on a labelled split: numbers, the per-label table, bad cases.
+
+Predicting files is :mod:`labelwise.predict.output`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
+from labelwise.evaluation.decision import check_thresholds
+from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
+from labelwise.files import atomic_write_text, check_outputs
+
+ZERO_DIVISION_NOTE = ("labels with no gold and no predicted example score 0 in macro-F1 (scikit-learn's "
+                      "zero_division=0, as PaddleNLP); macro_f1_zero_division_1 gives the CAIL2019 judger's 1.0")
+
+
+@dataclass
+class Evaluation:
+    split: str
+    metrics: dict
+    probs: np.ndarray
+    examples: list[Example]
+    thresholds: np.ndarray
+    labels: list[str]
+    sources: tuple[Path, ...] = ()  # the files it was computed from (split, label.txt): outputs must not replace them
+
+    def predicted_labels(self) -> list[list[str]]:
+        pred = apply_thresholds(self.probs, self.thresholds)
+        return [[self.labels[j] for j in np.flatnonzero(row)] for row in pred]
+
+
+def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
+             threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str = "truncate",
+             **file_names) -> Evaluation:
+    """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number
+    or one per label, in [0, 1])."""
+    if threshold is not None:
+        check_thresholds(threshold, len(classifier.labels))
+    ds = load_dataset(dataset_dir, require=(split,), **file_names)
+    examples = ds.split(split)
+    label_file = Path(dataset_dir) / file_names.get("label_file", "label.txt")
+    check_same_labels(classifier.labels, ds.labels, classifier.path, label_file)
+    probs = classifier.predict_proba([e.text for e in examples], batch_size=batch_size, long_text=long_text,
+                                     progress=len(examples) > 2000)
+    thresholds = (np.full(len(ds.labels), threshold, dtype=np.float32) if threshold is not None
+                  else classifier.thresholds)
+    metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds)
+    metrics["split"] = split
+    if threshold is None:
+        metrics["thresholds"] = "per-label, tuned on dev" if classifier.meta.thresholds is not None else "0.5"
+    else:
+        metrics["thresholds"] = "global %.2f" % threshold if np.ndim(threshold) == 0 else "per-label, given"
+    if threshold is None and classifier.meta.thresholds is not None:
+        metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(
+            multi_hot(examples, ds.labels), probs, ds.labels, 0.5).items() if k in ("accuracy", "micro", "macro")}
+    metrics["zero_division"] = ZERO_DIVISION_NOTE
+    sources = (Path(dataset_dir) / file_names.get(f"{split}_file", f"{split}.txt"), label_file)
+    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources)
+
+
+def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
+    """``Text\\tLabel\\tPrediction`` for every example with any wrong label; returns how many.
+
+    ``path`` is replaced if it exists, but never when it is one of the files the evaluation read.
+    """
+    check_outputs([path], evaluation.sources, overwrite=True)
+    lines = ["Text\tLabel\tPrediction"]
+    for example, predicted in zip(evaluation.examples, evaluation.predicted_labels()):
+        if set(predicted) != set(example.labels):
+            lines.append(f"{example.text}\t{','.join(example.labels)}\t{','.join(predicted)}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
+def format_report(metrics: dict) -> str:
+    """PaddleNLP's evaluate.py layout: sizes and overall numbers, then one block per class."""
+    out = [f"{metrics['split'].capitalize()} dataset size: {metrics['size']}",
+           f"Thresholds: {metrics['thresholds']}",
+           f"Accuracy (exact match): {metrics['accuracy']:.2f}",
+           "Micro avg  precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}".format(**metrics["micro"]),
+           "Macro avg  precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}".format(**metrics["macro"]),
+           f"Hamming loss: {metrics['hamming_loss']:.4f}   mAP: {metrics['mAP']:.2f}   "
+           f"label-ranking AP: {metrics['lrap']:.2f}"]
+    if "at_0.5" in metrics:
+        a = metrics["at_0.5"]
+        out.append(f"At a fixed 0.5 threshold (PaddleNLP's): accuracy {a['accuracy']:.2f}  micro-F1 "
+                   f"{a['micro']['f1']:.2f}  macro-F1 {a['macro']['f1']:.2f}")
+    out.append(f"Note: {metrics['zero_division']}.")
+    out.append("")
+    width = max(len(row["label"]) for row in metrics["per_label"])
+    out.append(f"{'label':<{width}}  {'support':>7} {'%':>6}  {'P':>6} {'R':>6} {'F1':>6}")
+    for row in metrics["per_label"]:
+        out.append(f"{row['label']:<{width}}  {row['support']:>7} {row['support_pct']:>5.1f}%  "
+                   f"{row['precision']:>6.2f} {row['recall']:>6.2f} {row['f1']:>6.2f}")
+    return "\n".join(out)

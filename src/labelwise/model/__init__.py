@@ -1,0 +1,1 @@
+"""The network (encoder + pooling + linear head), encoder names, the checkpoint folder, pruning surgery."""

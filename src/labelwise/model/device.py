@@ -1,0 +1,19 @@
+"""Device names: ``None``/``auto`` → a GPU when there is one, ``gpu``/``gpu:N`` (PaddleNLP's) → ``cuda[:N]``."""
+from __future__ import annotations
+
+from labelwise.errors import LabelwiseError
+
+__all__ = ['resolve_device']
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" or device.startswith("gpu:"):
+        if not torch.cuda.is_available():
+            raise LabelwiseError(f"`device` {device}: no GPU is available here; set `device` to cpu")
+        return device.replace("gpu", "cuda")
+    return device
+

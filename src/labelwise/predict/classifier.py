@@ -1,0 +1,182 @@
+"""Classifier: texts → probabilities → label names, over a checkpoint (torch), an export (onnx) or a retrieval index.
+
+>>> clf = Classifier.load("checkpoint")
+>>> clf.predict(["婚生子杨某甲由原告抚养"], top_k_min=1)[0].labels
+['婚后有子女', ...]
+
+A backend only turns padded int64 arrays into logits; tokenising, length-grouped batching, sliding
+windows over long texts, thresholds and the never-empty rule live here, once, for every backend.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.decision import check_thresholds, decide, sigmoid
+from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
+from labelwise.model.device import resolve_device
+from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches
+from labelwise.predict.retrieval import INDEX_FILE, open_index
+from labelwise.predict.torch_backend import TorchBackend
+from labelwise.progress import progress as progress_bar
+
+__all__ = ['Classifier', 'Prediction', 'TorchBackend']
+
+
+def _text_list(texts) -> list[str]:
+    """A single string is one text (as a pipeline takes it), not a sequence of characters."""
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise LabelwiseError(f"batch_size must be a positive whole number of texts, got {batch_size!r}")
+
+
+@dataclass
+class Prediction:
+    labels: list[str]
+    scores: list[float]  # probability of each predicted label, same order (highest first)
+    probabilities: dict[str, float] = field(default_factory=dict)  # every label
+
+    def to_json(self) -> dict:
+        return {"labels": self.labels, "scores": self.scores, "probabilities": self.probabilities}
+
+
+BACKENDS = ("torch", "onnx", "retrieval")
+KIND_NAMES = {"torch": "PyTorch checkpoint", "onnx": "ONNX export", "retrieval": "retrieval index"}
+
+
+def detect_kind(path: str | os.PathLike) -> str:
+    """torch (a checkpoint, pruned or not), onnx (an export) or retrieval (an index); one line for anything else."""
+    path = Path(path)
+    if (path / INDEX_FILE).exists():
+        return "retrieval"
+    return detect_backend(path)
+
+
+class Classifier:
+    """A trained multi-label classifier: predict probabilities and label names for texts."""
+
+    def __init__(self, backend, tokenizer, meta: CheckpointMeta, path: str | os.PathLike | None = None):
+        self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
+        self.labels: list[str] = list(meta.labels)
+        self.max_seq_length: int = int(meta.max_seq_length)
+        self.path: Path | None = Path(path) if path is not None else None  # the folder it came from, if any
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-label thresholds stored in the checkpoint (tuned on dev), else 0.5 each."""
+        if self.meta.thresholds is None:
+            return np.full(len(self.labels), 0.5, dtype=np.float32)
+        return np.asarray(self.meta.thresholds, dtype=np.float32)
+
+    # ---- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
+             num_threads: int | None = None, precision: str | None = None, **backend_options) -> "Classifier":
+        """Open any model folder; the one way every command and the service open a model.
+
+        ``backend``: auto (from the folder: a checkpoint, pruned or not → torch; an export → onnx; an index from
+        ``labelwise index`` → retrieval), or torch | onnx | retrieval. ``precision`` (fp32 | int8 | fp16) picks
+        an export's ONNX file; any other folder is refused for int8 / fp16. ``device``: cpu, cuda[:N] or
+        PaddleNLP's gpu[:N]; default a GPU when there is one.
+        """
+        path = Path(path)
+        if backend == "auto":
+            backend = detect_kind(path)
+        elif not path.is_dir():
+            raise LabelwiseError(f"{path}: model folder not found")
+        if backend not in BACKENDS:
+            raise LabelwiseError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if precision not in (None, "fp32") and backend != "onnx":
+            raise LabelwiseError(f"`precision` {precision} needs an ONNX export folder (`labelwise export`); "
+                                 f"{path} is a {KIND_NAMES[backend]}, which runs in fp32")
+        if backend == "torch":
+            model, tokenizer, meta = load_checkpoint(path)
+            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
+        if backend == "retrieval":
+            return cls(*open_index(path, device=device, **backend_options), path=path)
+        try:
+            from labelwise.predict.onnx_backend import OnnxBackend, load_tokenizer
+        except ImportError as err:
+            raise LabelwiseError(f"the onnx backend needs onnxruntime: pip install 'labelwise[onnx]' ({err})")
+        meta = read_meta(path)
+        onnx = OnnxBackend.load(path, device=device, num_threads=num_threads, precision=precision or "fp32",
+                                **backend_options)
+        return cls(onnx, load_tokenizer(path), meta, path)
+
+    # ---- prediction ----------------------------------------------------------------------------
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
+                      long_text: str = "truncate", stride: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(labels)); one string is one text (one row).
+
+        Sliding windows take the max per label.
+        """
+        texts = _text_list(texts)
+        _check_batch_size(batch_size)
+        if long_text not in LONG_TEXT_MODES:
+            raise LabelwiseError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return probs
+        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length, long_text, stride)
+        window_probs = np.zeros((len(encoded.owner), len(self.labels)), dtype=np.float32)
+        pad_id = self.tokenizer.pad_token_id or 0
+        batches = iter_batches(encoded, batch_size, pad_id)
+        if progress:
+            batches = progress_bar(batches, "predict", total=-(-len(encoded.owner) // batch_size))
+        for rows, batch in batches:
+            window_probs[rows] = sigmoid(self.backend.logits(batch))
+        np.maximum.at(probs, encoded.owner, window_probs)
+        return probs
+
+    def features(self, texts: Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
+                 progress: bool = False) -> np.ndarray:
+        """Pooled representation (input of the final linear layer) of each text; torch backend only.
+
+        Used for sentence-level interpretation, sparse data and representer points. Long texts are
+        truncated to max_seq_length.
+        """
+        if not hasattr(self.backend, "features"):
+            raise LabelwiseError("features need a PyTorch checkpoint, not an ONNX export")
+        texts = _text_list(texts)
+        _check_batch_size(batch_size)
+        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)
+        out = None
+        batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
+        if progress:
+            batches = progress_bar(batches, "features", total=-(-len(texts) // batch_size))
+        for rows, batch in batches:
+            feats = self.backend.features(batch)
+            if out is None:
+                out = np.zeros((len(texts), feats.shape[1]), dtype=np.float32)
+            out[rows] = feats
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def predict(self, texts: str | Sequence[str], threshold: float | Sequence[float] | None = None,
+                top_k_min: int = 0, top_k_max: int | None = None, **proba_options) -> list[Prediction]:
+        """Label names with their probabilities, one :class:`Prediction` per text (one string: a list of one).
+
+        ``threshold``: None → the checkpoint's tuned thresholds; else one number or one per label, in [0, 1].
+        """
+        if threshold is not None:
+            check_thresholds(threshold, len(self.labels))  # before the model runs
+        probs = self.predict_proba(texts, **proba_options)
+        return self.decode(probs, threshold, top_k_min, top_k_max)
+
+    def decode(self, probs: np.ndarray, threshold=None, top_k_min: int = 0,
+               top_k_max: int | None = None) -> list[Prediction]:
+        """Predictions from probabilities (rows of :meth:`predict_proba`), as :meth:`predict` makes them."""
+        thresholds = self.thresholds if threshold is None else check_thresholds(threshold, len(self.labels))
+        out = []
+        for row, ids in zip(probs, decide(probs, thresholds, top_k_min, top_k_max)):
+            out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],
+                                  {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
+        return out

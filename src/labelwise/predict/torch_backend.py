@@ -1,0 +1,41 @@
+"""The PyTorch backend: a checkpoint's model, eager, without gradients."""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend:
+    """Runs a transformers model in PyTorch (eager, no grad)."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str = "cpu", num_threads: int | None = None):
+        import torch
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.model, self.device = model.to(device).eval(), device
+        import inspect
+
+        self.input_names = set(inspect.signature(self.model.forward).parameters)
+
+    def _run(self, method, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """``method`` of the model on the batch's tensors (the inputs its forward takes), as float32 numpy."""
+        import torch
+
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
+        with torch.inference_mode():
+            return method(**inputs).float().cpu().numpy()
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self._run(lambda **inputs: self.model(**inputs).logits, batch)
+
+    def head(self):
+        """The final linear layer (hidden → labels): its input is the text's pooled representation."""
+        return self.model.head
+
+    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Pooled representation of each row: the input of the final linear layer."""
+        return self._run(self.model.pooled, batch)

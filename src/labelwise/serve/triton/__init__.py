@@ -1,0 +1,159 @@
+"""Write a Triton Inference Server model repository from an export folder.
+
+``labelwise export --params_path checkpoint --output_path export --triton triton_repo`` gives::
+
+    triton_repo/
+      cls_multi_label/             ensemble: TEXT → RESULT (JSON labels + confidences), PROBS
+        config.pbtxt, 1/
+      cls_multi_label_tokenizer/   Python backend: TEXT → input_ids, attention_mask, token_type_ids
+        config.pbtxt, 1/model.py, 1/tokenizer.json
+      cls_multi_label_onnx/        onnxruntime backend: the exported graph
+        config.pbtxt, 1/model.onnx
+      cls_multi_label_postprocess/ Python backend: logits → RESULT, PROBS
+        config.pbtxt, 1/model.py, 1/labels.json
+
+Input and output names, types, dims and the label count of the ONNX model's config are read from
+the graph itself, so nothing needs editing by hand. The Python-backend models need ``numpy`` and
+``tokenizers`` in Triton's Python environment.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from labelwise.errors import LabelwiseError
+from labelwise.files import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    check_outputs,
+)
+from labelwise.model.checkpoint import read_meta
+
+__all__ = ["write_triton_repo", "graph_signature"]
+
+HERE = Path(__file__).resolve().parent
+# ONNX TensorProto element type → Triton data type
+TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+
+
+def graph_signature(onnx_path: str | os.PathLike) -> tuple[list[dict], list[dict], bool]:
+    """(inputs, outputs, dynamic_batch) of an ONNX graph; each tensor {name, data_type, dims}.
+
+    ``dims`` leave out the batch axis when it is dynamic; symbolic axes become -1.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+
+    def describe(value) -> dict:
+        kind = value.type.tensor_type
+        if kind.elem_type not in TRITON_TYPES:
+            raise LabelwiseError(f"{onnx_path}: tensor {value.name} has ONNX type {kind.elem_type}, "
+                                 "which this writer does not map to Triton")
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim]
+        return {"name": value.name, "data_type": TRITON_TYPES[kind.elem_type], "dims": dims}
+
+    inputs = [describe(v) for v in graph.input if v.name not in initializers]
+    outputs = [describe(v) for v in graph.output]
+    dynamic_batch = all(t["dims"] and t["dims"][0] == -1 for t in inputs + outputs)
+    if dynamic_batch:
+        for tensor in inputs + outputs:
+            tensor["dims"] = tensor["dims"][1:]
+    return inputs, outputs, dynamic_batch
+
+
+def _tensors(field: str, tensors: list[dict]) -> str:
+    body = ",\n".join(f'  {{ name: "{t["name"]}" data_type: {t["data_type"]} dims: {t["dims"]} }}' for t in tensors)
+    return f"{field} [\n{body}\n]\n"
+
+
+def _parameters(values: dict) -> str:
+    return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in values.items())
+
+
+def _header(name: str, kind: str, max_batch_size: int) -> str:
+    return f'name: "{name}"\n{kind}\nmax_batch_size: {max_batch_size}\n'
+
+
+def _step(model: str, inputs: dict, outputs: dict) -> str:
+    maps = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in inputs.items())
+    maps += "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
+    return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{maps}    }}'
+
+
+def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike, *, name: str = "cls_multi_label",
+                      precision: str = "fp32", max_batch_size: int = 64, top_k_min: int = 0,
+                      device: str | None = None) -> Path:
+    """Write (atomically replace) ``repo_dir`` from export folder ``export_dir``; returns ``repo_dir``.
+
+    ``device`` (cpu|gpu) places the ONNX model; default gpu for fp16, else cpu.
+    """
+    from labelwise.compress.export import make_readable
+    from labelwise.predict.onnx_backend import OnnxTokenizer, model_file
+
+    export_dir = Path(export_dir)
+    check_outputs([repo_dir], [export_dir], marker="README.md")
+    meta = read_meta(export_dir)
+    onnx_path = model_file(export_dir, precision)
+    inputs, outputs, dynamic_batch = graph_signature(onnx_path)
+    if not dynamic_batch:
+        raise LabelwiseError(f"{onnx_path}: the graph has a fixed batch size; export it with `labelwise export`")
+    logits = outputs[0]
+    if logits["dims"] != [len(meta.labels)]:
+        raise LabelwiseError(f"{onnx_path}: output {logits['name']} has dims {logits['dims']}, but "
+                             f"labelwise.json lists {len(meta.labels)} labels; export again")
+    if max_batch_size < 1:
+        raise LabelwiseError(f"`max_batch_size` {max_batch_size}: must be at least 1")
+    names = {step: f"{name}_{step}" for step in ("tokenizer", "onnx", "postprocess")}
+    pad_id = OnnxTokenizer.from_folder(export_dir).pad_token_id or 0
+    thresholds = meta.thresholds if meta.thresholds is not None else [0.5] * len(meta.labels)
+    text = [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
+    results = [{"name": "RESULT", "data_type": "TYPE_STRING", "dims": [1]},
+               {"name": "PROBS", "data_type": "TYPE_FP32", "dims": [len(meta.labels)]}]
+    device = device or ("gpu" if precision == "fp16" else "cpu")
+    if device not in ("cpu", "gpu"):
+        raise LabelwiseError(f"`device` {device}: use cpu or gpu")
+    instances = "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+    onnx_instances = instances.replace("KIND_CPU", f"KIND_{device.upper()}")
+    configs = {
+        names["tokenizer"]: _header(names["tokenizer"], 'backend: "python"', max_batch_size) + _tensors("input", text)
+        + _tensors("output", inputs) + _parameters({"max_seq_length": meta.max_seq_length, "pad_token_id": pad_id})
+        + instances,
+        names["onnx"]: _header(names["onnx"], 'platform: "onnxruntime_onnx"', max_batch_size)
+        + _tensors("input", inputs) + _tensors("output", outputs) + onnx_instances
+        + "dynamic_batching { max_queue_delay_microseconds: 2000 }\n",
+        names["postprocess"]: _header(names["postprocess"], 'backend: "python"', max_batch_size)
+        + _tensors("input", [dict(logits)]) + _tensors("output", results) + instances,
+        name: _header(name, 'platform: "ensemble"', max_batch_size) + _tensors("input", text)
+        + _tensors("output", results) + "ensemble_scheduling {\n  step [\n" + ",\n".join([
+            _step(names["tokenizer"], {"TEXT": "TEXT"}, {t["name"]: t["name"] for t in inputs}),
+            _step(names["onnx"], {t["name"]: t["name"] for t in inputs}, {logits["name"]: logits["name"]}),
+            _step(names["postprocess"], {logits["name"]: logits["name"]}, {"RESULT": "RESULT", "PROBS": "PROBS"}),
+        ]) + "\n  ]\n}\n",
+    }
+    with atomic_dir(repo_dir) as tmp:
+        for model, config in configs.items():
+            (tmp / model / "1").mkdir(parents=True)
+            atomic_write_text(tmp / model / "config.pbtxt", config)
+        shutil.copy2(onnx_path, tmp / names["onnx"] / "1" / "model.onnx")
+        shutil.copy2(HERE / "tokenizer_model.py", tmp / names["tokenizer"] / "1" / "model.py")
+        shutil.copy2(export_dir / "tokenizer.json", tmp / names["tokenizer"] / "1" / "tokenizer.json")
+        shutil.copy2(HERE / "postprocess_model.py", tmp / names["postprocess"] / "1" / "model.py")
+        atomic_write_json(tmp / names["postprocess"] / "1" / "labels.json",
+                          {"labels": meta.labels, "thresholds": thresholds, "top_k_min": top_k_min})
+        atomic_write_text(tmp / "README.md", _readme(name, precision))
+        make_readable(tmp)
+    return Path(repo_dir)
+
+
+def _readme(name: str, precision: str) -> str:
+    return (f"# Triton model repository (written by `labelwise export --triton`)\n\n"
+            f"Ensemble `{name}`: TEXT (string, one per row) → RESULT (JSON string "
+            '`{"label": [...], "confidence": [...]}`) and PROBS (every label\'s probability).\n'
+            f"ONNX precision: {precision}. The Python-backend models need `pip install numpy tokenizers` "
+            "in Triton's Python environment.\n\n"
+            "    docker run --rm -p8000:8000 -v $PWD:/models nvcr.io/nvidia/tritonserver:<version>-py3 \\\n"
+            "        tritonserver --model-repository=/models\n")

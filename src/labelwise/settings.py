@@ -1,0 +1,127 @@
+"""Settings: a config dataclass is the one place a setting's name, type, default and help live.
+
+A field declared with :func:`setting` carries its help (and, where the flag differs from the field, its flag)
+in the field's metadata; :func:`add_flags` turns the fields of a config class into argparse flags and
+:func:`from_args` builds the config back from the parsed flags, so ``--help`` cannot drift from the API::
+
+    @dataclass
+    class ServeConfig:
+        max_texts: int = setting(64, help="texts per request", minimum=1)
+
+        def validate(self) -> "ServeConfig":
+            check_fields(self)        # minimum / maximum / choices from the metadata
+            ...                       # cross-field rules
+            return self
+
+Every config has ``validate()``, which raises :class:`~labelwise.errors.LabelwiseError` naming the field as
+`name` (the CLI shows it as ``--name``) and returns the config.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Iterable, Sequence
+
+from labelwise.errors import LabelwiseError
+
+__all__ = ["setting", "add_flags", "from_args", "check_fields"]
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, flags: Sequence[str] | None = None,
+            choices: Sequence | None = None, minimum: float | None = None, maximum: float | None = None,
+            action: str | None = None, nargs: str | int | None = None, metavar: str | None = None,
+            cli: bool = True, default_factory: Any = dataclasses.MISSING, type: Any = None) -> Any:
+    """A dataclass field with what its command-line flag needs.
+
+    ``flags``: option strings when not ``--<field name>`` (aliases, or ``--no_x`` for a switch that turns
+    a default-True field off); ``action``: argparse's (``store_true``, ``store_false``, ``bool`` for
+    ``--x/--no-x``); ``cli=False``: an API-only field (no flag); ``minimum`` / ``maximum`` / ``choices``:
+    checked by :func:`check_fields`.
+    """
+    metadata = {"help": help, "flags": tuple(flags) if flags else None, "choices": tuple(choices) if choices else None,
+                "minimum": minimum, "maximum": maximum, "action": action, "nargs": nargs, "metavar": metavar,
+                "cli": cli, "type": type}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _base_type(annotation: Any):
+    """int / float / str / bool from a field annotation such as ``"int | None"`` (postponed annotations)."""
+    if not isinstance(annotation, str):
+        return annotation
+    names = [part.strip() for part in annotation.split("|") if part.strip() != "None"]
+    if len(names) == 1 and names[0] in _TYPES:
+        return _TYPES[names[0]]
+    if len(names) == 1 and names[0] == "bool":
+        return bool
+    return str
+
+
+def _help(field: dataclasses.Field, text: str) -> str:
+    default = field.default if field.default is not dataclasses.MISSING else None
+    if default is None or isinstance(default, bool) or "default" in text:
+        return text
+    return f"{text} (default {default})".replace("%", "%%")
+
+
+def add_flags(parser: argparse.ArgumentParser, config_cls, *, only: Iterable[str] | None = None,
+              skip: Iterable[str] = (), required: Iterable[str] = (), help_overrides: dict | None = None) -> None:
+    """One flag per field of ``config_cls`` declared with :func:`setting` (``only`` / ``skip`` by field name)."""
+    only, skip, required = set(only) if only is not None else None, set(skip), set(required)
+    for field in dataclasses.fields(config_cls):
+        meta = field.metadata
+        if "help" not in meta or not meta["cli"] or field.name in skip or (only is not None and field.name not in only):
+            continue
+        text = (help_overrides or {}).get(field.name, meta["help"])
+        flags = list(meta["flags"] or [f"--{field.name}"])
+        kwargs: dict[str, Any] = {"dest": field.name, "help": _help(field, text)}
+        if field.name in required or (field.default is dataclasses.MISSING
+                                      and field.default_factory is dataclasses.MISSING):
+            kwargs["required"] = True
+        elif field.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = field.default_factory()
+        else:
+            kwargs["default"] = field.default
+        kind = meta["type"] or _base_type(field.type)
+        if meta["action"] == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif meta["action"]:
+            kwargs["action"] = meta["action"]
+        elif kind is bool:
+            kwargs["action"] = "store_false" if field.default is True else "store_true"
+        else:
+            kwargs["type"] = kind
+            for key in ("choices", "nargs", "metavar"):
+                if meta[key] is not None:
+                    kwargs[key] = list(meta[key]) if key == "choices" else meta[key]
+        parser.add_argument(*flags, **kwargs)
+
+
+def from_args(config_cls, args: argparse.Namespace, **extra):
+    """The config built from parsed flags (fields without a flag keep their defaults); ``extra`` wins."""
+    names = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values.update(extra)
+    return config_cls(**values)
+
+
+def check_fields(config) -> None:
+    """The ``minimum`` / ``maximum`` / ``choices`` of every :func:`setting` field; one line naming the field."""
+    for field in dataclasses.fields(config):
+        meta, value = field.metadata, getattr(config, field.name)
+        if "help" not in meta or value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if meta["choices"] is not None and item not in meta["choices"]:
+                raise LabelwiseError(f"`{field.name}` must be one of {', '.join(map(str, meta['choices']))}, "
+                                     f"got {item!r}")
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if meta["minimum"] is not None and item < meta["minimum"]:
+                raise LabelwiseError(f"`{field.name}` must be at least {meta['minimum']}, got {item}")
+            if meta["maximum"] is not None and item > meta["maximum"]:
+                raise LabelwiseError(f"`{field.name}` must be at most {meta['maximum']}, got {item}")

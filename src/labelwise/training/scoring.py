@@ -1,0 +1,64 @@
+"""Scoring a model in memory during training: dev/test metrics, tuned thresholds, the summary lines."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from labelwise.data.dataset import multi_hot
+from labelwise.evaluation.metrics import (
+    PRIOR_STRENGTH,
+    evaluate_predictions,
+    headline,
+    tune_thresholds,
+)
+from labelwise.predict.classifier import Classifier, TorchBackend
+
+log = logging.getLogger("labelwise")
+
+
+def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
+    """Probabilities and metrics at 0.5 of an in-memory model on ``examples``; leaves it in train mode."""
+    clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta)
+    probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
+    model.train()
+    return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5)
+
+
+def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
+                     tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH) -> None:
+    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline.
+
+    ``prior_strength``: see :func:`labelwise.evaluation.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
+    """
+    labels = meta.labels
+    y_dev = multi_hot(dev_set, labels)
+    thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
+    meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
+    metrics = {"epoch": epoch, "dev@0.5": headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
+    if thresholds is not None:
+        metrics["dev@tuned"] = headline(evaluate_predictions(y_dev, dev_probs, labels, meta.thresholds))
+        metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
+    if test_set:
+        test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size)
+        y_test = multi_hot(test_set, labels)
+        metrics["test@0.5"] = headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
+        if thresholds is not None:
+            metrics["test@tuned"] = headline(evaluate_predictions(y_test, test_probs, labels, meta.thresholds))
+    if baseline:
+        metrics["baseline"] = baseline
+    meta.metrics = metrics
+
+
+def log_summary(metrics: dict) -> None:
+    log.info("best epoch %s:", metrics.get("epoch"))
+    rows = [(split, values, "") for split, values in metrics.items() if isinstance(values, dict) and "micro_f1" in values]
+    rows += [(split, values, "  (linear baseline)") for split, values in metrics.get("baseline", {}).items()
+             if isinstance(values, dict)]
+    for split, values, note in rows:
+        log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f%s", split, values["micro_f1"],
+                 values["macro_f1"], values["accuracy"], note)
+
+
+__all__ = ['evaluate_model', 'score_checkpoint']
+
