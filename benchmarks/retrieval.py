@@ -73,7 +73,7 @@ def main(argv=None) -> str:
             ms = 1000 * (time.perf_counter() - start) / len(dev_texts)
             dev = clf.meta.metrics["dev@tuned"]
             rows.append((name, dev["micro_f1"], dev["macro_f1"], ms, build, folder_size(clf.path),
-                         f"k {clf.backend.k}, {clf.backend.vectors.shape[0]} vectors"))
+                         f"k {clf.backend.k}, {clf.backend.size} vectors"))
         fine = Classifier.load(args.params_path)
         start = time.perf_counter()
         fine.predict_proba(dev_texts)

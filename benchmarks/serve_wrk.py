@@ -118,23 +118,30 @@ def wait_idle(url: str) -> None:
         time.sleep(0.5)
 
 
-def run_wrk(url: str, script: Path, bodies: Path, connections: int, seconds: int) -> dict:
+def run_wrk(url: str, script: Path, bodies: Path, connections: int, seconds: int, *script_args: str) -> dict:
+    """One ``wrk -t1`` run; the script gets ``bodies`` and ``script_args`` and prints a ``RESULT {json}`` line."""
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
-                          url, "--", str(bodies)], capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+                          url, "--", str(bodies), *script_args], capture_output=True, text=True, check=True).stdout
+    line = next(row for row in out.splitlines() if row.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 
-def main(argv=None) -> str:
-    args = parse_args(argv)
+def texts_and_model(args, limit: int) -> tuple[list[str], Path]:
+    """For a wrk run (wrk must be installed): the first ``limit`` dev texts of --dataset_dir and the model folder
+    (--model_path, else :func:`default_export`)."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     from labelwise.data.dataset import read_examples, read_labels
 
-    started, load_before = run_started()
     labels = read_labels(Path(args.dataset_dir) / "label.txt")
-    texts = [e.text for e in read_examples(Path(args.dataset_dir) / "dev.txt", labels)][:512]
-    export = Path(args.model_path) if args.model_path else default_export(args.dataset_dir)
+    texts = [e.text for e in read_examples(Path(args.dataset_dir) / "dev.txt", labels)][:limit]
+    return texts, Path(args.model_path) if args.model_path else default_export(args.dataset_dir)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    started, load_before = run_started()
+    texts, export = texts_and_model(args, 512)
     offline = offline_meter(export, texts, args.precision, args.num_threads)
     rows = []
     proc, url = start_server(serve_flags(export, args))

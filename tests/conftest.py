@@ -5,8 +5,10 @@ Everything but Chromium is built offline from what the packages ship and from th
 so the suite needs no network and runs in seconds per test (except those marked ``slow``).
 
 Markers (registered in pyproject.toml): ``slow`` fine-tunes the real m3e-small / all-MiniLM encoder, runs
-DDP (torchrun) subprocesses or trains K fold models; ``browser`` drives headless Chromium. `make test-fast`
-runs ``-m "not slow and not browser"``.
+DDP (torchrun) subprocesses or a local Ray cluster; ``browser`` drives headless Chromium; ``integration``
+(seconds each) uses a trained model, trains or exports one itself, or runs labelwise in a new process.
+`make test-fast` runs ``-m "not slow and not browser"``, `make test-unit` leaves ``integration`` out too.
+A test that uses a fixture of ``MODEL_FIXTURES`` (or one built on it) is marked ``integration`` here.
 
 Browser tests skip when Chromium or the playwright package is missing, except on CI (``CI=true``), where
 they fail instead, unless ``LABELWISE_SKIP_BROWSER=1`` opts out (``.ci/run`` then deselects them).
@@ -197,9 +199,18 @@ def pytest_runtest_setup(item):
             _browser_unavailable(reason)
 
 
+# Fixtures that train a model (seconds each): a test using one, directly or through another fixture, is an
+# ``integration`` test. ``teacher`` is test_pruning.py's own.
+MODEL_FIXTURES = frozenset({"tiny_zh_checkpoint", "tiny_en_checkpoint", "teacher"})
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
-    """Every test that drives Chromium is a ``browser`` test, whatever its module says."""
+    """Every test that drives Chromium is a ``browser`` test, and every one that needs a trained model an
+    ``integration`` test, whatever its module says."""
     for item in items:
-        if "chromium_browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("browser"):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "chromium_browser" in fixtures and not item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.browser)
+        if fixtures & MODEL_FIXTURES and not item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)

@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from labelwise.cli.main import main
 from labelwise.data.annotation import (
     check_splits,
+    label_counts,
     read_doccano,
     read_label_studio,
     split_indices,
@@ -59,11 +61,11 @@ def test_check_splits():
             check_splits(bad)
 
 
-def test_split_really_shuffles_and_is_reproducible():
+def test_random_split_really_shuffles_and_is_reproducible():
     examples = many()
-    a = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3)
-    b = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3)
-    c = split_indices(examples, [0.8, 0.2], shuffle=True, seed=4)
+    a = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3, stratify=False)
+    b = split_indices(examples, [0.8, 0.2], shuffle=True, seed=3, stratify=False)
+    c = split_indices(examples, [0.8, 0.2], shuffle=True, seed=4, stratify=False)
     assert [len(p) for p in a] == [80, 20]
     assert all((x == y).all() for x, y in zip(a, b)) and not (a[1] == c[1]).all()
     assert sorted(np.concatenate(a).tolist()) == list(range(100))
@@ -79,6 +81,74 @@ def test_stratified_split_puts_a_rare_label_in_every_split():
     assert [len(p) for p in parts] == pytest.approx([60, 20, 20], abs=2)
     for part in parts:
         assert any("rare" in examples[i].labels for i in part)
+
+
+def rare_labels(n=200):
+    """Every example is "common"; "r3", "r5" and "r8" sit on 3, 5 and 8 of them, some together."""
+    def labels(i):
+        return ("common",) + tuple(name for name, every in (("r3", 67), ("r5", 40), ("r8", 25)) if i % every == 7)
+    return [Example(f"text {i}", labels(i)) for i in range(n)]
+
+
+def missing_in(examples, parts):
+    """Label → how many splits have none of it."""
+    labels = sorted({label for e in examples for label in e.labels})
+    counts = label_counts(examples, labels, dict(enumerate(parts)))
+    return {label: sum(1 for c in per_split.values() if not c) for label, per_split in counts.items()}
+
+
+def test_stratification_is_the_default_and_rare_labels_reach_every_split():
+    examples = rare_labels()
+    assert [sum(label in e.labels for e in examples) for label in ("r3", "r5", "r8")] == [3, 5, 8]
+    random_misses = 0
+    for seed in range(10):
+        parts = split_indices(examples, [0.8, 0.1, 0.1], seed=seed)
+        assert sorted(np.concatenate(parts).tolist()) == list(range(200))
+        assert [len(p) for p in parts] == pytest.approx([160, 20, 20], abs=2)
+        assert not any(missing_in(examples, parts).values()), seed  # 3 examples, 3 splits: one each
+        random = split_indices(examples, [0.8, 0.1, 0.1], seed=seed, stratify=False)
+        random_misses += any(missing_in(examples, random).values())
+    assert random_misses >= 8  # a plain shuffle leaves some rare label out of dev or test almost every time
+
+
+def test_stratified_split_is_seeded():
+    examples = rare_labels()
+    a, b = (split_indices(examples, [0.7, 0.15, 0.15], seed=5) for _ in range(2))
+    c = split_indices(examples, [0.7, 0.15, 0.15], seed=6)
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert any(len(x) != len(y) or (x != y).any() for x, y in zip(a, c))
+    assert split_indices(examples, [0.8, 0.2], shuffle=False)[0].tolist() == list(range(160))  # file order kept
+
+
+def test_write_dataset_counts_labels_per_split_and_warns_about_rare_ones(tmp_path, caplog):
+    examples = rare_labels() + [Example("only twice a", ("twice",)), Example("only twice b", ("twice",))]
+    with caplog.at_level("WARNING", logger="labelwise"):
+        report = write_dataset(examples, tmp_path / "ds", [0.8, 0.1, 0.1], seed=2)
+    ds = load_dataset(tmp_path / "ds")
+    for name, split in (("train", ds.train), ("dev", ds.dev), ("test", ds.test)):
+        for label in ds.labels:
+            assert report.counts[label][name] == sum(label in e.labels for e in split)
+    assert report.method == "stratified" and report.counts["r3"] == {"train": 1, "dev": 1, "test": 1}
+    assert len(report.warnings) == 1 and "fewer examples than the 3 splits" in report.warnings[0]
+    assert report.warnings[0].count("twice") == 1 and "r3" not in report.warnings[0]
+    assert report.warnings[0] in caplog.text
+    summary = report.summary()
+    assert "(stratified split)" in summary and "examples per label:  train    dev   test  label" in summary
+    assert " " * 20 + f"{report.counts['r5']['train']:>6}      {report.counts['r5']['dev']} " in summary
+    random = write_dataset(examples, tmp_path / "random", [0.8, 0.1, 0.1], seed=2, stratify=False)
+    assert random.method == "random" and any("no example in" in w for w in random.warnings)
+
+
+def test_doccano_command_stratifies_unless_told_not_to(tmp_path, capsys):
+    write_doccano(tmp_path / "export.jsonl", rare_labels())
+    base = ["doccano", "--doccano_file", str(tmp_path / "export.jsonl"), "--splits", "0.8", "0.1", "0.1"]
+    assert main(base + ["--save_dir", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "(stratified split)" in out and "  r3" in out
+    assert all("r3" in {label for e in split for label in e.labels}
+               for split in (load_dataset(tmp_path / "a").dev, load_dataset(tmp_path / "a").test))
+    assert main(base + ["--save_dir", str(tmp_path / "b"), "--stratify", "false"]) == 0
+    assert "(random split)" in capsys.readouterr().out
 
 
 def test_write_dataset_writes_a_loadable_folder(tmp_path):

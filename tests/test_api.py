@@ -31,6 +31,7 @@ def clf(tiny_zh_checkpoint):
 
 
 # ---- the package ---------------------------------------------------------------------------------------------
+@pytest.mark.integration  # a new Python process
 def test_top_level_names_and_no_torch_on_import():
     code = ("import sys, labelwise; assert 'torch' not in sys.modules, 'torch imported'; "
             "from labelwise import Classifier, TrainConfig, train, predict_file, evaluate; "
@@ -211,6 +212,6 @@ def test_cli_turns_parameter_names_into_its_flags(tmp_path, capsys):
 
     assert main(["-q", "train", "--dataset_dir", str(tmp_path), "--batch_size", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--batch_size must be positive" in err and "`" not in err and err.strip().count("\n") == 0
+    assert "--batch_size must be at least 1" in err and "`" not in err and err.strip().count("\n") == 0
     # a name the command has no flag for loses its backticks only
     assert flag_message("`splits` and `nope`", {"--splits"}) == "--splits and nope"

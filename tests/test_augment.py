@@ -143,6 +143,50 @@ def test_mlm_fills_the_masked_words(tiny_mlm):
     assert inserted and grown > 0 and grown % 2 == 0 and is_subsequence(list(ZH), list(inserted[0]))
 
 
+def test_mlm_device_goes_through_resolve_device(tiny_mlm, monkeypatch):
+    """PaddleNLP's gpu[:N] reaches torch as cuda[:N], as in every other command (it used to reach .to() raw)."""
+    import torch
+
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: moved.append(args or kwargs) or self)
+    aug = WordAugmenter("substitute", "mlm", mlm_model=str(tiny_mlm), device="gpu:1")
+    assert moved == [("cuda:1",)]
+    assert aug.filler.device == "cuda:1"  # where fill() sends its inputs
+
+
+@pytest.mark.parametrize("device, says", [("gpu", "no GPU is available here"), ("cuda:0", "no GPU is available here"),
+                                          ("tpu", "not a device"), ("gpu:x", "not a device")])
+def test_device_names_are_resolved_or_refused_in_one_line(device, says, monkeypatch):
+    """Every command resolves --device the same way; a CUDA name with no GPU or a name torch does not know is one
+    LabelwiseError before any model loads (both used to reach torch's .to() and end in a traceback)."""
+    import torch
+
+    from labelwise.model.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LabelwiseError, match=f"^`device` .*{says}"):
+        resolve_device(device)
+    assert resolve_device(None) == resolve_device("auto") == resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("gpu") == "cuda" and resolve_device("gpu:1") == "cuda:1" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_data_augment_device_gpu_without_a_gpu_is_one_line(tiny_mlm, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from labelwise.cli.main import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    train = tmp_path / "train.txt"
+    train.write_text(f"{ZH}\t婚后有子女\n", encoding="utf-8")
+    assert main(["-q", "data", "augment", "--train_path", str(train), "--aug_type", "mlm",
+                 "--mlm_model", str(tiny_mlm), "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == "labelwise: error: --device gpu: no GPU is available here; set --device to cpu\n"
+    assert not (tmp_path / "aug.txt").exists()
+
+
 def test_augment_examples_copies_labels():
     examples = [Example(ZH, ("婚后有子女", "准予离婚")), Example(EN, ("admiration",)), Example("。", ("x",))]
     created, report = augment_examples(examples, WordAugmenter("substitute", create_n=2, seed=1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -47,11 +48,15 @@ def test_ray_route_equals_the_local_predictor(local_ray, untrained_zh_checkpoint
                     encoding="utf-8")
     want = Classifier.load(export).predict(texts, **OPTIONS)  # (the local reader refuses the blank line)
 
+    start = time.perf_counter()
     result = predict_ray(export, data, tmp_path / "scored.parquet", num_actors=2, batch_size=8, progress=False,
                          **OPTIONS)
-    assert result.rows == 60 and result.texts_per_second > 0
+    wall = time.perf_counter() - start
+    assert result.rows == 60 and 0 < result.seconds <= wall  # the job's own time, inside the call's
+    assert result.texts_per_second == pytest.approx(60 / result.seconds)
     assert_same(read_scores(result.output), texts, want)
-    assert json.loads((result.output / MARKER).read_text())["rows"] == 60
+    marker = json.loads((result.output / MARKER).read_text())
+    assert marker["rows"] == 60 and marker["seconds"] == pytest.approx(result.seconds, abs=0.01)
 
     jsonl = tmp_path / "texts.jsonl"  # JSON Lines in and out, torch checkpoint, another text column
     jsonl.write_text("".join(json.dumps({"id": i, "body": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)),

@@ -1,6 +1,8 @@
-"""The command line end to end: train → evaluate → predict, output files, and one-line errors."""
+"""The command line end to end: train → evaluate → predict, output files, one-line errors; defaults from configs."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import re
@@ -9,7 +11,13 @@ import sys
 
 import pytest
 
-from labelwise.cli.main import main
+from labelwise.analysis.sparse import SparseConfig
+from labelwise.cli.main import build_parser, main
+from labelwise.cli.options import DatasetFiles, Decision, InterpretFiles, ModelSource, RunOptions
+from labelwise.compress.config import PruneConfig
+from labelwise.serve.config import ServeConfig
+from labelwise.settings import from_args
+from labelwise.training.config import TrainConfig
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -57,6 +65,7 @@ def test_train_evaluate_predict(tiny_zh_encoder, divorce_small, tmp_path, capsys
     assert "ms/sample" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # new Python processes
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset_dir", "/nonexistent"], "/nonexistent: dataset folder not found"),
     (["evaluate", "--dataset_dir", ".", "--params_path", "/nonexistent"], "model folder not found"),
@@ -69,6 +78,7 @@ def test_errors_are_one_line_without_traceback(args, message, divorce_small):
     assert run.stderr.strip().count("\n") == 0 and message in run.stderr
 
 
+@pytest.mark.integration  # a new Python process
 def test_bad_data_line_is_reported_with_its_number(tmp_path, divorce_small):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -80,6 +90,7 @@ def test_bad_data_line_is_reported_with_its_number(tmp_path, divorce_small):
     assert f"{bad / 'train.txt'}:2: no tab between text and labels" in run.stderr
 
 
+@pytest.mark.integration  # a new Python process
 def test_hub_model_offline_says_so(divorce_small, tmp_path):
     # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported: set it in a fresh process (the CLI), with
     # an empty cache, so that this holds on a machine with internet too
@@ -94,3 +105,96 @@ def test_hub_model_offline_says_so(divorce_small, tmp_path):
     assert message.startswith("labelwise: error: could not load model 'ernie-3.0-medium-zh'")
     assert re.search(r"offline.*--model_name m3e-small", message)  # says why, and what works offline
     assert not (tmp_path / "c").exists()
+
+
+def leaf_commands(parser: argparse.ArgumentParser, path: tuple = ()):
+    """(words, parser) of every command that runs something: ``("train",)``, ``("data", "sparse")``, ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from leaf_commands(sub, path + (name,))
+            return
+    yield path, parser
+
+
+# each command: its required flags, and the configs its flags fill, as they must come out with nothing else given;
+# a value the command sets on purpose is written out (a field it has no flag for is not compared)
+SPLIT = [RunOptions(), DatasetFiles(label_file=None)]  # --label_file: a path to check labels against, no default
+INTERPRET = [ModelSource(), DatasetFiles(dataset_dir="d")]
+DEFAULTS = {
+    "train": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
+    "zeroshot": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
+    "demo": ([], [TrainConfig(dataset_dir="data/divorce", max_train_samples=2000, epochs=2)]),  # a short run
+    "index": ([], [ModelSource(params_path="m3e-small", index_dir="index"), DatasetFiles()]),  # writes an index
+    "predict": ([], [ModelSource(), Decision(), DatasetFiles()]),
+    "evaluate": (["--dataset_dir", "d"], [ModelSource(), Decision(), DatasetFiles(dataset_dir="d"), RunOptions()]),
+    "export": ([], [ModelSource(), Decision()]),
+    "prune": (["--dataset_dir", "d"], [PruneConfig(dataset_dir="d")]),
+    "serve": ([], [ServeConfig(), ModelSource(model_path="export")]),  # serves an export folder
+    "doccano": ([], SPLIT),
+    "labelstudio": ([], SPLIT),
+    "data sparse": (["--dataset_dir", "d"], [SparseConfig(dataset_dir="d")]),
+    "data augment": (["--train_path", "t"], [SparseConfig(dataset_dir="d", create_n=2), RunOptions(), ModelSource()]),
+    "data dirty": (["--dataset_dir", "d"], INTERPRET + [RunOptions()]),
+    "interpret words": ([], [ModelSource(), DatasetFiles(),
+                             InterpretFiles(interpret_result_file="interpret_words.html")]),
+    "interpret examples": (["--dataset_dir", "d"], INTERPRET + [InterpretFiles(), RunOptions()]),
+}
+
+
+def test_every_command_takes_its_defaults_from_the_configs():
+    commands = {" ".join(words) for words, _ in leaf_commands(build_parser())}
+    assert commands == set(DEFAULTS)  # a new command says here what its defaults are
+    for command, (required, expected) in DEFAULTS.items():
+        args = build_parser().parse_args(command.split() + required)
+        for want in expected:
+            flagged = {f.name for f in dataclasses.fields(want)} & set(vars(args))
+            assert flagged, f"{command}: no flag of {type(want).__name__}"
+            unflagged = {f.name: getattr(want, f.name) for f in dataclasses.fields(want) if f.name not in flagged}
+            assert from_args(type(want), args, **unflagged) == want, command
+
+
+def test_train_flags_keep_their_names_and_switches():
+    parse = lambda *flags: from_args(TrainConfig, build_parser().parse_args(["train", "--dataset_dir", "d", *flags]))  # noqa: E731
+    cfg = parse("--no_baseline", "--no_threshold_tuning", "--no-warmup", "--bf16", "--pos_weight", "auto",
+                "--loss", "focal", "--pooling", "cls", "--early_stop", "--few_shot", "--batch_size", "8")
+    assert (cfg.baseline, cfg.threshold_tuning, cfg.warmup, cfg.bf16, cfg.pos_weight, cfg.loss, cfg.pooling,
+            cfg.early_stop, cfg.few_shot, cfg.batch_size) == (False, False, False, True, "auto", "focal", "cls",
+                                                              True, True, 8)
+    assert parse("--no-bf16").bf16 is False and parse("--warmup").warmup is True
+    prune = from_args(PruneConfig, build_parser().parse_args(
+        ["prune", "--dataset_dir", "d", "--params_dir", "c", "--per_device_train_batch_size", "4",
+         "--num_train_epochs", "2", "--width_mult_list", "1/2"]))
+    assert (prune.params_path, prune.batch_size, prune.epochs, prune.width_mult_list) == ("c", 4, 2, ["1/2"])
+    for flags in (["--loss", "hinge"], ["--pooling", "max"], ["--pos_weight", "2"], ["--head_prior"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--dataset_dir", "d", *flags])
+
+
+def test_every_help_renders(capsys):
+    for words, _ in leaf_commands(build_parser()):
+        with pytest.raises(SystemExit) as exit_:
+            main([*words, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: labelwise {' '.join(words)}") and "--" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "zeroshot" in capsys.readouterr().out
+
+
+def test_bad_config_values_are_one_line_naming_the_flag(capsys):
+    assert main(["-q", "train", "--dataset_dir", "d", "--warmup_proportion", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "labelwise: error: --warmup_proportion must be at most 1, got 2.0"
+    assert main(["-q", "prune", "--dataset_dir", "d", "--num_train_epochs", "0"]) == 2
+    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_evaluate_bounds_the_labels_per_text(untrained_zh_checkpoint, divorce_small, tmp_path, capsys):
+    bad_case = tmp_path / "bad_case.txt"
+    assert main(["-q", "evaluate", "--dataset_dir", str(divorce_small), "--params_path", str(untrained_zh_checkpoint),
+                 "--bad_case_file", str(bad_case), "--threshold", "0.99", "--top_k_min", "2", "--top_k_max", "2",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == 80
+    rows = [line.split("\t") for line in bad_case.read_text(encoding="utf-8").splitlines()[1:]]
+    assert rows and all(len(row[2].split(",")) == 2 for row in rows)  # at 0.99 alone: none, or next to none

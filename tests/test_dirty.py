@@ -51,7 +51,7 @@ def test_representer_self_influence_ranks_planted_errors_first():
     assert set(np.argsort(-scores)[:len(flipped)].tolist()) == flipped
 
 
-def test_seed_rule_sorts_by_count_of_positive_weights_then_their_sum():
+def test_paddlenlp_rule_sorts_by_count_of_positive_weights_then_their_sum():
     alpha = np.array([[0.5, 0.2, -0.1], [0.6, -0.3, -0.2], [0.1, 0.1, 0.1], [0.7, -0.1, -0.1]])
     features = np.zeros((4, 2))
     assert np.argsort(-representer_scores(alpha, features, "paddlenlp", 0.0), kind="stable").tolist() == [2, 0, 3, 1]
@@ -137,17 +137,62 @@ def test_doccano_export_of_the_flagged_examples(tiny_zh_checkpoint, divorce_smal
     assert scores == sorted(scores, reverse=True) and all(isinstance(r["model_labels"], list) for r in records)
 
 
-@pytest.mark.slow  # trains K (here 2) fold models
-def test_confident_with_fine_tuned_fold_models(tiny_zh_checkpoint, divorce_small):
+def _keyword_dataset(folder, n_train=160, n_flip=6, seed=3):
+    """Texts of random common characters around one keyword pair (猫猫, 狗狗 or 鱼鱼) that gives the label, so a
+    tiny encoder learns the rule in a few epochs; ``n_flip`` training examples get the next label instead."""
+    import random
+
+    from labelwise.data.dataset import Example, save_dataset
+
+    filler = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行"
+    keyword = {"甲": "猫猫", "乙": "狗狗", "丙": "鱼鱼"}
+    labels = list(keyword)
+    rng = random.Random(seed)
+
+    def make(n):
+        out = []
+        for _ in range(n):
+            label = rng.choice(labels)
+            chars = [rng.choice(filler) for _ in range(rng.randint(5, 10))]
+            chars.insert(rng.randrange(len(chars) + 1), keyword[label])
+            out.append(Example("".join(chars), (label,)))
+        return out
+
+    train, dev = make(n_train), make(40)
+    flipped = rng.sample(range(n_train), n_flip)
+    true_labels = {i: train[i].labels for i in flipped}
+    for i in flipped:
+        train[i] = Example(train[i].text, (labels[(labels.index(train[i].labels[0]) + 1) % 3],))
+    save_dataset(folder, labels, {"train": train, "dev": dev})
+    return labels, true_labels
+
+
+@pytest.mark.integration  # fine-tunes K (here 2) tiny fold models: seconds
+def test_confident_with_fine_tuned_fold_models_finds_planted_errors(tiny_zh_encoder, tmp_path):
+    import torch
+
     from labelwise import Classifier
     from labelwise.data.dataset import load_dataset
+    from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
+    from labelwise.model.encoders import build_model
 
-    train = load_dataset(divorce_small).train[:60]
-    ranking = dirty.find_dirty(Classifier.load(tiny_zh_checkpoint), train, "confident", cl_model="finetune",
-                               folds=2, cl_epochs=1, dataset_dir=divorce_small)
+    labels, true_labels = _keyword_dataset(tmp_path / "data")
+    torch.manual_seed(0)  # the checkpoint only names the kind of model each fold fine-tunes, and its recipe
+    model, tokenizer, _ = build_model(str(tiny_zh_encoder), labels)
+    recipe = {"learning_rate": 3e-3, "batch_size": 8, "max_seq_length": 24}
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer, CheckpointMeta(
+        labels=labels, max_seq_length=24, base_model=str(tiny_zh_encoder), training_args=recipe))
+    train = load_dataset(tmp_path / "data").train
+    ranking = dirty.find_dirty(Classifier.load(tmp_path / "ckpt"), train, "confident", cl_model="finetune",
+                               folds=2, cl_epochs=16, dataset_dir=tmp_path / "data")
     probs = ranking.detail["pred_probs"]
-    assert probs.shape == (60, 20) and np.all((probs > 0) & (probs < 1))
-    assert ranking.scores.shape == (60,) and len(set(np.round(ranking.scores, 6))) > 1
+    assert probs.shape == (160, 3) and np.all((probs > 0) & (probs < 1))
+    given = np.array([labels.index(e.labels[0]) for e in train])
+    assert np.mean(probs.argmax(axis=1) == given) > 0.85  # the fold models learnt the keyword rule out of fold
+    top = set(ranking.order[:12].tolist())  # 12 of 160: by chance about 0.5 of the 6 planted errors land here
+    assert len(top & set(true_labels)) >= 5, sorted(ranking.order.tolist().index(i) for i in true_labels)
+    fixed = [i for i, label in true_labels.items() if tuple(ranking.suggested[i]) == label]
+    assert len(fixed) >= 4  # and the out-of-fold model suggests the label each one had before it was flipped
 
 
 def test_bad_flags_are_one_line_errors(tiny_zh_checkpoint, tiny_en_checkpoint, divorce_small, tmp_path):

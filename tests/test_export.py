@@ -101,10 +101,26 @@ def test_predicting_from_an_export_never_imports_torch(export_dir, divorce_small
     assert [line.split("\t")[1].split(",") for line in lines] == [p.labels for p in want]
 
 
-def test_perf_mode_prints_f1_and_speed(export_dir, divorce_small, capsys):
-    assert main(["predict", "--model_path", str(export_dir), "--dataset_dir", str(divorce_small), "--perf"]) == 0
-    line = capsys.readouterr().out
-    assert "dev size 80" in line and "micro-F1" in line and "ms/sample" in line and "onnx" in line
+def test_perf_mode_prints_the_evaluation_and_its_speed(export_dir, divorce_small, capsys):
+    """--perf's F1 are evaluate()'s on the same split, its ms/sample fits inside the command's own time."""
+    import re
+    import time
+
+    from labelwise.evaluation.evaluate import evaluate
+
+    start = time.perf_counter()
+    assert main(["predict", "--model_path", str(export_dir), "--dataset_dir", str(divorce_small), "--perf",
+                 "--threshold", "0.4", "--batch_size", "16"]) == 0
+    wall = time.perf_counter() - start
+    line = capsys.readouterr().out.strip()
+    found = re.fullmatch(r"dev size (\d+)  micro-F1 ([\d.]+)  macro-F1 ([\d.]+)  ([\d.]+) ms/sample "
+                         r"\(batch 16, onnx\)", line)
+    assert found, line
+    size, micro, macro, ms = int(found[1]), float(found[2]), float(found[3]), float(found[4])
+    want = evaluate(Classifier.load(export_dir), divorce_small, threshold=0.4).metrics
+    assert size == want["size"] == 80
+    assert (micro, macro) == (round(want["micro"]["f1"], 2), round(want["macro"]["f1"], 2))
+    assert 0 < ms * size / 1000 <= wall
 
 
 def test_missing_precision_and_bad_paths_are_clear_errors(export_dir, tiny_zh_checkpoint, tmp_path, capsys):

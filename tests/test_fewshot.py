@@ -63,6 +63,7 @@ def test_zero_shot_scores_texts_by_their_label_names(tiny_zh_encoder, divorce_sm
     np.testing.assert_allclose(plain_transformers_probabilities(tmp_path / "zs", words), probs, atol=1e-5)
 
 
+@pytest.mark.integration  # trains a model
 def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, tmp_path, capsys, monkeypatch):
     from labelwise.training import fewshot
 

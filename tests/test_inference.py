@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from labelwise import Classifier
-from labelwise.evaluation.decision import decide
-from labelwise.evaluation.metrics import tune_thresholds
+from labelwise.evaluation.decision import chosen_ids, decide, decision_matrix
+from labelwise.evaluation.metrics import apply_thresholds, tune_thresholds
 from labelwise.predict.batching import encode, length_grouped_batches
 
 
@@ -18,6 +18,33 @@ def test_decide_thresholds_and_top_k():
     assert decide(probs, [0.95, 0.5, 0.05]) == [[1, 2], [2], [1, 2]]
     assert decide(probs, 0.5, top_k_min=1) == [[0, 1], [1], [1, 2, 0]]
     assert decide(probs, 0.5, top_k_max=1) == [[0], [], [1]]
+
+
+def test_decision_matrix_is_decide_as_a_matrix():
+    rng = np.random.default_rng(0)
+    probs = rng.random((300, 6)).astype(np.float32)
+    probs[:20] = np.float32(0.5)  # ties and values exactly at the threshold
+    thresholds = rng.choice([0.0, 0.3, 0.5, 0.9, 1.0], size=6)
+    for top_k_min, top_k_max in [(0, None), (1, None), (3, None), (0, 1), (1, 2), (2, 2)]:
+        matrix = decision_matrix(probs, thresholds, top_k_min, top_k_max)
+        ids = decide(probs, thresholds, top_k_min, top_k_max)
+        assert matrix.dtype == np.int8 and matrix.shape == probs.shape
+        assert [sorted(row) for row in ids] == [np.flatnonzero(row).tolist() for row in matrix]
+        assert chosen_ids(probs, matrix) == ids  # same order too: most probable first
+        counts = matrix.sum(axis=1)
+        assert counts.min() >= min(top_k_min, 6) and (top_k_max is None or counts.max() <= top_k_max)
+
+
+@pytest.mark.parametrize("top_k, message", [({"top_k_min": -1}, "`top_k_min` must be a whole number"),
+                                            ({"top_k_max": 0}, "`top_k_max` must be a whole number"),
+                                            ({"top_k_min": 1.5}, "`top_k_min` must be a whole number"),
+                                            ({"top_k_min": 3, "top_k_max": 2}, "must not be smaller")])
+def test_bad_top_k_is_refused_everywhere(top_k, message):
+    from labelwise.errors import LabelwiseError
+
+    for decision in (decide, decision_matrix, apply_thresholds):
+        with pytest.raises(LabelwiseError, match=message):
+            decision(np.full((2, 3), 0.5), 0.5, **top_k)
 
 
 def test_tune_thresholds_finds_the_separating_point():
@@ -235,3 +262,74 @@ def test_one_loader_one_precision_rule(tiny_zh_checkpoint, divorce_small, tmp_pa
         err = capsys.readouterr().err
         assert "--precision int8 needs an ONNX export folder" in err and err.count("\n") == 1, err
     assert not (tmp_path / "out.txt").exists() and not (tmp_path / "bad.txt").exists()
+
+
+def test_bad_cases_and_predict_make_the_same_decisions(untrained_zh_checkpoint, divorce_small, tmp_path):
+    """evaluate(top_k_min=1): bad_case.txt, the metrics and predict() give every text the same labels.
+
+    The evaluation used to decide by threshold alone, so a text with no label above threshold was
+    shown as predicted-nothing in bad_case.txt while `labelwise predict --top_k_min 1` gave it a label.
+    """
+    from sklearn.metrics import f1_score
+
+    from labelwise.data.dataset import Example, multi_hot, read_examples, read_labels
+    from labelwise.evaluation.evaluate import evaluate, write_bad_cases
+
+    clf = Classifier.load(untrained_zh_checkpoint, device="cpu")  # a random head: probabilities differ by text
+    examples = read_examples(divorce_small / "dev.txt")
+    texts = [e.text for e in examples]
+    best = clf.predict_proba(texts).max(axis=1)
+    threshold = float(np.median(best))  # about half the texts have no label at or above it
+    nothing_above = {t for t, p in zip(texts, best) if p < threshold}
+    assert nothing_above
+    predictions = clf.predict(texts, threshold=threshold, top_k_min=1)
+    predicted = {t: p.labels for t, p in zip(texts, predictions)}
+    assert all(len(predicted[t]) == 1 for t in nothing_above)  # the top label, below threshold
+
+    ev = evaluate(clf, divorce_small, threshold=threshold, top_k_min=1)
+    assert ev.predicted_labels() == [p.labels for p in predictions]
+    assert write_bad_cases(ev, tmp_path / "bad.txt") > 0
+    lines = (tmp_path / "bad.txt").read_text(encoding="utf-8").splitlines()[1:]
+    shown = {}
+    for line in lines:
+        text, _gold, prediction = line.split("\t")
+        shown[text] = prediction.split(",") if prediction else []
+        assert shown[text] == predicted[text], text
+    assert nothing_above & set(shown)  # such a text is a bad case with its top label, not with nothing
+    wrong = {t for t, e in zip(texts, examples) if set(predicted[t]) != set(e.labels)}
+    assert set(shown) == wrong
+
+    labels = read_labels(divorce_small / "label.txt")
+    y_pred = multi_hot([Example(t, tuple(predicted[t])) for t in texts], labels)
+    y_true = multi_hot(examples, labels)
+    assert ev.metrics["micro"]["f1"] == pytest.approx(100 * f1_score(y_true, y_pred, average="micro"))
+    assert ev.metrics["macro"]["f1"] == pytest.approx(100 * f1_score(y_true, y_pred, average="macro",
+                                                                     zero_division=0))
+    assert ev.metrics["top_k_min"] == 1
+
+
+def test_perf_mode_on_a_checkpoint_prints_its_evaluation(untrained_zh_checkpoint, divorce_small, capsys):
+    """`predict --perf` on a checkpoint: the micro/macro-F1 it prints are evaluate()'s on the same data."""
+    import re
+    import time
+
+    from labelwise.cli import main
+    from labelwise.evaluation.evaluate import evaluate
+
+    clf = Classifier.load(untrained_zh_checkpoint, device="cpu")
+    threshold = float(np.median(clf.predict_proba([e.split("\t")[0] for e in (divorce_small / "dev.txt").read_text(
+        encoding="utf-8").splitlines()])))  # a random head: about half the labels chosen, F1 far from 0 and 100
+    want = evaluate(clf, divorce_small, threshold=threshold).metrics
+    start = time.perf_counter()
+    assert main(["predict", "--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(divorce_small),
+                 "--perf", "--threshold", repr(threshold), "--device", "cpu"]) == 0
+    wall = time.perf_counter() - start
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    found = re.fullmatch(r"dev size (\d+)  micro-F1 ([\d.]+)  macro-F1 ([\d.]+)  ([\d.]+) ms/sample "
+                         r"\(batch \d+, torch\)", line)
+    assert found, line
+    size, micro, macro, ms = int(found[1]), float(found[2]), float(found[3]), float(found[4])
+    assert size == want["size"] == 80
+    assert (micro, macro) == (round(want["micro"]["f1"], 2), round(want["macro"]["f1"], 2))
+    assert micro != macro  # two different numbers, not one printed twice
+    assert 0 < ms * size / 1000 <= wall

@@ -102,6 +102,18 @@ def test_report_holds_the_numbers_swaps_curves_and_escaped_bad_cases():
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_report_makes_the_evaluations_top_k_decisions():
+    """With top_k_min=1 the report shows what bad_case.txt and `predict --top_k_min 1` give: "five" (gold: no
+    label, nothing at 0.5) gets its most probable label b and becomes a bad case; "three" keeps b alone."""
+    from dataclasses import replace
+
+    ev = replace(_toy_evaluation(), top_k_min=1)
+    cases = {row[0]: row for row in _parse(build_report(ev)).tables["bad-cases"][1:]}
+    assert list(cases) == ["1", "2", "4", "5"]
+    assert cases["5"][3] == "b 0.20"
+    assert ev.predicted_labels()[4] == ["b"] and ev.predicted_labels()[2] == ["b"]
+
+
 def test_evaluate_report_cli_chinese(tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
     report, bad = tmp_path / "out" / "report.html", tmp_path / "bad_case.txt"
     code = main(["-q", "evaluate", "--dataset_dir", str(divorce_small), "--params_path", str(tiny_zh_checkpoint),

@@ -52,7 +52,7 @@ def test_threshold_and_top_k_options(client, classifier):
     assert nothing["labels"] == [] and nothing["scores"] == []
 
 
-def test_seed_request_shape_returns_label_names(client, classifier):
+def test_paddlenlp_request_shape_returns_label_names(client, classifier):
     body = {"data": {"text": TEXTS}, "parameters": {"max_seq_len": 32, "batch_size": 8, "prob_limit": 0.1}}
     response = client.post("/models/cls_multi_label", json=body)
     assert response.status_code == 200
@@ -214,7 +214,7 @@ def test_queue_bound_below_a_full_request_is_refused():
     from labelwise.errors import LabelwiseError
 
     with pytest.raises(LabelwiseError, match="max_queue"):
-        ServeConfig(max_texts=64, max_queue=10).check()
+        ServeConfig(max_texts=64, max_queue=10).validate()
 
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -245,3 +245,38 @@ def test_fuzzed_bodies_get_2xx_or_a_one_line_4xx(client, body, route):
         error = response.json()["error"]
         assert error and "\n" not in error
     assert client.get("/health").status_code == 200
+
+
+KEY = "fuzz-key-0123456789"
+HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+AUTH_HEADERS = st.one_of(  # (headers, whether they carry the key): random values are never the key
+    st.just(({}, False)),
+    st.builds(lambda v: ({"Authorization": v}, False), HEADER_TEXT),
+    st.builds(lambda v: ({"Authorization": f"Bearer {v}"}, False), HEADER_TEXT),
+    st.builds(lambda v: ({"X-API-Key": v}, False), HEADER_TEXT),
+    st.just(({"Authorization": f"Basic {KEY}"}, False)),
+    st.sampled_from([({"Authorization": f"Bearer {KEY}"}, True), ({"X-API-Key": KEY}, True),
+                     ({"authorization": f"bearer  {KEY} "}, True), ({"X-API-Key": f" {KEY}"}, True)]),
+)
+
+
+@pytest.fixture(scope="module")
+def keyed_client(classifier):
+    with TestClient(create_app(classifier, ServeConfig(max_texts=4, max_chars=300, api_key=KEY))) as test_client:
+        yield test_client
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(body=st.one_of(BODIES.map(lambda b: json.dumps(b).encode()), st.binary(max_size=40)), auth=AUTH_HEADERS,
+       route=st.sampled_from(["/predict", "/models/cls_multi_label", "/labels", "/metrics", "/health"]))
+def test_fuzzed_keys_and_bodies_get_401_without_the_key_and_never_a_5xx(keyed_client, body, auth, route):
+    headers, has_key = auth
+    method = "GET" if route in ("/labels", "/metrics", "/health") else "POST"
+    response = keyed_client.request(method, route, content=body if method == "POST" else None,
+                                    headers={"content-type": "application/json", **headers})
+    assert response.status_code < 500, response.text
+    assert (response.status_code == 401) == (route != "/health" and not has_key), response.text
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert error and "\n" not in error

@@ -53,3 +53,31 @@ def test_check_fields_names_the_field():
                          (dict(loss="hinge"), "`loss` must be one of bce, focal, got 'hinge'")):
         with pytest.raises(LabelwiseError, match=message.replace("(", r"\(")):
             check_fields(Example(dataset_dir="d", **bad))
+
+
+def test_a_command_can_give_a_shared_field_its_own_default_and_help():
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Example, only=("dataset_dir", "widths"), defaults={"dataset_dir": "data"},
+              help_overrides={"dataset_dir": "where the data is"})
+    args = parser.parse_args([])
+    assert (args.dataset_dir, args.widths) == ("data", ["3/4"]) and not hasattr(args, "rate")
+    text = " ".join(parser.format_help().split())
+    assert "where the data is (default data)" in text and "ratios (default 3/4)" in text
+
+
+def test_every_config_validates_the_same_way():
+    from labelwise.analysis.sparse import SparseConfig
+    from labelwise.compress.config import PruneConfig
+    from labelwise.serve.config import ServeConfig
+    from labelwise.training.config import TrainConfig
+
+    for config in (TrainConfig(dataset_dir="d"), PruneConfig(dataset_dir="d"), SparseConfig(dataset_dir="d"),
+                   ServeConfig()):
+        assert config.validate() is config
+    for config, message in ((TrainConfig(dataset_dir="d", pooling="max"), "`pooling` must be one of auto, mean, cls"),
+                            (TrainConfig(dataset_dir="d", learning_rate=2.0), "`learning_rate` must be in"),
+                            (PruneConfig(dataset_dir="d", save_steps=0), "`save_steps` must be at least 1"),
+                            (SparseConfig(dataset_dir="d", aug_type="x"), "`aug_type` must be one of"),
+                            (ServeConfig(max_wait_ms=-1), "`max_wait_ms` must be at least 0")):
+        with pytest.raises(LabelwiseError, match=message):
+            config.validate()

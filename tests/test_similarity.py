@@ -64,7 +64,7 @@ def test_a_training_text_is_its_own_best_support(model, dataset, request):
     assert items[0].predicted == clf.predict([train[3].text])[0].labels
 
 
-def test_format_is_the_seeds_layout():
+def test_format_is_paddlenlps_layout():
     from labelwise.analysis.similarity import Interpretation, Support
 
     item = Interpretation("双方分居至今。", ("婚后分居",), ["婚后分居", "准予离婚"],

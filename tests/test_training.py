@@ -1,8 +1,10 @@
 """Training loop: losses, resume after a crash, init_from_ckpt, early stop, DDP with two CPU processes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import DIVORCE, make_subset
+from labelwise.cli.main import main
 from labelwise.data.dataset import load_dataset, multi_hot
 from labelwise.errors import LabelwiseError
 from labelwise.evaluation.metrics import evaluate_predictions
@@ -21,6 +24,8 @@ from labelwise.training import finetune as training
 from labelwise.training.config import TrainConfig
 from labelwise.training.finetune import train
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
+from labelwise.training.resume import load_state, restore_random_states, save_state
+from labelwise.training.scoring import evaluate_model
 
 
 def tiny_config(encoder, dataset, save_dir, **overrides) -> TrainConfig:
@@ -46,56 +51,113 @@ def test_auto_pos_weight_is_neg_over_pos_clipped():
 
 
 def test_bad_config_is_a_clear_error(tiny_zh_encoder, divorce_small, tmp_path):
-    with pytest.raises(LabelwiseError, match="`batch_size` must be positive"):
+    with pytest.raises(LabelwiseError, match="`batch_size` must be at least 1, got 0"):
         train(tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "c", batch_size=0))
+
+
+def crash_when_scoring(epoch: int):
+    """An evaluate_model that raises KeyboardInterrupt (the process is killed) while it scores ``epoch`` on dev."""
+    calls = []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return evaluate_model(*args, **kwargs)
+
+    return evaluate
+
+
+@pytest.mark.parametrize("empty", [["dev.txt"], ["train.txt", "dev.txt"]])
+def test_an_empty_split_is_named_by_its_file(tiny_zh_encoder, divorce_small, tmp_path, capsys, empty):
+    data = make_subset(divorce_small, tmp_path / "data", 20, 10)
+    for name in empty:
+        (data / name).write_text("", encoding="utf-8")
+    with pytest.raises(LabelwiseError) as err:
+        train(tiny_config(tiny_zh_encoder, data, tmp_path / "c"))
+    named = [name for name in ("train.txt", "dev.txt") if str(data / name) in str(err.value)]
+    assert named == empty and "no examples" in str(err.value)
+    assert main(["-q", "train", "--dataset_dir", str(data), "--model_name", str(tiny_zh_encoder),
+                 "--save_dir", str(tmp_path / "c")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert str(data / empty[-1]) in message and "\n" not in message and not (tmp_path / "c").exists()
 
 
 def test_resume_continues_after_the_last_finished_epoch(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch):
     save = tmp_path / "ckpt"
     cfg = tiny_config(tiny_zh_encoder, divorce_small, save, epochs=3, max_train_samples=64, max_dev_samples=32)
-    real_evaluate = training.evaluate_model
-    calls = []
-
-    def crash_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the process is killed while evaluating epoch 2
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(training, "evaluate_model", crash_in_epoch_2)
+    monkeypatch.setattr(training, "evaluate_model", crash_when_scoring(epoch=2))
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     state = json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())
     assert state["epoch"] == 1 and (save / "head.safetensors").exists()  # best so far is safe on disk
 
-    monkeypatch.setattr(training, "evaluate_model", real_evaluate)
-    cfg.resume = True
-    result = train(cfg)
+    monkeypatch.undo()
+    result = train(dataclasses.replace(cfg, resume=True))
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.history[0] == state["history"][0]  # epoch 1 was not redone
     assert not (tmp_path / "ckpt.train_state").exists()
 
 
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_zh_encoder, divorce_small, tmp_path,
+                                                                    monkeypatch):
+    cfg = tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "whole", epochs=3, max_train_samples=64,
+                      max_dev_samples=32)
+    whole = train(cfg)
+    monkeypatch.setattr(training, "evaluate_model", crash_when_scoring(epoch=2))
+    with pytest.raises(KeyboardInterrupt):  # killed after epoch 2's steps: the state holds epoch 1
+        train(dataclasses.replace(cfg, save_dir=str(tmp_path / "killed")))
+    monkeypatch.undo()
+    resumed = train(dataclasses.replace(cfg, save_dir=str(tmp_path / "killed"), resume=True))
+
+    assert resumed.history == whole.history  # the same training losses and dev scores, to the last bit
+    assert resumed.best_epoch == whole.best_epoch and timeless(resumed.metrics) == timeless(whole.metrics)
+    weights = resumed.classifier.backend.model.state_dict()
+    for name, value in whole.classifier.backend.model.state_dict().items():
+        assert torch.equal(weights[name], value), name
+    for name in ("encoder/model.safetensors", "head.safetensors"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    whole_meta, killed_meta = (json.loads((tmp_path / run / "labelwise.json").read_text()) for run in ("whole", "killed"))
+    assert killed_meta["thresholds"] == whole_meta["thresholds"]
+    assert timeless(killed_meta["metrics"]) == timeless(whole_meta["metrics"])
+
+
+def timeless(metrics: dict) -> dict:
+    """The metrics without the baseline's fitting time (a clock reading, different in every run)."""
+    return {**metrics, "baseline": {k: v for k, v in metrics["baseline"].items() if k != "fit_seconds"}}
+
+
+def test_resume_state_restores_every_random_state_and_warns_about_another_data_order(tmp_path, caplog):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    order = {"seed": 3, "batch_size": 16, "examples": "abc"}
+    save_state(tmp_path / "state", model, optimizer, scheduler, {"epoch": 1}, order)
+    drawn = random.random(), np.random.rand(), torch.rand(3)
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)  # something in between draws from every generator
+
+    state = load_state(tmp_path / "state", model, optimizer, scheduler, order, "cpu")
+    restore_random_states(state["random"])
+    again = random.random(), np.random.rand(), torch.rand(3)
+    assert again[:2] == drawn[:2] and torch.equal(again[2], drawn[2]) and state["epoch"] == 1
+    assert "data order" not in caplog.text
+
+    with caplog.at_level("WARNING", logger="labelwise"):
+        load_state(tmp_path / "state", model, optimizer, scheduler, {**order, "batch_size": 32}, "cpu")
+    assert "other batch_size" in caplog.text and "data order" in caplog.text
+
+
 def test_resume_state_is_not_rewritten_after_every_short_epoch(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_zh_encoder, divorce_small, tmp_path / "ckpt", epochs=3, max_train_samples=32,
                       max_dev_samples=16)
-    real_evaluate = training.evaluate_model
-    calls = []
-
-    def crash_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(training, "evaluate_model", crash_in_epoch_3)
+    monkeypatch.setattr(training, "evaluate_model", crash_when_scoring(epoch=3))
     monkeypatch.setattr(training, "STATE_INTERVAL_SECONDS", 3600.0)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     assert json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())["epoch"] == 1  # epoch 2 not saved
 
     monkeypatch.setattr(training, "STATE_INTERVAL_SECONDS", 0.0)
-    calls.clear()
+    monkeypatch.setattr(training, "evaluate_model", crash_when_scoring(epoch=3))
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     assert json.loads((tmp_path / "ckpt.train_state" / "state.json").read_text())["epoch"] == 2

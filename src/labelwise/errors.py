@@ -29,3 +29,31 @@ class OutputExistsError(LabelwiseError):
     def __init__(self, message: str, paths):
         self.paths = list(paths)
         super().__init__(message)
+
+
+class WriteError(LabelwiseError):
+    """A write failed for want of space, quota or permission (see :func:`labelwise.files.write_error`).
+
+    ``needed``: the bytes the file or folder needs, where known. Nothing half-written is left behind.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike, errno: int, needed: int | None = None):
+        self.path, self.errno, self.needed = str(path), errno, needed
+        super().__init__(message)
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that reached the command line: the path, what went wrong, no traceback."""
+    where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+    lines = str(err).strip().splitlines()
+    what = err.strerror or (lines[0][:200] if lines else type(err).__name__)
+    return f"{where}{what}"
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr`` of a user's value (a label, a text) for an error line, cut to about ``limit`` characters with its
+    length when longer, so a 1 MB label does not become a 1 MB message."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit - 20]!r}… ({len(text):,} characters)"

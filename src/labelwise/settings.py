@@ -60,31 +60,41 @@ def _base_type(annotation: Any):
     return str
 
 
-def _help(field: dataclasses.Field, text: str) -> str:
-    default = field.default if field.default is not dataclasses.MISSING else None
-    if default is None or isinstance(default, bool) or "default" in text:
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _help(text: str, default: Any) -> str:
+    """The help, with ``(default X)`` added unless it says its default itself (or there is none to say)."""
+    if default is None or default is dataclasses.MISSING or isinstance(default, bool) or "default" in text:
         return text
-    return f"{text} (default {default})".replace("%", "%%")
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    return f"{text} (default {shown})".replace("%", "%%")
 
 
 def add_flags(parser: argparse.ArgumentParser, config_cls, *, only: Iterable[str] | None = None,
-              skip: Iterable[str] = (), required: Iterable[str] = (), help_overrides: dict | None = None) -> None:
-    """One flag per field of ``config_cls`` declared with :func:`setting` (``only`` / ``skip`` by field name)."""
+              skip: Iterable[str] = (), required: Iterable[str] = (), help_overrides: dict | None = None,
+              defaults: dict | None = None) -> None:
+    """One flag per field of ``config_cls`` declared with :func:`setting` (``only`` / ``skip`` by field name).
+
+    A command that shares a field but not its meaning can say so: ``required`` (field names), ``help_overrides``
+    and ``defaults`` (field name → help / default for this command only).
+    """
     only, skip, required = set(only) if only is not None else None, set(skip), set(required)
     for field in dataclasses.fields(config_cls):
         meta = field.metadata
         if "help" not in meta or not meta["cli"] or field.name in skip or (only is not None and field.name not in only):
             continue
-        text = (help_overrides or {}).get(field.name, meta["help"])
+        default = (defaults or {}).get(field.name, _default(field))
         flags = list(meta["flags"] or [f"--{field.name}"])
-        kwargs: dict[str, Any] = {"dest": field.name, "help": _help(field, text)}
-        if field.name in required or (field.default is dataclasses.MISSING
-                                      and field.default_factory is dataclasses.MISSING):
+        kwargs: dict[str, Any] = {"dest": field.name,
+                                  "help": _help((help_overrides or {}).get(field.name, meta["help"]), default)}
+        if field.name in required or default is dataclasses.MISSING:
             kwargs["required"] = True
-        elif field.default_factory is not dataclasses.MISSING:
-            kwargs["default"] = field.default_factory()
         else:
-            kwargs["default"] = field.default
+            kwargs["default"] = default
         kind = meta["type"] or _base_type(field.type)
         if meta["action"] == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -159,18 +159,20 @@ class MaskFiller:
     """Fill ``[MASK]`` runs with a masked LM's likely tokens (top 5, sampled)."""
 
     def __init__(self, model_name: str, device: str | None = None, top_n: int = 5):
+        from labelwise.model.device import resolve_device
         from labelwise.model.encoders import quiet_transformers
 
         quiet_transformers()
+        self.device = resolve_device(device)  # gpu[:N] → cuda[:N]; no GPU here → one line, before any loading
         try:
             from transformers import AutoModelForMaskedLM, AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(model_name)
-            self.model = AutoModelForMaskedLM.from_pretrained(model_name).to(device or "cpu").eval()
+            self.model = AutoModelForMaskedLM.from_pretrained(model_name).to(self.device).eval()
         except (OSError, ValueError) as err:
             raise LabelwiseError(f"`mlm_model` {model_name}: cannot load a masked language model there "
                                  f"({str(err).splitlines()[0]}); give a local folder with an MLM head") from None
-        self.top_n, self.device = top_n, device or "cpu"
+        self.top_n = top_n
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         special = set(self.tokenizer.all_special_tokens)
         self.zh_ok = {i for i, t in enumerate(vocab) if t not in special and len(t) == 1 and _CJK.match(t)}

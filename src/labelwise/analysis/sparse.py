@@ -9,7 +9,7 @@
    examples are duplicated or rewritten by a word-level strategy) or unlabelled ``data.txt`` (to
    annotate: written as doccano JSONL for labelling).
 
-Outputs (seed formats): ``sparse.txt`` (dev lines), ``support.txt`` (``text\\tlabels`` when
+Outputs (PaddleNLP's formats): ``sparse.txt`` (dev lines), ``support.txt`` (``text\\tlabels`` when
 augmenting, bare texts when annotating), and either ``train_sparse_aug.txt`` (train + support, ready
 to train on) or ``support.jsonl`` (doccano import).
 """
@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from labelwise.analysis.augment import AUG_TYPES
 from labelwise.analysis.similarity import SupportIndex, logits_from_features
 from labelwise.data.dataset import (
     Example,
@@ -31,11 +32,11 @@ from labelwise.data.dataset import (
     write_examples,
     write_lines,
 )
-from labelwise.errors import LabelwiseError
 from labelwise.evaluation.decision import sigmoid
 from labelwise.evaluation.metrics import f1_scores
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
+from labelwise.settings import check_fields, setting
 
 log = logging.getLogger("labelwise")
 
@@ -47,43 +48,42 @@ __all__ = ["SparseConfig", "SparseResult", "support_scores", "select_support", "
 
 @dataclass
 class SparseConfig:
-    dataset_dir: str
-    params_path: str = "checkpoint"
-    output_dir: str | None = None  # default: dataset_dir (PaddleNLP's place)
-    annotate: bool = False
-    aug_strategy: str = "substitute"
-    aug_type: str = "synonym"
-    aug_percent: float = 0.1
-    create_n: int = 1
-    mlm_model: str | None = None
-    sparse_num: int = 100
-    support_num: int = 100
-    support_threshold: float = 0.7
-    rationale_num_sparse: int = 3
-    rationale_num_support: int = 6
-    train_file: str = "train.txt"
-    dev_file: str = "dev.txt"
-    label_file: str = "label.txt"
-    unlabeled_file: str = "data.txt"
-    sparse_file: str = "sparse.txt"
-    support_file: str = "support.txt"
-    support_doccano_file: str = "support.jsonl"
-    train_output_file: str = "train_sparse_aug.txt"
-    batch_size: int = 32
-    max_seq_length: int | None = None
-    device: str | None = None
-    seed: int = 3
-    overwrite: bool = False
-    progress: bool = False
+    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
+    params_path: str = setting("checkpoint", help="checkpoint folder from `labelwise train`")
+    output_dir: str | None = setting(None, help="where the files go (default: --dataset_dir, PaddleNLP's place)")
+    annotate: bool = setting(False, help="pick support texts from unlabelled --unlabeled_file to annotate "
+                             "(doccano JSONL)")
+    aug_strategy: str = setting("substitute", help="how support examples are rewritten", choices=SPARSE_AUG_STRATEGIES)
+    aug_type: str = setting("synonym", choices=AUG_TYPES,
+                            help="where substitute/insert get words: synonym (Cilin / Moby thesaurus), homonym "
+                                 "(Chinese pinyin), mlm (a masked LM, needs --mlm_model)")
+    aug_percent: float = setting(0.1, help="share of words changed", minimum=0, maximum=1)
+    create_n: int = setting(1, help="new texts per example", minimum=1)
+    mlm_model: str | None = setting(None, help="folder of a model with a masked-LM head, for --aug_type mlm")
+    sparse_num: int = setting(100, help="dev examples to call sparse", minimum=1)
+    support_num: int = setting(100, help="support examples to pick", minimum=1)
+    support_threshold: float = setting(0.7, help="minimum cosine similarity of a support example (-1 to 1)",
+                                       minimum=-1, maximum=1)
+    rationale_num_sparse: int = setting(3, help="neighbours averaged for the support score", minimum=1)
+    rationale_num_support: int = setting(6, help="neighbours searched per sparse example", minimum=1)
+    train_file: str = setting("train.txt", help="file name of the train split")
+    dev_file: str = setting("dev.txt", help="file name of the dev split")
+    label_file: str = setting("label.txt", help="file name of the label list")
+    unlabeled_file: str = setting("data.txt", help="unlabelled texts, with --annotate")
+    sparse_file: str = setting("sparse.txt", help="output: the sparse dev examples")
+    support_file: str = setting("support.txt", help="output: the support examples")
+    support_doccano_file: str = setting("support.jsonl", help="output with --annotate: doccano JSONL", cli=False)
+    train_output_file: str = setting("train_sparse_aug.txt", help="train + support, when augmenting")
+    batch_size: int = setting(32, help="texts per batch", minimum=1)
+    max_seq_length: int | None = setting(None, help="default: the model's", minimum=1)
+    device: str | None = setting(None, help="cpu | gpu | gpu:N")
+    seed: int = setting(3, help="random seed")
+    overwrite: bool = setting(False, help="replace existing output files")
+    progress: bool = setting(False, help="progress bars", cli=False)
 
-    def validate(self) -> None:
-        for name in ("sparse_num", "support_num", "rationale_num_sparse", "rationale_num_support", "batch_size"):
-            if getattr(self, name) < 1:
-                raise LabelwiseError(f"`{name}` must be at least 1, got {getattr(self, name)}")
-        if not -1 <= self.support_threshold <= 1:
-            raise LabelwiseError(f"`support_threshold` is a cosine similarity in [-1, 1], got {self.support_threshold}")
-        if not self.annotate and self.aug_strategy not in SPARSE_AUG_STRATEGIES:
-            raise LabelwiseError(f"`aug_strategy` must be one of {', '.join(SPARSE_AUG_STRATEGIES)}")
+    def validate(self) -> SparseConfig:
+        check_fields(self)
+        return self
 
 
 @dataclass

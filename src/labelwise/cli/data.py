@@ -11,7 +11,11 @@ import os
 import sys
 from pathlib import Path
 
+from labelwise.analysis.augment import AUG_STRATEGIES
+from labelwise.analysis.sparse import SparseConfig
+from labelwise.cli.options import DatasetFiles, InterpretFiles, ModelSource, RunOptions
 from labelwise.errors import LabelwiseError
+from labelwise.settings import add_flags, from_args
 
 
 def _bool(value: str) -> bool:
@@ -29,38 +33,15 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
                    help="train [dev [test]] ratios summing to 1 (default 0.8 0.2)")
     p.add_argument("--is_shuffle", type=_bool, nargs="?", const=True, default=True,
                    help="shuffle before splitting (default true; --is_shuffle false keeps file order)")
-    p.add_argument("--seed", type=int, default=3, help="shuffle seed (default %(default)s)")
-    p.add_argument("--stratify", action="store_true",
-                   help="iterative stratification: every label reaches every split in proportion")
+    p.add_argument("--stratify", type=_bool, nargs="?", const=True, default=None,
+                   help="iterative stratification: every label reaches every split in proportion (default: on "
+                        "when shuffling; --stratify false: the plain random split)")
     p.add_argument("--output_file", default=None,
                    help="instead of a dataset folder, write every example to this one file "
                         "(re-annotated dirty or support data)")
-    p.add_argument("--label_file", default=None, help="with --output_file: labels must be in this label.txt")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-
-
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset_dir", required=True, help="folder with train.txt, dev.txt, label.txt")
-    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder from `labelwise train`")
-    p.add_argument("--device", default=None, help="cpu | gpu | gpu:N")
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
-    p.add_argument("--train_file", default="train.txt")
-    p.add_argument("--label_file", default="label.txt")
-
-
-def _aug_flags(p: argparse.ArgumentParser, strategies, default_create_n: int) -> None:
-    from labelwise.analysis.augment import AUG_TYPES
-
-    p.add_argument("--aug_strategy", choices=strategies, default="substitute")
-    p.add_argument("--aug_type", choices=AUG_TYPES, default="synonym",
-                   help="where substitute/insert get words: synonym (Cilin / Moby thesaurus), homonym "
-                        "(Chinese pinyin), mlm (a masked LM, needs --mlm_model)")
-    p.add_argument("--create_n", type=int, default=default_create_n, help="new texts per example")
-    p.add_argument("--aug_percent", type=float, default=0.1, help="share of words changed (default 0.1)")
-    p.add_argument("--mlm_model", default=None, help="folder of a model with a masked-LM head, for --aug_type mlm")
-    p.add_argument("--seed", type=int, default=3)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_flags(p, DatasetFiles, only=("label_file",), defaults={"label_file": None},
+              help_overrides={"label_file": "with --output_file: labels must be in this label.txt"})
+    add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
 
 
 def register(sub) -> None:
@@ -79,46 +60,29 @@ def register(sub) -> None:
     data = sub.add_parser("data", help="data tools: sparse, augment, dirty").add_subparsers(
         dest="data_command", required=True, metavar="TOOL")
     p = data.add_parser("sparse", help="dev examples with little training support, and data to add for them")
-    _model_flags(p)
-    from labelwise.analysis.sparse import SPARSE_AUG_STRATEGIES
-
-    _aug_flags(p, SPARSE_AUG_STRATEGIES, 1)
-    p.add_argument("--annotate", action="store_true",
-                   help="pick support texts from unlabelled --unlabeled_file to annotate (doccano JSONL)")
-    p.add_argument("--sparse_num", type=int, default=100, help="dev examples to call sparse (default 100)")
-    p.add_argument("--support_num", type=int, default=100, help="support examples to pick (default 100)")
-    p.add_argument("--support_threshold", type=float, default=0.7, help="minimum cosine of a support example")
-    p.add_argument("--rationale_num_sparse", type=int, default=3, help="neighbours averaged for the support score")
-    p.add_argument("--rationale_num_support", type=int, default=6, help="neighbours searched per sparse example")
-    p.add_argument("--dev_file", default="dev.txt")
-    p.add_argument("--unlabeled_file", default="data.txt")
-    p.add_argument("--sparse_file", default="sparse.txt")
-    p.add_argument("--support_file", default="support.txt")
-    p.add_argument("--train_output_file", default="train_sparse_aug.txt", help="train + support, when augmenting")
-    p.add_argument("--output_dir", default=None, help="where the files go (default: --dataset_dir)")
+    add_flags(p, SparseConfig)
     p.set_defaults(func=cmd_sparse)
 
     p = data.add_parser("augment", help="word-level augmentation of a training file (labels copied)")
     p.add_argument("--train_path", required=True, help="text<TAB>labels file to augment")
     p.add_argument("--aug_path", default=None, help="output file (default: aug.txt beside --train_path)")
-    from labelwise.analysis.augment import AUG_STRATEGIES
-
-    _aug_flags(p, AUG_STRATEGIES, 2)
-    p.add_argument("--device", default=None, help="for --aug_type mlm")
+    p.add_argument("--aug_strategy", choices=AUG_STRATEGIES, default="substitute",
+                   help="how each text is rewritten; mix: a random one each time (default %(default)s)")
+    # the word-level settings are SparseConfig's: `data sparse` rewrites its support examples the same way
+    add_flags(p, SparseConfig, only=("aug_type", "create_n", "aug_percent", "mlm_model"), defaults={"create_n": 2})
+    add_flags(p, RunOptions, only=("seed", "overwrite"))
+    add_flags(p, ModelSource, only=("device",), help_overrides={"device": "for --aug_type mlm"})
     p.add_argument("--with_original", action="store_true", help="write the original examples first")
     p.set_defaults(func=cmd_augment)
 
     interpret = sub.add_parser("interpret", help="why did the model predict that: words, examples").add_subparsers(
         dest="interpret_command", required=True, metavar="KIND")
     p = interpret.add_parser("examples", help="training examples that support each prediction (feature similarity)")
-    _model_flags(p)
-    p.add_argument("--interpret_input_file", default="bad_case.txt",
-                   help="bad_case.txt from `labelwise evaluate`, text<TAB>labels lines or bare texts")
-    p.add_argument("--text", action="append", default=None, help="a text to interpret (repeatable; "
-                   "replaces --interpret_input_file)")
-    p.add_argument("--interpret_result_file", default="sent_interpret.txt", help="output; - for stdout")
-    p.add_argument("--top_k", type=int, default=3, help="supporting examples per text")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    add_flags(p, DatasetFiles, only=("dataset_dir", "train_file", "label_file"), required=("dataset_dir",))
+    add_flags(p, ModelSource, only=("params_path", "device", "batch_size", "max_seq_length"))
+    add_flags(p, InterpretFiles, help_overrides={"interpret_result_file": "output; - for stdout"})
+    p.add_argument("--top_k", type=int, default=3, help="supporting examples per text (default %(default)s)")
+    add_flags(p, RunOptions, only=("format",))
     p.set_defaults(func=cmd_interpret_examples)
 
     p = data.add_parser("dirty", help="find mislabelled training examples to re-annotate")
@@ -133,10 +97,12 @@ def register(sub) -> None:
 def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
     from labelwise.analysis.dirty import METHODS
 
-    p.add_argument("--dataset_dir", required=True, help="folder with train.txt and label.txt")
-    p.add_argument("--params_path", default="checkpoint", help="checkpoint trained on that train.txt")
-    p.add_argument("--train_file", default="train.txt")
-    p.add_argument("--method", choices=METHODS, default="representer")
+    add_flags(p, DatasetFiles, only=("dataset_dir", "train_file"), required=("dataset_dir",),
+              help_overrides={"dataset_dir": "folder with train.txt and label.txt"})
+    add_flags(p, ModelSource, only=("params_path", "batch_size", "max_seq_length", "device"),
+              help_overrides={"params_path": "checkpoint trained on that train.txt"})
+    p.add_argument("--method", choices=METHODS, default="representer", help="how examples are scored "
+                   "(default %(default)s)")
     p.add_argument("--dirty_num", type=int, default=100, help="how many examples to flag (default %(default)s)")
     p.add_argument("--dirty_threshold", type=float, default=0.0,
                    help="flag only examples scoring above this; with --representer_score paddlenlp: the "
@@ -146,37 +112,33 @@ def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rest_file", default="train_dirty_rest.txt",
                    help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
     p.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
-    p.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self")
+    p.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self",
+                   help="representer: score with this method's own rule or PaddleNLP's (default %(default)s)")
     p.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
     p.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
     p.add_argument("--cl_model", choices=["head", "finetune"], default="head",
                    help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
                         "finetune = K fine-tuned models like the checkpoint (slow)")
     p.add_argument("--cl_epochs", type=int, default=None, help="finetune: epochs per fold (default: the checkpoint's)")
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--max_seq_length", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=3)
+    add_flags(p, RunOptions, only=("seed",))
 
 
 def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
     from labelwise.analysis.interpret_words import METHODS
 
-    p.add_argument("--params_path", default="checkpoint", help="checkpoint folder (PyTorch)")
-    p.add_argument("--dataset_dir", default=None,
-                   help="optional: its label.txt must match the model; bad_case.txt is looked for there too")
-    p.add_argument("--interpret_input_file", default="bad_case.txt",
-                   help="bad_case.txt of `labelwise evaluate`, 'text<TAB>labels' or bare text lines")
-    p.add_argument("--text", action="append", default=None, help="interpret this text instead (repeatable)")
-    p.add_argument("--interpret_result_file", default="interpret_words.html", help="the HTML heatmap")
+    add_flags(p, ModelSource, only=("params_path", "max_seq_length", "device"),
+              help_overrides={"params_path": "checkpoint folder (PyTorch)"})
+    add_flags(p, DatasetFiles, only=("dataset_dir",), help_overrides={
+        "dataset_dir": "optional: its label.txt must match the model; bad_case.txt is looked for there too"})
+    add_flags(p, InterpretFiles, defaults={"interpret_result_file": "interpret_words.html"},
+              help_overrides={"text": "interpret this text instead (repeatable)",
+                              "interpret_result_file": "the HTML heatmap"})
     p.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
-    p.add_argument("--method", choices=METHODS, default="ig")
-    p.add_argument("--top_words", type=int, default=5)
+    p.add_argument("--method", choices=METHODS, default="ig", help="attribution method (default %(default)s)")
+    p.add_argument("--top_words", type=int, default=5, help="words shown per label (default %(default)s)")
     p.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
     p.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
-    p.add_argument("--max_seq_length", type=int, default=None, help="default: the model's")
     p.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
-    p.add_argument("--device", default=None)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -209,12 +171,9 @@ def cmd_labelstudio(args) -> int:
 
 
 def cmd_sparse(args) -> int:
-    from labelwise.analysis.sparse import SparseConfig, run_sparse
+    from labelwise.analysis.sparse import run_sparse
 
-    fields = SparseConfig.__dataclass_fields__
-    cfg = SparseConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    cfg.progress = not args.quiet
-    print(run_sparse(cfg).summary())
+    print(run_sparse(from_args(SparseConfig, args, progress=not args.quiet)).summary())
     return 0
 
 

@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.errors import LabelwiseError
-from labelwise.files import atomic_dir, atomic_write_json, check_outputs
+from labelwise.files import EXPORT, apply_umask, atomic_dir, atomic_write_json, folder_size, prepare_output_dir
+from labelwise.model.card import write_model_card
 from labelwise.model.checkpoint import META_FILE, read_meta
 from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, OnnxBackend
 
@@ -62,8 +63,11 @@ class ExportReport:
 
 def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, *, quantize: str | None = None,
                 fp16: bool = False, opset: int = 17, optimize: bool = True, check_texts: Sequence[str] = CHECK_TEXTS,
-                atol: float = FP32_TOLERANCE, features: bool = False) -> ExportReport:
+                atol: float = FP32_TOLERANCE, features: bool = False, overwrite: bool = False) -> ExportReport:
     """Export checkpoint ``params_path`` to ``output_path`` (replaced as a whole, atomically).
+
+    ``output_path`` must be missing, empty or an export; ``overwrite`` allows any other folder, and then only the
+    files of the names an export has are replaced (:func:`labelwise.files.prepare_output_dir`).
 
     With ``optimize``, BERT-style subgraphs (attention, embeddings + layer norm, GELU) are fused into
     ONNX Runtime's own operators, which run faster; if fusion fails or changes the outputs, the plain
@@ -80,12 +84,13 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
         raise LabelwiseError(f"`opset` {opset}: use 14 or newer (attention needs it)")
     start = time.perf_counter()
     params_path = Path(params_path)
-    check_outputs([output_path], [params_path], marker=EXPORT_INFO)
+    prepare_output_dir(output_path, EXPORT, overwrite=overwrite, inputs={"params_path": params_path})
     model, tokenizer, meta = load_checkpoint(params_path)
     samples = _check_batches(tokenizer, check_texts, meta.max_seq_length, model.config.vocab_size)
     reference = [_torch_logits(model, batch) for batch in samples]
     report = ExportReport(Path(output_path))
-    with atomic_dir(output_path) as tmp, tempfile.TemporaryDirectory() as scratch:
+    size = folder_size(params_path) * (1 + (quantize == "int8") / 4 + fp16 / 2)  # fp32 graph + int8 + fp16 copies
+    with atomic_dir(output_path, EXPORT, size_hint=int(size)) as tmp, tempfile.TemporaryDirectory() as scratch:
         _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset, features)
         report.checks["fp32"] = _compare(tmp, "fp32", samples, reference)
         if optimize and report.checks["fp32"]["max_abs_logit_diff"] <= atol:
@@ -117,7 +122,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
             report.checks["fp16"] = _compare(tmp, "fp16", samples, reference)
         _copy_side_files(params_path, tmp)
         atomic_write_json(tmp / EXPORT_INFO, _export_info(params_path, opset, atol, report))
-        make_readable(tmp)
+        write_model_card(tmp, read_meta(tmp), kind="export")
     report.files = {p: report.output_path / MODEL_FILES[p] for p in report.checks}
     report.seconds = time.perf_counter() - start
     return report
@@ -287,9 +292,8 @@ def _export_info(params_path: Path, opset: int, atol: float, report: ExportRepor
 
 
 def make_readable(folder: Path) -> None:
-    """Temporary folders and files are created owner-only; an export is shared (e.g. with a Triton container)."""
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    """Temporary folders and files are created owner-only; give them the modes of the user's other files."""
+    apply_umask(folder)
 
 
 def read_export_info(folder: str | os.PathLike) -> dict:

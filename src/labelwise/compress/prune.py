@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from labelwise.compress.config import PruneConfig
 from labelwise.data.dataset import check_same_labels, load_dataset, multi_hot
 from labelwise.errors import LabelwiseError
-from labelwise.files import check_outputs
+from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.model.checkpoint import (
-    META_FILE,
     CheckpointMeta,
     load_checkpoint,
     save_checkpoint,
@@ -54,43 +54,12 @@ from labelwise.model.surgery import (
     reorder,
 )
 from labelwise.predict.batching import encode, length_grouped_batches, pad_batch
-from labelwise.progress import progress
-from labelwise.training.loop import linear_schedule, random_subset
+from labelwise.training.loop import StepLoop, linear_schedule, random_subset
 from labelwise.training.scoring import evaluate_model, score_checkpoint
 
 log = logging.getLogger("labelwise")
 
 HIDDEN_LOSS_WEIGHT = 0.1  # PaddleNLP's weight of the embedding and hidden-state MSE against the logit loss
-
-
-@dataclass
-class PruneConfig:
-    dataset_dir: str
-    params_path: str = "checkpoint"
-    output_dir: str = "prune"
-    width_mult_list: Sequence[str | float] = ("3/4", "1/2")
-    depth_mult_list: Sequence[str | float] = ("1",)
-    learning_rate: float = 3e-5  # PaddleNLP's; measured on divorce, see docs/pruning.md
-    batch_size: int = 32
-    eval_batch_size: int = 32
-    epochs: int = 10
-    max_seq_length: int | None = None  # None → the checkpoint's
-    logging_steps: int = 5
-    save_steps: int = 100
-    seed: int = 3
-    device: str | None = None
-    max_train_samples: int | None = None
-    max_dev_samples: int | None = None
-    progress: bool = True
-
-    def validate(self) -> None:
-        for name in ("batch_size", "eval_batch_size", "epochs", "logging_steps", "save_steps"):
-            if getattr(self, name) <= 0:
-                raise LabelwiseError(f"`{name}` must be positive, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise LabelwiseError(f"`learning_rate` must be in (0, 1), got {self.learning_rate}")
-        if not self.width_mult_list or not self.depth_mult_list:
-            raise LabelwiseError("`width_mult_list` and `depth_mult_list` need at least one ratio each")
 
 
 @dataclass
@@ -170,11 +139,13 @@ def folder_name(width: Fraction, depth: Fraction) -> str:
     return name if depth == 1 else f"{name}_depth_mult_{float(depth):g}"
 
 
+def _inputs(enc, rows, tokenizer, device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
+
+
 def _batches(enc, rows_list, y, tokenizer, device):
     for rows in rows_list:
-        inputs = {k: torch.from_numpy(v).to(device)
-                  for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
-        yield inputs, torch.from_numpy(y[rows]).to(device)
+        yield _inputs(enc, rows, tokenizer, device), torch.from_numpy(y[rows]).to(device)
 
 
 def _forward(model: MultiLabelModel, inputs: dict) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -226,7 +197,9 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
                  ", ".join(f"{i}: {s:+.3f}" for i, s in enumerate(layer_scores.tolist())))
     plans = plan_shapes(model.encoder, cfg.width_mult_list, cfg.depth_mult_list, layer_scores)
     results = [PrunedModel(w, d, s, output_dir / folder_name(w, d)) for w, d, s in plans]
-    check_outputs([r.folder for r in results], [cfg.params_path], marker=META_FILE)
+    for r in results:  # before training: each shape's folder is new, empty or a checkpoint of labelwise's
+        prepare_output_dir(r.folder, CHECKPOINT, can_overwrite=False,
+                           inputs={"params_path": cfg.params_path, "dataset_dir": cfg.dataset_dir})
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     full = full_shape(model.encoder)
     _, teacher_metrics = evaluate_model(teacher, tokenizer, meta, dev_set, labels, cfg.eval_batch_size)
@@ -242,10 +215,10 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     make_sliceable(model.encoder)
     model.train()
     train_enc = encode(tokenizer, [e.text for e in train_set], max_len)
-    y_train = multi_hot(train_set, labels)
     steps_per_epoch = len(length_grouped_batches(train_enc.lengths, cfg.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    scheduler = linear_schedule(optimizer, steps_per_epoch * cfg.epochs)
+    loop = StepLoop(model, optimizer, linear_schedule(optimizer, steps_per_epoch * cfg.epochs), max_grad_norm=1.0,
+                    logging_steps=cfg.logging_steps, show=cfg.progress)
     run_meta = dict(pruned_from=str(cfg.params_path), teacher=teacher_row,
                     prune_args={k: (list(map(str, v)) if k.endswith("_list") else v)
                                 for k, v in dataclasses.asdict(cfg).items()})
@@ -255,36 +228,32 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
             with active_shape(model.encoder, result.shape):
                 probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, labels, cfg.eval_batch_size)
             if metrics["macro"]["f1"] > result.macro_f1:
-                result.micro_f1, result.macro_f1, result.step = metrics["micro"]["f1"], metrics["macro"]["f1"], step
+                result.micro_f1, result.macro_f1 = metrics["micro"]["f1"], metrics["macro"]["f1"]
+                result.step = loop.step
                 _save_shape(model, tokenizer, meta, result, probs, dev_set, ds.test, epoch, run_meta, cfg)
-                log.info("step %d: %s dev micro-F1 %.2f macro-F1 %.2f | best, saved", step, result.folder.name,
+                log.info("step %d: %s dev micro-F1 %.2f macro-F1 %.2f | best, saved", loop.step, result.folder.name,
                          result.micro_f1, result.macro_f1)
 
-    step = 0
+    def shape_losses(rows):  # one distillation loss per shape, each backpropagated before the next shape runs
+        inputs = _inputs(train_enc, rows, tokenizer, device)
+        with torch.no_grad():
+            teacher_logits, teacher_hidden = _forward(teacher, inputs)
+        for result in results:  # gradients of every shape add up on the shared weights
+            with active_shape(model.encoder, result.shape):
+                logits, hidden = _forward(model, inputs)
+            name = result.folder.name.replace("width_mult_", "w").replace("_depth_mult_", "d")
+            yield name, distillation_loss(logits, hidden, teacher_logits, teacher_hidden, result.shape.layers)
+
     for epoch in range(1, cfg.epochs + 1):
         order = length_grouped_batches(train_enc.lengths, cfg.batch_size, shuffle=True,
                                        rng=np.random.default_rng(cfg.seed * 1000 + epoch))
-        bar = progress(order, f"prune epoch {epoch}/{cfg.epochs} ({len(results)} shapes)", cfg.progress)
-        running = {r.folder.name: [] for r in results}
-        for inputs, _ in _batches(train_enc, bar, y_train, tokenizer, device):
-            with torch.no_grad():
-                teacher_logits, teacher_hidden = _forward(teacher, inputs)
-            optimizer.zero_grad(set_to_none=True)
-            for result in results:  # gradients of every shape add up on the shared weights
-                with active_shape(model.encoder, result.shape):
-                    logits, hidden = _forward(model, inputs)
-                loss = distillation_loss(logits, hidden, teacher_logits, teacher_hidden, result.shape.layers)
-                loss.backward()
-                running[result.folder.name].append(loss.item())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            if hasattr(bar, "set_postfix") and step % cfg.logging_steps == 0:
-                bar.set_postfix(**{name.replace("width_mult_", "w").replace("_depth_mult_", "d"):
-                                 f"{np.mean(v[-cfg.logging_steps:]):.4f}" for name, v in running.items()})
-            if step % cfg.save_steps == 0 and step % steps_per_epoch:
+
+        def score_midway(epoch: int = epoch) -> None:  # every save_steps steps; an epoch's end is scored below
+            if loop.step % cfg.save_steps == 0 and loop.step % steps_per_epoch:
                 checkpoint_all(epoch)
+
+        loop.epoch(order, shape_losses, f"prune epoch {epoch}/{cfg.epochs} ({len(results)} shapes)",
+                   after_step=score_midway)
         checkpoint_all(epoch)
 
     result = PruneResult(teacher_row, results, time.perf_counter() - start)

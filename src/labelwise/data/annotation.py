@@ -4,8 +4,10 @@
 * :func:`read_label_studio`: Label Studio's JSON export (full: ``annotations[].result[]`` with
   ``choices`` or ``taxonomy`` values; or JSON-MIN: flat objects).
 * :func:`write_dataset`: split annotated examples into ``train/dev/test.txt``, a sorted
-  ``label.txt`` and ``data.txt`` (the texts of the last split, as PaddleNLP does), shuffled with a
-  seed or stratified so rare labels reach every split. Existing files are never replaced silently.
+  ``label.txt`` and ``data.txt`` (the texts of the last split, as PaddleNLP does). By default the split is
+  stratified (iterative stratification, seeded) so each label reaches every split in proportion; a plain
+  seeded shuffle or the file order on request. The report counts each label per split and warns about
+  labels too rare for the splits. Existing files are never replaced silently.
 * :func:`write_doccano`: examples back to doccano JSONL for (re-)annotation, labels pre-filled.
 
 Texts are cleaned the way the training format needs (tabs and line breaks become spaces); a label
@@ -14,8 +16,9 @@ with a comma, tab or line break is an error naming the file and line (or task).
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -33,8 +36,10 @@ from labelwise.data.dataset import (
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.files import check_outputs
 
-__all__ = ["read_doccano", "read_label_studio", "write_dataset", "write_doccano", "write_labelled",
-           "check_splits", "split_indices", "ImportReport"]
+log = logging.getLogger("labelwise")
+
+__all__ = ["ImportReport", "check_splits", "label_counts", "label_matrix", "read_doccano", "read_label_studio",
+           "split_indices", "split_warnings", "write_dataset", "write_doccano", "write_labelled"]
 
 
 def _clean_text(text: str) -> str:
@@ -172,35 +177,67 @@ def check_splits(splits: Sequence[float]) -> list[float]:
     return list(splits)
 
 
+def label_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """(examples × labels) booleans: which example carries which label."""
+    index = {label: j for j, label in enumerate(labels)}
+    y = np.zeros((len(examples), max(1, len(labels))), dtype=bool)
+    for row, e in enumerate(examples):
+        for label in e.labels:
+            y[row, index[label]] = True
+    return y
+
+
 def split_indices(examples: Sequence[Example], splits: Sequence[float], shuffle: bool = True, seed: int = 3,
-                  stratify: bool = False) -> list[np.ndarray]:
-    """Row indices of each split. ``stratify``: iterative stratification over the label sets."""
+                  stratify: bool | None = None) -> list[np.ndarray]:
+    """Row indices of each split, reproducible for a given ``seed``.
+
+    ``stratify`` (default: whenever ``shuffle``): iterative stratification (Sechidis et al., 2011, from the
+    ``iterative-stratification`` package) over the label sets, so each label is spread over the splits in the
+    ratios asked for; then a label with at least as many examples as there are splits but none in some split
+    swaps one example into it. Without it: a seeded shuffle (``shuffle``) or the file order, cut at the ratios.
+    """
     n = len(examples)
+    stratify = shuffle if stratify is None else stratify
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     if not stratify or len(splits) == 1:
         cuts = np.floor(np.cumsum(splits)[:-1] * n + 1e-9).astype(int)
         return np.split(order, cuts)
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+    from iterstrat.ml_stratifiers import IterativeStratification
 
-    labels = sorted({label for e in examples for label in e.labels})
-    index = {label: j for j, label in enumerate(labels)}
-    y = np.zeros((n, max(1, len(labels))), dtype=np.int8)
-    for row, e in enumerate(examples):
-        for label in e.labels:
-            y[row, index[label]] = 1
+    y = label_matrix(examples, sorted({label for e in examples for label in e.labels}))
+    split_of = np.empty(n, dtype=int)
+    split_of[order] = IterativeStratification(labels=y[order], r=np.asarray(splits, dtype=float),
+                                              random_state=np.random.RandomState(seed))
+    _reach_every_split(split_of, y, order, len(splits))
+    return [order[split_of[order] == k] for k in range(len(splits))]
 
-    def cut(rows: np.ndarray, fraction: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed + salt)
-        keep, held = next(splitter.split(np.zeros(len(rows)), y[rows]))
-        return rows[np.sort(keep)], rows[np.sort(held)]
 
-    out = []
-    rows, rest = order, 1.0
-    for salt, ratio in enumerate(splits[:0:-1]):  # peel off the last split first
-        rows, held = cut(rows, ratio / rest, salt)
-        out.insert(0, held)
-        rest -= ratio
-    return [rows] + out
+def _reach_every_split(split_of: np.ndarray, y: np.ndarray, order: np.ndarray, k: int) -> None:
+    """In place: a label with >= k examples but none in some split gets one there, by a swap that keeps the
+    split sizes and takes no label out of a split it was in. Rarest labels first; rows in ``order``."""
+    for j in np.argsort(y.sum(0), kind="stable"):
+        if y[:, j].sum() < k:
+            continue
+        for target in range(k):
+            counts = np.stack([y[split_of == s].sum(0) for s in range(k)])  # splits × labels
+            if counts[target, j]:
+                continue
+            donor = int(np.argmax(counts[:, j]))
+            # into the target: an example of label j whose every label the donor split holds twice or more
+            give = [r for r in order if split_of[r] == donor and y[r, j] and (counts[donor, y[r]] >= 2).all()]
+            # back to the donor: an example of the target split whose labels stay there without it
+            take = [r for r in order if split_of[r] == target and (counts[target, y[r]] >= 2).all()]
+            if give and take:
+                give_row = min(give, key=lambda r: y[r].sum())
+                take_row = min(take, key=lambda r: y[r].sum())
+                split_of[give_row], split_of[take_row] = target, donor
+
+
+def label_counts(examples: Sequence[Example], labels: Sequence[str], parts: dict[str, Sequence[int]]) -> dict:
+    """label → {split name: how many of that split's examples carry it}."""
+    y = label_matrix(examples, labels)
+    per_split = {name: y[np.asarray(rows, dtype=int)].sum(0) for name, rows in parts.items()}
+    return {label: {name: int(counts[j]) for name, counts in per_split.items()} for j, label in enumerate(labels)}
 
 
 # ---- writers -----------------------------------------------------------------------------------
@@ -211,30 +248,65 @@ class ImportReport:
     sizes: dict[str, int]
     save_dir: Path
     skipped: int = 0
+    method: str = "random"  # stratified | random | file order
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # label → split → examples carrying it
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{name} {size}" for name, size in self.sizes.items())
         skipped = f"; {self.skipped} tasks without annotation skipped" if self.skipped else ""
-        return (f"{self.examples} examples, {len(self.labels)} labels → {self.save_dir}: {sizes}, "
-                f"label.txt, data.txt{skipped}")
+        lines = [(f"{self.examples} examples, {len(self.labels)} labels → {self.save_dir}: {sizes} "
+                  f"({self.method} split), label.txt, data.txt{skipped}")]
+        if self.counts and len(self.sizes) > 1:
+            lines.append("examples per label: " + " ".join(f"{name:>6}" for name in self.sizes) + "  label")
+            lines += [" " * 20 + " ".join(f"{c.get(name, 0):>6}" for name in self.sizes) + f"  {label}"
+                      for label, c in self.counts.items()]
+        return "\n".join(lines)
+
+
+def split_warnings(counts: dict[str, dict[str, int]], names: Sequence[str]) -> list[str]:
+    """Lines naming the labels too rare for the splits, and those a split ended up without."""
+    if len(names) < 2:
+        return []
+    out = []
+    rare = [label for label, c in counts.items() if sum(c.values()) < len(names)]
+    if rare:
+        out.append(f"{len(rare)} label(s) have fewer examples than the {len(names)} splits, so some split has none "
+                   f"of them: {', '.join(rare)}; annotate more examples of them or ask for fewer splits")
+    for name in names[1:]:
+        missing = [label for label, c in counts.items() if not c.get(name) and label not in rare]
+        if missing:
+            out.append(f"{len(missing)} label(s) have no example in {name}: {', '.join(missing)}")
+    return out
 
 
 def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, splits: Sequence[float] = (0.8, 0.2),
-                  shuffle: bool = True, seed: int = 3, stratify: bool = False, overwrite: bool = False,
+                  shuffle: bool = True, seed: int = 3, stratify: bool | None = None, overwrite: bool = False,
                   source: str | os.PathLike | None = None, skipped: int = 0) -> ImportReport:
-    """Write a dataset folder from annotated examples (see the module doc)."""
+    """Write a dataset folder from annotated examples (see the module doc and :func:`split_indices`).
+
+    The report counts each label's examples per split; its warnings (also logged) name the labels with
+    fewer examples than splits and those a split has none of.
+    """
     splits = check_splits(splits)
     save_dir = Path(save_dir)
     names = ["train", "dev", "test"][:len(splits)]
     files = [save_dir / f"{n}.txt" for n in names] + [save_dir / "label.txt", save_dir / "data.txt"]
     check_outputs(files, [source], overwrite=overwrite)
-    parts = split_indices(examples, splits, shuffle, seed, stratify)
     labels = sorted({label for e in examples for label in e.labels})
     if not labels:
         raise LabelwiseError("no example has a label; annotate some before exporting")
+    stratify = shuffle if stratify is None else stratify
+    parts = split_indices(examples, splits, shuffle, seed, stratify)
     save_dataset(save_dir, labels, {name: [examples[i] for i in rows] for name, rows in zip(names, parts)},
                  data=[examples[i].text for i in parts[-1]])
-    return ImportReport(len(examples), labels, {n: len(rows) for n, rows in zip(names, parts)}, save_dir, skipped)
+    counts = label_counts(examples, labels, dict(zip(names, parts)))
+    report = ImportReport(len(examples), labels, {n: len(rows) for n, rows in zip(names, parts)}, save_dir, skipped,
+                          "stratified" if stratify else "random" if shuffle else "file order", counts,
+                          split_warnings(counts, names))
+    for line in report.warnings:
+        log.warning("warning: %s", line)
+    return report
 
 
 def write_labelled(examples: Sequence[Example], path: str | os.PathLike, label_file: str | os.PathLike | None = None,

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from labelwise.errors import DataError, LabelwiseError
+from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.files import atomic_write_text
 
 __all__ = [
@@ -86,7 +86,7 @@ def _check_text(path: Path, number: int, text: str) -> str:
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """Read ``label.txt``: one unique label a line, no commas or tabs (``label==word``: see :func:`read_label_words`)."""
+    """Read ``label.txt``: one unique label a line, no commas or tabs (``label==word``: :func:`read_label_words`)."""
     return list(read_label_words(path))
 
 
@@ -105,17 +105,18 @@ def read_label_words(path: str | os.PathLike) -> dict[str, str]:
         label, _, word = line.strip().partition("==")
         label, word = label.strip(), word.strip()
         if _ and not (label and word):
-            raise DataError(path, number, f"{line.strip()!r}: a mapping line needs a label and a word", "write label==word")
+            raise DataError(path, number, f"{shorten(line.strip())}: a mapping line needs a label and a word",
+                            "write label==word")
         words[label] = word or label
         if not label:
             raise DataError(path, number, "blank line in the label file", "remove it")
         if "\t" in label:
-            raise DataError(path, number, f"label {label!r} contains a tab", "one label per line, nothing else")
+            raise DataError(path, number, f"label {shorten(label)} contains a tab", "one label per line, nothing else")
         if "," in label:
-            raise DataError(path, number, f"label {label!r} contains a comma, which separates labels in "
+            raise DataError(path, number, f"label {shorten(label)} contains a comma, which separates labels in "
                             "the data files", "rename the label")
         if label in seen:
-            raise DataError(path, number, f"duplicate label {label!r} (first on line {seen[label]})",
+            raise DataError(path, number, f"duplicate label {shorten(label)} (first on line {seen[label]})",
                             "keep one line per label")
         seen[label] = number
         labels.append(label)
@@ -131,10 +132,10 @@ def _parse_label_field(path: Path, number: int, field_text: str, known: set[str]
     for item in field_text.split(","):
         label = item.strip()
         if not label:
-            raise DataError(path, number, f"blank label in {field_text!r}",
+            raise DataError(path, number, f"blank label in {shorten(field_text)}",
                             "labels are separated by single commas, with no empty item")
         if known is not None and label not in known:
-            raise DataError(path, number, f"label {label!r} is not in label.txt",
+            raise DataError(path, number, f"label {shorten(label)} is not in label.txt",
                             "add it to label.txt or fix the spelling")
         if label not in out:  # a repeated label within one line is harmless
             out.append(label)
@@ -246,7 +247,7 @@ def save_dataset(folder: str | os.PathLike, labels: Sequence[str], splits: Mappi
 
 
 def _few(items: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(repr(x) for x in items[:limit])
+    shown = ", ".join(shorten(x) for x in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 

@@ -2,6 +2,8 @@
 
 Probabilities come from logits through :func:`sigmoid`; a label is chosen when its probability reaches its
 threshold (:func:`check_thresholds`), then ``top_k_min`` / ``top_k_max`` bound how many (:func:`decide`).
+:func:`decision_matrix` gives the same decisions as a 0/1 matrix, the form metrics are computed from, so
+``labelwise predict``, ``labelwise evaluate`` (numbers and bad cases) and the service cannot disagree.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from labelwise.errors import LabelwiseError
 
-__all__ = ['decide', 'sigmoid', 'check_thresholds']
+__all__ = ['check_thresholds', 'check_top_k', 'chosen_ids', 'decide', 'decision_matrix', 'sigmoid']
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -39,6 +41,21 @@ def check_thresholds(threshold, num_labels: int) -> np.ndarray:
     return values
 
 
+def check_top_k(top_k_min: int = 0, top_k_max: int | None = None) -> None:
+    """``top_k_min`` a whole number >= 0; ``top_k_max`` unset or a whole number >= 1 and >= ``top_k_min``."""
+    def whole(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not whole(top_k_min) or top_k_min < 0:
+        raise LabelwiseError(f"`top_k_min` must be a whole number of labels, 0 or more, got {top_k_min!r}")
+    if top_k_max is not None:
+        if not whole(top_k_max) or top_k_max < 1:
+            raise LabelwiseError(f"`top_k_max` must be a whole number of labels, 1 or more (or unset for no "
+                                 f"limit), got {top_k_max!r}")
+        if top_k_max < top_k_min:
+            raise LabelwiseError(f"`top_k_max` ({top_k_max}) must not be smaller than `top_k_min` ({top_k_min})")
+
+
 def decide(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
            top_k_min: int = 0, top_k_max: int | None = None) -> list[list[int]]:
     """Chosen label ids per row, highest probability first.
@@ -46,6 +63,7 @@ def decide(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
     A label is chosen when its probability reaches its threshold; then at least ``top_k_min`` (the
     most probable ones, even below threshold) and at most ``top_k_max`` labels are kept.
     """
+    check_top_k(top_k_min, top_k_max)
     probs = np.asarray(probs)
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape[1:])
     chosen = []
@@ -59,3 +77,35 @@ def decide(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
         chosen.append(keep)
     return chosen
 
+
+def decision_matrix(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
+                    top_k_min: int = 0, top_k_max: int | None = None) -> np.ndarray:
+    """:func:`decide` as a 0/1 int8 matrix shaped like ``probs`` (1 = label chosen).
+
+    Rows whose count of labels at or above threshold already lies within [top_k_min, top_k_max] are
+    compared at once; only the others go through :func:`decide` row by row.
+    """
+    check_top_k(top_k_min, top_k_max)
+    probs = np.asarray(probs)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape[1:])
+    out = (probs >= thr).astype(np.int8)  # the comparison decide makes, for every row at once
+    counts = out.sum(axis=1)
+    redo = counts < top_k_min
+    if top_k_max is not None:
+        redo |= counts > top_k_max
+    rows = np.flatnonzero(redo)
+    if rows.size:
+        out[rows] = 0
+        for row, ids in zip(rows, decide(probs[rows], thr, top_k_min, top_k_max)):
+            out[row, ids] = 1
+    return out
+
+
+def chosen_ids(probs: np.ndarray, decisions: np.ndarray) -> list[list[int]]:
+    """The label ids set in each row of ``decisions``, highest probability first (ties: lower id first),
+    the order :func:`decide` gives them in."""
+    out = []
+    for row, chosen in zip(np.asarray(probs), np.asarray(decisions)):
+        ids = np.flatnonzero(chosen)
+        out.append([int(j) for j in ids[np.argsort(-row[ids], kind="stable")]])
+    return out

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
-from labelwise.evaluation.decision import check_thresholds
-from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
+from labelwise.evaluation.decision import check_thresholds, check_top_k, chosen_ids, decision_matrix
+from labelwise.evaluation.metrics import evaluate_predictions
 from labelwise.files import atomic_write_text, check_outputs
 
 ZERO_DIVISION_NOTE = ("labels with no gold and no predicted example score 0 in macro-F1 (scikit-learn's "
@@ -28,19 +28,31 @@ class Evaluation:
     thresholds: np.ndarray
     labels: list[str]
     sources: tuple[Path, ...] = ()  # the files it was computed from (split, label.txt): outputs must not replace them
+    top_k_min: int = 0  # at least / at most this many labels per text, as `labelwise predict` takes them
+    top_k_max: int | None = None
+
+    def decisions(self) -> np.ndarray:
+        """0/1 matrix of the labels predicted for each example: what the metrics count and what
+        ``labelwise predict`` outputs with the same thresholds and top-k bounds."""
+        return decision_matrix(self.probs, self.thresholds, self.top_k_min, self.top_k_max)
 
     def predicted_labels(self) -> list[list[str]]:
-        pred = apply_thresholds(self.probs, self.thresholds)
-        return [[self.labels[j] for j in np.flatnonzero(row)] for row in pred]
+        """Predicted label names per example, most probable first (as :meth:`Classifier.predict` orders them)."""
+        return [[self.labels[j] for j in ids] for ids in chosen_ids(self.probs, self.decisions())]
 
 
 def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
              threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str = "truncate",
-             **file_names) -> Evaluation:
+             top_k_min: int = 0, top_k_max: int | None = None, **file_names) -> Evaluation:
     """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number
-    or one per label, in [0, 1])."""
+    or one per label, in [0, 1]).
+
+    ``top_k_min`` / ``top_k_max`` bound the labels per text as :meth:`Classifier.predict` does; the metrics
+    and the bad cases count the labels that prediction would output.
+    """
     if threshold is not None:
         check_thresholds(threshold, len(classifier.labels))
+    check_top_k(top_k_min, top_k_max)
     ds = load_dataset(dataset_dir, require=(split,), **file_names)
     examples = ds.split(split)
     label_file = Path(dataset_dir) / file_names.get("label_file", "label.txt")
@@ -49,18 +61,21 @@ def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
                                      progress=len(examples) > 2000)
     thresholds = (np.full(len(ds.labels), threshold, dtype=np.float32) if threshold is not None
                   else classifier.thresholds)
-    metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds)
+    top_k = {"top_k_min": top_k_min, "top_k_max": top_k_max}
+    metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds, **top_k)
     metrics["split"] = split
     if threshold is None:
         metrics["thresholds"] = "per-label, tuned on dev" if classifier.meta.thresholds is not None else "0.5"
     else:
         metrics["thresholds"] = "global %.2f" % threshold if np.ndim(threshold) == 0 else "per-label, given"
+    metrics.update(top_k)
     if threshold is None and classifier.meta.thresholds is not None:
         metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(
-            multi_hot(examples, ds.labels), probs, ds.labels, 0.5).items() if k in ("accuracy", "micro", "macro")}
+            multi_hot(examples, ds.labels), probs, ds.labels, 0.5, **top_k).items()
+            if k in ("accuracy", "micro", "macro")}
     metrics["zero_division"] = ZERO_DIVISION_NOTE
     sources = (Path(dataset_dir) / file_names.get(f"{split}_file", f"{split}.txt"), label_file)
-    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources)
+    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources, top_k_min, top_k_max)
 
 
 def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
@@ -77,10 +92,19 @@ def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
     return len(lines) - 1
 
 
+def _top_k_note(metrics: dict) -> str:
+    bounds = []
+    if metrics.get("top_k_min"):
+        bounds.append(f"at least {metrics['top_k_min']}")
+    if metrics.get("top_k_max") is not None:
+        bounds.append(f"at most {metrics['top_k_max']}")
+    return f"; {' and '.join(bounds)} label(s) per text" if bounds else ""
+
+
 def format_report(metrics: dict) -> str:
     """PaddleNLP's evaluate.py layout: sizes and overall numbers, then one block per class."""
     out = [f"{metrics['split'].capitalize()} dataset size: {metrics['size']}",
-           f"Thresholds: {metrics['thresholds']}",
+           f"Thresholds: {metrics['thresholds']}{_top_k_note(metrics)}",
            f"Accuracy (exact match): {metrics['accuracy']:.2f}",
            "Micro avg  precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}".format(**metrics["micro"]),
            "Macro avg  precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}".format(**metrics["macro"]),

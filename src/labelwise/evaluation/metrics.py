@@ -17,12 +17,17 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from labelwise.evaluation.decision import decision_matrix
+
 __all__ = ["apply_thresholds", "evaluate_predictions", "headline", "tune_thresholds", "shared_threshold", "f1_scores"]
 
 
-def apply_thresholds(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray) -> np.ndarray:
-    """0/1 predictions: ``probs >= threshold`` per label (a scalar applies to every label)."""
-    return (np.asarray(probs) >= np.asarray(thresholds, dtype=np.float32)).astype(np.int8)
+def apply_thresholds(probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray,
+                     top_k_min: int = 0, top_k_max: int | None = None) -> np.ndarray:
+    """0/1 predictions by the one decision rule (:func:`labelwise.evaluation.decision.decision_matrix`):
+    ``probs >= threshold`` per label (a scalar applies to every label), then at least ``top_k_min`` and at
+    most ``top_k_max`` labels per row."""
+    return decision_matrix(probs, thresholds, top_k_min, top_k_max)
 
 
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -33,11 +38,16 @@ def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_predictions(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-                         thresholds: float | Sequence[float] = 0.5) -> dict:
-    """Every number `labelwise evaluate` shows, as plain floats (percent where a rate)."""
+                         thresholds: float | Sequence[float] = 0.5, top_k_min: int = 0,
+                         top_k_max: int | None = None) -> dict:
+    """Every number `labelwise evaluate` shows, as plain floats (percent where a rate).
+
+    The labels counted as predicted are the ones ``labelwise predict`` would output with the same
+    ``thresholds``, ``top_k_min`` and ``top_k_max`` (:func:`apply_thresholds`).
+    """
     y_true = np.asarray(y_true).astype(np.int8)
     probs = np.asarray(probs, dtype=np.float32)
-    y_pred = apply_thresholds(probs, thresholds)
+    y_pred = apply_thresholds(probs, thresholds, top_k_min, top_k_max)
     n = len(y_true)
     out: dict = {"size": n}
     out["accuracy"] = 100 * float(np.mean(np.all(y_true == y_pred, axis=1))) if n else 0.0

@@ -22,7 +22,6 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.data.dataset import multi_hot
-from labelwise.evaluation.metrics import apply_thresholds
 from labelwise.files import atomic_write_text, check_outputs
 
 __all__ = ["write_report", "build_report", "swap_matrix", "escape"]
@@ -226,7 +225,7 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
     labels, metrics = list(evaluation.labels), evaluation.metrics
     y = multi_hot(evaluation.examples, labels)
     thresholds = np.broadcast_to(np.asarray(evaluation.thresholds, dtype=np.float32), (len(labels),))
-    pred = apply_thresholds(evaluation.probs, thresholds)
+    pred = evaluation.decisions()  # the labels `labelwise predict` and bad_case.txt give
     title = title or f"labelwise evaluation: {evaluation.split} split"
     meta = [f"{metrics['size']} examples, {len(labels)} labels",
             f"written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"]

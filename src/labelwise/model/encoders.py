@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from labelwise.errors import LabelwiseError
+from labelwise.errors import LabelwiseError, shorten
 
 # Offline encoders shipped inside PyPI packages: alias → (distribution, folder inside it).
 OFFLINE_MODELS = {
@@ -111,7 +111,9 @@ def resolve_pooling(pooling: str, source: str) -> str:
     return "mean" if is_sentence_encoder(source) else "cls"
 
 
-def load_pretrained_encoder(source: str, pooling: str):
+def load_pretrained_encoder(source: str, pooling: str, *, safetensors_only: bool = False):
+    """The encoder of ``source`` for ``pooling``. ``safetensors_only`` (a checkpoint's own encoder): never a
+    pickle, and every weight must be in the file (a missing one would silently start random)."""
     from transformers import AutoModel
 
     from labelwise.model.surgery import load_cut_encoder
@@ -120,10 +122,20 @@ def load_pretrained_encoder(source: str, pooling: str):
         pruned = load_cut_encoder(source, add_pooling_layer=pooling == "cls")
         if pruned is not None:
             return pruned
+    options = {"use_safetensors": True, "output_loading_info": True} if safetensors_only else {}
     try:  # no pooler weights when they are not used (BERT-like encoders accept the flag)
-        return AutoModel.from_pretrained(source, add_pooling_layer=pooling == "cls")
+        loaded = AutoModel.from_pretrained(source, add_pooling_layer=pooling == "cls", **options)
     except TypeError:
-        return AutoModel.from_pretrained(source)
+        loaded = AutoModel.from_pretrained(source, **options)
+    if not safetensors_only:
+        return loaded
+    encoder, info = loaded
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
+    if missing:
+        raise LabelwiseError(f"{Path(source) / 'model.safetensors'}: {len(missing)} of the encoder's weights are "
+                             f"missing (e.g. {shorten(missing[0])}); the folder is damaged: restore it from a copy, "
+                             "or write it again")
+    return encoder
 
 
 def build_model(name: str, labels: list[str], pooling: str = "auto"):

@@ -17,10 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.errors import LabelwiseError
-from labelwise.evaluation.decision import check_thresholds, decide, sigmoid
+from labelwise.evaluation.decision import check_thresholds, check_top_k, chosen_ids, decision_matrix, sigmoid
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
-from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches
+from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches
 from labelwise.predict.retrieval import INDEX_FILE, open_index
 from labelwise.predict.torch_backend import TorchBackend
 from labelwise.progress import progress as progress_bar
@@ -131,7 +131,8 @@ class Classifier:
         pad_id = self.tokenizer.pad_token_id or 0
         batches = iter_batches(encoded, batch_size, pad_id)
         if progress:
-            batches = progress_bar(batches, "predict", total=-(-len(encoded.owner) // batch_size))
+            total = len(length_grouped_batches(encoded.lengths, batch_size, tight=True))
+            batches = progress_bar(batches, "predict", total=total)
         for rows, batch in batches:
             window_probs[rows] = sigmoid(self.backend.logits(batch))
         np.maximum.at(probs, encoded.owner, window_probs)
@@ -152,7 +153,8 @@ class Classifier:
         out = None
         batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
         if progress:
-            batches = progress_bar(batches, "features", total=-(-len(texts) // batch_size))
+            total = len(length_grouped_batches(encoded.lengths, batch_size, tight=True))
+            batches = progress_bar(batches, "features", total=total)
         for rows, batch in batches:
             feats = self.backend.features(batch)
             if out is None:
@@ -168,6 +170,7 @@ class Classifier:
         """
         if threshold is not None:
             check_thresholds(threshold, len(self.labels))  # before the model runs
+        check_top_k(top_k_min, top_k_max)
         probs = self.predict_proba(texts, **proba_options)
         return self.decode(probs, threshold, top_k_min, top_k_max)
 
@@ -175,8 +178,10 @@ class Classifier:
                top_k_max: int | None = None) -> list[Prediction]:
         """Predictions from probabilities (rows of :meth:`predict_proba`), as :meth:`predict` makes them."""
         thresholds = self.thresholds if threshold is None else check_thresholds(threshold, len(self.labels))
+        probs = np.asarray(probs)
+        decisions = decision_matrix(probs, thresholds, top_k_min, top_k_max)  # as `evaluate` counts them
         out = []
-        for row, ids in zip(probs, decide(probs, thresholds, top_k_min, top_k_max)):
+        for row, ids in zip(probs, chosen_ids(probs, decisions)):
             out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],
                                   {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
         return out

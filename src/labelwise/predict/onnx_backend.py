@@ -14,7 +14,6 @@ An export folder (written by ``labelwise export``) holds::
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -22,12 +21,14 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.errors import LabelwiseError
+from labelwise.model.checkpoint import META_FILE, brief, damaged, read_json_file
 
 __all__ = ["MODEL_FILES", "OnnxBackend", "OnnxTokenizer", "load_tokenizer", "model_file"]
 
 # precision → file name inside an export folder
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+EXPORT_AGAIN = "restore the folder from a copy, or export again (labelwise export)"
 
 
 def model_file(folder: str | os.PathLike, precision: str = "fp32") -> Path:
@@ -64,16 +65,24 @@ class OnnxTokenizer:
 
         folder = Path(folder)
         if not (folder / "tokenizer.json").exists():
-            raise LabelwiseError(f"{folder}: no tokenizer.json (export folders carry the checkpoint's "
-                                 "fast tokenizer; export again with `labelwise export`)")
+            raise LabelwiseError(f"{folder / 'tokenizer.json'}: not found (export folders carry the checkpoint's "
+                                 "fast tokenizer); restore it, or export again with `labelwise export`")
         config = {}
         if (folder / "tokenizer_config.json").exists():
-            config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+            config = read_json_file(folder / "tokenizer_config.json", EXPORT_AGAIN)
+            if not isinstance(config, dict):
+                raise damaged(folder / "tokenizer_config.json", "not a JSON object", EXPORT_AGAIN)
         pad = config.get("pad_token")
         if isinstance(pad, dict):  # older configs store AddedToken objects
             pad = pad.get("content")
         max_len = config.get("model_max_length") or 512
-        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), pad, int(min(max_len, 10**6)))
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as err:  # tokenizers raises a bare Exception for a damaged file
+            raise damaged(folder / "tokenizer.json", f"unreadable ({brief(err)})", EXPORT_AGAIN) from None
+        if not isinstance(max_len, (int, float)):
+            raise damaged(folder / "tokenizer_config.json", "model_max_length is not a number", EXPORT_AGAIN)
+        return cls(tokenizer, pad, int(min(max_len, 10**6)))
 
     def __len__(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
@@ -149,9 +158,22 @@ class OnnxBackend:
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(device))
         except Exception as err:  # onnxruntime raises its own exception types
-            raise LabelwiseError(f"{path}: ONNX Runtime cannot load it ({type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else ''})") from None
-        return cls(session, precision)
+            raise damaged(path, f"ONNX Runtime cannot load it ({brief(err)})", EXPORT_AGAIN) from None
+        backend = cls(session, precision)
+        backend.check_outputs(path)
+        return backend
+
+    def check_outputs(self, path: Path) -> None:
+        """The graph's logits must have one column per label of the folder's labelwise.json."""
+        width = [o.shape for o in self.session.get_outputs() if o.name == self.output_name][0]
+        meta = path.parent / META_FILE
+        if not width or not isinstance(width[-1], int) or not meta.is_file():
+            return
+        labels = read_json_file(meta, EXPORT_AGAIN)
+        labels = labels.get("labels") if isinstance(labels, dict) else None
+        if isinstance(labels, list) and width[-1] != len(labels):
+            raise damaged(path, f"its graph gives {width[-1]} outputs, but {META_FILE} lists {len(labels)} labels "
+                          "(a graph from another export?)", EXPORT_AGAIN)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Feed the inputs the graph declares (token_type_ids default to zeros); float32 logits."""

@@ -5,7 +5,7 @@ that one label) with a checkpoint's or a sentence encoder's pooled vectors, pick
 dev, and writes a plain folder::
 
     index/
-      index.json           encoder, labels, k, scale, thresholds, how it was built, dev metrics
+      index.json           encoder, labels, k, scale, thresholds, how it was built, dev metrics, where the vectors are
       vectors.safetensors  vectors [rows, dim] (centred, unit length, float32), labels [rows, labels] (uint8, 0/1),
                            center [dim] (subtracted from every vector, queries included)
       texts.jsonl          one {"text", "labels", "source"} per row: what each vector is
@@ -14,9 +14,13 @@ Vectors are centred (the mean of the indexed unit vectors is subtracted, then th
 again): sentence encoders put all texts in a narrow cone, and centring spreads the cosines that the vote
 weighs. A text's score for a label is the similarity-weighted vote of its k nearest rows (weights: softmax of
 scale × cosine), between 0 and 1. ``add_to_index`` appends examples, new labels included, without training
-anything: their rows vote from the next query on. The folder opens as an ordinary
-:class:`~labelwise.Classifier` (``Classifier.load(index_dir)``), so predict, evaluate and serve take an index like a model.
+anything: their rows vote from the next query on; ``remove_label`` takes a label out. The folder opens as an
+ordinary :class:`~labelwise.Classifier` (``Classifier.load(index_dir)``), so predict, evaluate and serve take an
+index like a model.
 Search is exact (one matrix product per batch) unless ``approximate`` (faiss HNSW, ``pip install faiss-cpu``).
+With ``vector_db`` (a Milvus Lite file or a Milvus server URI) the vectors live in a Milvus collection instead:
+``vectors.safetensors`` keeps only labels and center, and ``index.json`` records ``vector_db: {uri, collection}``
+(format 2). The stores are :mod:`labelwise.predict.vector_store`; the backend calls their one ``search``.
 """
 from __future__ import annotations
 
@@ -30,18 +34,27 @@ from typing import NamedTuple
 import numpy as np
 
 from labelwise.errors import LabelwiseError
-from labelwise.files import atomic_dir, atomic_write_json
-from labelwise.model.checkpoint import CheckpointMeta, detect_backend, is_checkpoint, load_checkpoint, read_meta
+from labelwise.files import INDEX, atomic_dir, atomic_write_json
+from labelwise.model.checkpoint import (
+    CheckpointMeta,
+    brief,
+    damaged,
+    is_checkpoint,
+    load_checkpoint,
+    read_json_file,
+    read_meta,
+)
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
 from labelwise.predict.batching import encode, pad_batch
-from labelwise.predict.search import top_k_dot, unit_rows
+from labelwise.predict.search import unit_rows
 from labelwise.predict.torch_backend import TorchBackend
+from labelwise.predict.vector_store import ExactStore, FaissStore, MilvusStore, VectorStore
 
 log = logging.getLogger("labelwise")
 
 INDEX_FILE, VECTORS_FILE, TEXTS_FILE = "index.json", "vectors.safetensors", "texts.jsonl"
-FORMAT_VERSION = 1
+FORMAT_VERSION, MILVUS_FORMAT = 1, 2  # 2: the vectors are in Milvus, not in vectors.safetensors
 K_CHOICES = (5, 10, 20, 50)  # k="auto" picks the best on dev (macro-F1 at tuned thresholds)
 SCALE = 20.0  # vote weights: softmax(SCALE × cosine) over the k neighbours
 EPS = 1e-6
@@ -58,7 +71,7 @@ class Encoder(NamedTuple):
 def open_encoder(source: str, device: str | None = None, max_seq_length: int = 128) -> Encoder:
     """The encoder whose pooled vectors an index holds: a checkpoint's, an export's (ONNX Runtime, exported with
     ``features``), or a bare sentence encoder's (a model name or folder)."""
-    if Path(source).is_dir() and detect_backend(source) == "onnx":
+    if Path(source).is_dir() and not is_checkpoint(source) and any(Path(source).glob("*.onnx")):
         from labelwise.predict.onnx_backend import OnnxBackend, load_tokenizer
 
         backend = OnnxBackend.load(source, device=device)
@@ -89,22 +102,24 @@ def vote(neighbours: np.ndarray, sims: np.ndarray, label_matrix: np.ndarray, sca
 
 
 class RetrievalBackend:
-    """A Classifier backend: embed the batch with the encoder backend, find the k nearest index rows, return the logits of their vote."""
+    """A Classifier backend: embed the batch with the encoder backend, find the k nearest index rows in the
+    store, return the logits of their vote."""
 
     name = "retrieval"
 
-    def __init__(self, encoder, vectors: np.ndarray, label_matrix: np.ndarray, center: np.ndarray,
-                 k: int, scale: float = SCALE, approximate: bool = False):
-        self.encoder, self.vectors, self.label_matrix, self.center = encoder, vectors, label_matrix, center
+    def __init__(self, encoder, store: VectorStore, label_matrix: np.ndarray, center: np.ndarray,
+                 k: int, scale: float = SCALE):
+        self.encoder, self.store, self.label_matrix, self.center = encoder, store, label_matrix, center
         self.k, self.scale = k, scale
-        self.search = _faiss_search(vectors) if approximate else None
+
+    @property
+    def size(self) -> int:
+        """Rows in the index."""
+        return len(self.label_matrix)
 
     def neighbours(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest rows to raw pooled ``features`` (centred here, as the index was)."""
-        queries = centred(features, self.center)
-        if self.search is not None:
-            return self.search(queries, k)
-        return top_k_dot(queries, self.vectors, k)
+        return self.store.search(centred(features, self.center), k)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         neighbours, sims = self.neighbours(self.encoder.features(batch), self.k)
@@ -112,39 +127,35 @@ class RetrievalBackend:
         return np.log(scores / (1 - scores))
 
 
-def _faiss_search(vectors: np.ndarray):
-    try:
-        import faiss
-    except ImportError:
-        raise LabelwiseError("an approximate index needs faiss: pip install faiss-cpu, or 'labelwise[ann]' (or leave "
-                             "`approximate` off: "
-                             "exact search is fast up to about a million vectors)") from None
-    index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efSearch = 100
-    index.add(np.ascontiguousarray(vectors))
-
-    def search(queries: np.ndarray, k: int):
-        sims, ids = index.search(np.ascontiguousarray(queries), min(k, len(vectors)))
-        return ids, sims
-
-    return search
-
-
 def open_index(index_dir: str | os.PathLike, *, device: str | None = None, encoder: Encoder | None = None
                ) -> tuple[RetrievalBackend, object, CheckpointMeta]:
     """(backend, tokenizer, meta) of an index folder; :meth:`labelwise.Classifier.load` wraps them."""
     info, vectors, label_matrix, center, _ = read_index(index_dir)
+    store = open_store(index_dir, info, vectors)  # before the encoder: a collection that is gone fails fast
     encoder = encoder or open_encoder(info["encoder"], device, info["max_seq_length"])
     probe = pad_batch(encode(encoder.tokenizer, ["x"], 8), [0], encoder.tokenizer.pad_token_id or 0)
-    dim = encoder.backend.features(probe).shape[1]
-    if dim != vectors.shape[1]:
-        raise LabelwiseError(f"{index_dir}: its vectors have {vectors.shape[1]} dimensions but the encoder "
+    dim, want = encoder.backend.features(probe).shape[1], index_dim(info, vectors)
+    if dim != want:
+        raise LabelwiseError(f"{index_dir}: its vectors have {want} dimensions but the encoder "
                              f"{info['encoder']} gives {dim}; build the index again")
     meta = CheckpointMeta(labels=info["labels"], max_seq_length=info["max_seq_length"], thresholds=info["thresholds"],
                           base_model=str(info["encoder"]), metrics=info.get("metrics", {}))
-    backend = RetrievalBackend(encoder.backend, vectors, label_matrix, center, info["k"], info["scale"],
-                               info["approximate"])
+    backend = RetrievalBackend(encoder.backend, store, label_matrix, center, info["k"], info["scale"])
     return backend, encoder.tokenizer, meta
+
+
+def index_dim(info: dict, vectors: np.ndarray | None) -> int:
+    return int(vectors.shape[1]) if vectors is not None else int(info["dim"])
+
+
+def open_store(index_dir, info: dict, vectors: np.ndarray | None) -> VectorStore:
+    """Where the index's vectors are: a Milvus collection (``vector_db`` in index.json; checked against the
+    index), else the folder's vectors, searched exactly or, for an ``approximate`` index, with faiss."""
+    db = info.get("vector_db")
+    if db:
+        return MilvusStore(db["uri"], db["collection"]).check(size=info["size"], dim=index_dim(info, vectors),
+                                                               encoder=str(info["encoder"]), where=str(index_dir))
+    return FaissStore(vectors) if info["approximate"] else ExactStore(vectors)
 
 
 def label_matrix_of(rows: list[dict], labels: list[str]) -> np.ndarray:
@@ -155,38 +166,63 @@ def label_matrix_of(rows: list[dict], labels: list[str]) -> np.ndarray:
     return matrix
 
 
-def write_index(index_dir, info: dict, vectors: np.ndarray, label_matrix: np.ndarray, center: np.ndarray,
-           rows: list[dict]) -> None:
+def write_index(index_dir, info: dict, vectors: np.ndarray | None, label_matrix: np.ndarray, center: np.ndarray,
+                rows: list[dict]) -> None:
+    """Write the folder (atomically); ``vectors`` None when they are in Milvus."""
     from safetensors.numpy import save_file
 
-    with atomic_dir(index_dir) as tmp:
-        save_file({"vectors": vectors, "labels": label_matrix, "center": center.astype(np.float32)},
-                  str(tmp / VECTORS_FILE))
+    tensors = {"labels": np.ascontiguousarray(label_matrix), "center": center.astype(np.float32)}
+    if vectors is not None:
+        tensors["vectors"] = np.ascontiguousarray(vectors)
+    with atomic_dir(index_dir, INDEX) as tmp:
+        save_file(tensors, str(tmp / VECTORS_FILE))
         (tmp / TEXTS_FILE).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         atomic_write_json(tmp / INDEX_FILE, info)
 
 
-def read_index(index_dir) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+def read_index(index_dir) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarray, list[dict]]:
+    """(info, vectors (None when they are in Milvus), label matrix, center, rows); one line for a damaged index."""
     from safetensors.numpy import load_file
 
     folder = Path(index_dir)
     if not (folder / INDEX_FILE).exists():
         raise LabelwiseError(f"{folder}: not a labelwise index (no {INDEX_FILE}); build one with `labelwise index`")
+    again = "a damaged index: build it again (labelwise index)"
+    info = read_json_file(folder / INDEX_FILE, again)  # every damaged file: one line naming it
+    missing = [k for k in ("encoder", "labels", "k", "scale", "thresholds", "max_seq_length", "approximate", "size")
+               if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise damaged(folder / INDEX_FILE, f"lacks {', '.join(missing)}", again)
+    db = info.get("vector_db")
+    if db is not None and not (isinstance(db, dict) and isinstance(db.get("uri"), str)
+                               and isinstance(db.get("collection"), str) and isinstance(info.get("dim"), int)):
+        raise damaged(folder / INDEX_FILE, "its vector_db needs a uri, a collection and the index's dim", again)
+    for name in (VECTORS_FILE, TEXTS_FILE):
+        if not (folder / name).is_file():
+            raise damaged(folder / name, "not found", again)
     try:
-        info = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / VECTORS_FILE))
-        vectors, label_matrix, center = tensors["vectors"], tensors["labels"], tensors["center"]
-        rows = [json.loads(line) for line in (folder / TEXTS_FILE).read_text(encoding="utf-8").splitlines()]
+        vectors = None if info.get("vector_db") else tensors["vectors"]
+        label_matrix, center = tensors["labels"], tensors["center"]
     except Exception as err:  # safetensors raises its own error type for a damaged file
-        raise LabelwiseError(f"{folder}: damaged index ({type(err).__name__}: {err}); build it again") from None
-    if info.get("format_version") != FORMAT_VERSION:
+        raise damaged(folder / VECTORS_FILE, f"unreadable ({brief(err)})", again) from None
+    try:
+        rows = [json.loads(line) for line in (folder / TEXTS_FILE).read_text(encoding="utf-8").splitlines()]
+    except (OSError, ValueError) as err:
+        raise damaged(folder / TEXTS_FILE, f"unreadable ({brief(err)})", again) from None
+    if info.get("format_version") not in (FORMAT_VERSION, MILVUS_FORMAT):
         raise LabelwiseError(f"{folder}: index format {info.get('format_version')}, this labelwise reads "
-                             f"{FORMAT_VERSION}; build it again")
-    sizes = {len(vectors), len(label_matrix), len(rows), info.get("size")}
-    if len(sizes) != 1 or label_matrix.shape[1] != len(info["labels"]):
+                             f"{FORMAT_VERSION} and {MILVUS_FORMAT}; build it again")
+    sizes = {len(label_matrix), len(rows), info.get("size")}
+    shapes = label_matrix.ndim == 2 and label_matrix.shape[1] == len(info["labels"])
+    if vectors is not None:  # in Milvus, the collection's size is checked when it opens
+        sizes.add(len(vectors))
+        shapes = shapes and vectors.ndim == 2
+    if len(sizes) != 1 or not shapes:
         raise LabelwiseError(f"{folder}: damaged index (vectors, labels and texts.jsonl disagree in size); "
                              "build it again")
     return info, vectors, label_matrix, center, rows
 
 
-__all__ = ["open_index", "open_encoder", "Encoder", "vote", "RetrievalBackend", "read_index", "write_index"]
+__all__ = ["Encoder", "RetrievalBackend", "open_encoder", "open_index", "open_store", "read_index", "vote",
+           "write_index"]

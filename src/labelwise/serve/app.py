@@ -3,7 +3,8 @@
 Routes::
 
     GET  /                          demo page (static/index.html): paste text, see labels and bars
-    GET  /health                    status, backend, batching settings, counters
+    GET  /health                    status, the model by name and version, batching settings, counters
+    GET  /metrics                   Prometheus metrics (labelwise.serve.metrics)
     GET  /labels                    label names and their thresholds
     POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?}
     POST /models/cls_multi_label    PaddleNLP's shape: {"data": {"text": [...]}, "parameters": {...}}
@@ -18,9 +19,15 @@ same thread. Bad input gets a 4xx answer ``{"error": "..."}``; the server keeps 
 Overload: once ``max_queue`` texts are waiting or running, a new request is refused at once with 503 and a
 ``Retry-After`` header (seconds, estimated from the recent time per text), so latency stays bounded
 instead of growing with the queue; clients retry later.
+
+Beyond localhost: ``api_key`` (every route but /health needs it), ``cors_origins`` and ``allowed_hosts``; the
+layers that enforce them, and the one-line JSON form of every refusal, are in :mod:`labelwise.serve.http`.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -30,7 +37,7 @@ from typing import Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,10 +46,21 @@ from labelwise.errors import LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.serve.batcher import Batcher, Overloaded
 from labelwise.serve.config import ServeConfig
+from labelwise.serve.http import (
+    add_middleware,
+    error_response,
+    json_response,
+    parse_failure_message,
+    validation_message,
+)
+from labelwise.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from labelwise.serve.metrics import ServiceMetrics
 
 log = logging.getLogger("labelwise")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
+ROUTES = ("/", "/health", "/metrics", "/labels", "/predict", "/models/cls_multi_label", "/docs", "/openapi.json")
+ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts")  # not shown by /health
 
 
 # ---- request and response bodies ---------------------------------------------------------------
@@ -58,7 +76,7 @@ class PredictRequest(Strict):
     top_k_max: Optional[int] = Field(None, ge=1, description="return at most this many labels")
 
 
-class SeedData(Strict):
+class PaddleNLPData(Strict):
     text: list[StrictStr] = Field(min_length=1)
 
 
@@ -68,82 +86,35 @@ class PaddleNLPParameters(BaseModel):  # PaddleNLP's clients send batch_size too
     prob_limit: Optional[float] = Field(None, ge=0, le=1)
 
 
-class SeedRequest(Strict):
-    data: SeedData
+class PaddleNLPRequest(Strict):
+    data: PaddleNLPData
     parameters: PaddleNLPParameters = Field(default_factory=PaddleNLPParameters)
 
 
-try:  # the `serve` extra brings orjson: serialising the answer is a sizeable share of a request's CPU time
-    import orjson
-
-    def _dumps(payload) -> bytes:
-        return orjson.dumps(payload)
-except ImportError:  # pragma: no cover - the standard library does the same, slower
-    import json
-
-    def _dumps(payload) -> bytes:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _json(payload) -> Response:
-    """A JSON answer from plain lists, dicts, strings and floats, without FastAPI's generic encoder pass."""
-    return Response(_dumps(payload), media_type="application/json")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters (newlines, tabs, ...) written as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _validation_message(err: RequestValidationError) -> tuple[int, str]:
-    problems = err.errors()
-    if any(p.get("type") == "json_invalid" for p in problems):
-        return 400, f"request body is not valid JSON ({problems[0].get('ctx', {}).get('error', 'parse error')})"
-    if len(problems) == 1 and tuple(problems[0].get("loc", ())) == ("body",):
-        return 422, ("request body must be a JSON object such as {\"texts\": [\"...\"]}, sent with "
-                     "Content-Type: application/json")
-    parts = []
-    for p in problems[:5]:  # field names come from the client: escape what would break the one-line message
-        where = ".".join(_printable(str(x)) for x in p.get("loc", ()) if x != "body") or "body"
-        parts.append(f"{where}: {p.get('msg', 'invalid')}")
-    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    return 422, "; ".join(parts) + more
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` (413) before they are parsed."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _error(413, f"request body of {int(declared)} bytes is over the limit of "
-                                     f"{self.max_bytes} bytes; send fewer or shorter texts")(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, f"request body is over the limit of {self.max_bytes} bytes")
-            return message
-
-        return await self.app(scope, limited_receive, send)
+def model_info(classifier: Classifier, model_path: str = "") -> dict[str, str]:
+    """What the service says about its model, with no path of the server's own: folder and base model by their
+    names, a version (a hash of the model's labelwise.json: labels, thresholds, training settings), labelwise's."""
+    meta = getattr(classifier, "meta", None)
+    base = str(getattr(meta, "base_model", "") or "")
+    if base and (Path(base).is_absolute() or Path(base).exists()):  # a local folder: its name only
+        base = Path(base).name
+    folder = model_path or getattr(classifier, "path", None) or ""
+    described = json.dumps(meta.to_json() if meta is not None else classifier.labels, sort_keys=True, default=str)
+    try:
+        version = importlib.metadata.version("labelwise")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = "unknown"
+    return {"model": Path(folder).name if folder else base, "base_model": base,
+            "model_version": hashlib.sha256(described.encode("utf-8")).hexdigest()[:12], "labelwise_version": version,
+            "backend": classifier.backend.name, "precision": getattr(classifier.backend, "precision", "fp32")}
 
 
 def create_app(classifier: Classifier, config: ServeConfig | None = None, model_path: str = "") -> FastAPI:
     """The FastAPI application serving ``classifier``."""
-    config = (config or ServeConfig()).check()
-    batcher = Batcher(classifier, config)
+    config = (config or ServeConfig()).validate()
+    info = model_info(classifier, model_path)
+    metrics = ServiceMetrics(classifier.labels, info, ROUTES)
+    batcher = Batcher(classifier, config, metrics)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -153,32 +124,35 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     app = FastAPI(title="labelwise", version="1", lifespan=lifespan,
                   description="Multi-label text classification: texts in, label names and confidences out.")
-    app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.state.batcher, app.state.metrics = batcher, metrics
+    add_middleware(app, config, metrics)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request: Request, err: RequestValidationError):
-        status, message = _validation_message(err)
-        return _error(status, message)
+        status, message = validation_message(err)
+        return error_response(status, message)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, err: StarletteHTTPException):
         if err.status_code == 404:
-            return _error(404, f"no route {request.method} {request.url.path}; see /docs")
+            return error_response(404, f"no route {request.method} {request.url.path}; see /docs")
         if err.status_code == 405:
-            return _error(405, f"{request.method} is not allowed on {request.url.path}; see /docs")
-        return _error(err.status_code, str(err.detail))
+            return error_response(405, f"{request.method} is not allowed on {request.url.path}; see /docs")
+        if err.status_code == 400 and err.__cause__ is not None:  # FastAPI could not read the body
+            return error_response(400, parse_failure_message(err))
+        return error_response(err.status_code, str(err.detail))
 
     @app.exception_handler(Overloaded)
     async def on_overload(_request: Request, err: Overloaded):
-        return _error(503, str(err), headers={"Retry-After": str(err.retry_after)})
+        return error_response(503, str(err), headers={"Retry-After": str(err.retry_after)})
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, err: Exception):  # a bug, not the user's fault: say so
         log.exception("unexpected error")
-        return _error(500, f"internal error: {type(err).__name__}: {err}")
+        return error_response(500, f"internal error: {type(err).__name__}: {err}")
 
-    def check_limits(texts: list[str]) -> None:
+    def check_limits(request: Request, texts: list[str]) -> None:
+        request.state.texts = len(texts)  # counted in the metrics with the answer's status
         for number, text in enumerate(texts, 1):  # the data files' rules: no empty text, valid Unicode
             if not text.strip():
                 raise HTTPException(422, f"text {number} is empty; send at least one non-space character")
@@ -202,40 +176,47 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    limits = {k: v for k, v in asdict(config).items() if k not in ACCESS_FIELDS}
+
     @app.get("/health")
     async def health():
-        backend = classifier.backend
-        return {"status": "ok", "model_path": model_path, "backend": backend.name,
-                "precision": getattr(backend, "precision", "fp32"), "labels": len(classifier.labels),
-                "max_seq_length": classifier.max_seq_length, "config": asdict(config), "stats": batcher.stats}
+        return {"status": "ok", **info, "labels": len(classifier.labels), "max_seq_length": classifier.max_seq_length,
+                "config": limits, "stats": batcher.stats}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics():
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/labels")
     async def labels():
         return {"labels": classifier.labels, "thresholds": [round(float(t), 6) for t in classifier.thresholds]}
 
     @app.post("/predict")
-    async def predict(body: PredictRequest):
-        check_limits(body.texts)
+    async def predict(request: Request, body: PredictRequest):
+        check_limits(request, body.texts)
         if body.top_k_max is not None and body.top_k_max < body.top_k_min:
             raise HTTPException(422, "top_k_max must not be smaller than top_k_min")
         start = time.perf_counter()
         probs = await batcher.proba(body.texts)
         predictions = classifier.decode(probs, body.threshold, body.top_k_min, body.top_k_max)
-        return _json({"predictions": [p.to_json() for p in predictions],
-                      "ms": round(1000 * (time.perf_counter() - start), 2)})
+        metrics.count_labels(p.labels for p in predictions)
+        return json_response({"predictions": [p.to_json() for p in predictions],
+                              "ms": round(1000 * (time.perf_counter() - start), 2)})
 
     @app.post("/models/cls_multi_label")
-    async def seed_predict(body: SeedRequest):
+    async def paddlenlp_predict(request: Request, body: PaddleNLPRequest):
         texts, params = body.data.text, body.parameters
-        check_limits(texts)
+        check_limits(request, texts)
         probs = await batcher.proba(texts, params.max_seq_len)
         predictions = classifier.decode(probs, params.prob_limit)
+        metrics.count_labels(p.labels for p in predictions)
         index = {label: i for i, label in enumerate(classifier.labels)}
-        return _json({"result": {
+        return json_response({"result": {
             "label": [p.labels for p in predictions],
             "confidence": [p.scores for p in predictions],
             "label_ids": [[index[label] for label in p.labels] for p in predictions],
-            "predictions": [{"text": t, "labels": p.labels, "confidence": p.scores} for t, p in zip(texts, predictions)],
+            "predictions": [{"text": t, "labels": p.labels, "confidence": p.scores}
+                            for t, p in zip(texts, predictions)],
         }})
 
     return app
@@ -278,7 +259,9 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     model_path = index_dir or model_path
     classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads,
                                  precision=precision)
+    config = (config or ServeConfig()).validate()
     app = create_app(classifier, config, model_path=str(model_path))
-    print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs)",
-          flush=True)
+    access = "; API key required on every route but /health" if config.api_key else ""
+    print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs, "
+          f"metrics at /metrics{access})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

@@ -3,7 +3,8 @@
 Requests queue while the model is busy; the texts of every waiting request (up to ``max_batch_size``) go through
 the model in one pass, on one inference thread, and each request gets its rows back. Beyond ``max_queue``
 waiting or running texts a request is refused at once (:class:`Overloaded`, answered 503 + Retry-After).
-``config`` is a :class:`labelwise.serve.config.ServeConfig`.
+``config`` is a :class:`labelwise.serve.config.ServeConfig`; ``metrics``, if given, a
+:class:`labelwise.serve.metrics.ServiceMetrics` that sees every pass's size, the queue depth and each refusal.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from labelwise.predict.classifier import Classifier
 
 if TYPE_CHECKING:
     from labelwise.serve.config import ServeConfig
+    from labelwise.serve.metrics import ServiceMetrics
 
 log = logging.getLogger("labelwise")
 
@@ -37,14 +39,16 @@ class Overloaded(Exception):
 class Batcher:
     """Runs the model on one thread; with dynamic batching, gathers concurrent requests first."""
 
-    def __init__(self, classifier: Classifier, config: ServeConfig):
-        self.classifier, self.config = classifier, config
+    def __init__(self, classifier: Classifier, config: ServeConfig, metrics: ServiceMetrics | None = None):
+        self.classifier, self.config, self.metrics = classifier, config, metrics
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-model")
         self.queue: asyncio.Queue | None = None
         self.worker: asyncio.Task | None = None
         self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0, "refused_busy": 0}
         self.pending = 0  # texts admitted and not yet answered
         self.seconds_per_text = 0.01  # running estimate, for Retry-After
+        if metrics is not None:
+            metrics.watch_queue(lambda: self.pending)
 
     async def start(self) -> None:
         if self.config.dynamic_batching:
@@ -63,11 +67,15 @@ class Batcher:
         self.seconds_per_text = 0.8 * self.seconds_per_text + 0.2 * (time.perf_counter() - start) / len(texts)
         self.stats["forward_passes"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
+        if self.metrics is not None:
+            self.metrics.batch_texts.observe(len(texts))
         return probs
 
     async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
         if self.pending + len(texts) > self.config.max_queue:
             self.stats["refused_busy"] += 1
+            if self.metrics is not None:
+                self.metrics.shed.inc()
             retry = min(60, max(1, math.ceil(self.pending * self.seconds_per_text)))
             raise Overloaded(self.pending, self.config.max_queue, retry)
         self.stats["requests"] += 1

@@ -1,4 +1,8 @@
-"""TrainConfig: every setting of ``labelwise train``, with its default, in one place."""
+"""TrainConfig: every setting of ``labelwise train``, with its default and help, in one place.
+
+The ``train`` command's flags are made from these fields (:mod:`labelwise.settings`); this module imports no torch,
+so the command line can build its parser without it.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,65 +10,76 @@ from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
 from labelwise.model.encoders import DEFAULT_MODEL, POOLINGS
-from labelwise.training.losses import LOSSES
+from labelwise.settings import check_fields, setting
 
 log = logging.getLogger("labelwise")
+
+LOSSES = ("bce", "focal", "asymmetric")  # implemented in labelwise.training.losses
 
 
 @dataclass
 class TrainConfig:
-    dataset_dir: str
-    save_dir: str = "checkpoint"
-    model_name: str = DEFAULT_MODEL
-    max_seq_length: int = 128
-    batch_size: int | None = None  # None → 32, or 8 with few_shot (see auto_batch_size)
-    learning_rate: float | None = None  # None → by encoder size (see auto_learning_rate)
-    head_learning_rate: float | None = None  # None → HEAD_LR_MULTIPLIER × learning_rate
-    epochs: int | None = None  # None → by dataset size (see auto_epochs)
-    pooling: str = "auto"  # auto | mean | cls
-    head_prior: bool = True  # start the head's bias at each label's log-odds in train (else 0)
-    early_stop: bool = False
-    early_stop_nums: int = 4
-    logging_steps: int = 5
-    weight_decay: float = 0.01  # encoder weights only; never biases, LayerNorm or the head
-    warmup: bool = True
-    warmup_steps: int = 0  # > 0 wins; else --warmup means warmup_proportion of all steps
-    warmup_proportion: float = 0.1
-    max_grad_norm: float = 1.0
-    init_from_ckpt: str | None = None
-    resume: bool = False
-    seed: int = 3
-    device: str | None = None
-    loss: str = "bce"
-    pos_weight: str | None = None  # None | "auto"
-    threshold_tuning: bool = True
-    baseline: bool = True  # train the TF-IDF + linear SVM baseline first and report it beside the model
-    few_shot: bool = False  # a few examples per label: contrastive pairs + label names (labelwise.training.fewshot)
-    bf16: bool | None = None  # bfloat16 autocast; None = where it was measured faster (CPUs with AMX), see bf16_auto
-    max_train_samples: int | None = None  # a random subset, for quick runs
-    max_dev_samples: int | None = None
-    train_file: str = "train.txt"
-    dev_file: str = "dev.txt"
-    test_file: str = "test.txt"
-    label_file: str = "label.txt"
-    progress: bool = True
+    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
+    save_dir: str = setting("checkpoint", help="where the best checkpoint goes")
+    overwrite: bool = setting(False, help="write into --save_dir even when it is a folder labelwise did not write "
+                              "(its files of other names stay; the dataset folder is always refused)")
+    model_name: str = setting(DEFAULT_MODEL, help="m3e-small (offline), all-minilm-l6-v2 (offline, English), "
+                              "ernie-3.0-medium-zh etc. (hub, needs internet), any hub id or local folder")
+    max_seq_length: int = setting(128, help="tokens per text; longer texts are cut", minimum=1)
+    batch_size: int | None = setting(None, help="default 32; 8 with --few_shot", minimum=1)
+    learning_rate: float | None = setting(
+        None, help="encoder learning rate (default: 1e-4 for encoders up to 512 wide, 3e-5 for larger ones)")
+    head_learning_rate: float | None = setting(
+        None, help="learning rate of the new linear head (default: 30 × --learning_rate)")
+    epochs: int | None = setting(
+        None, help="default: enough for 600 optimiser steps, at least 3 and at most 40 epochs", minimum=1)
+    pooling: str = setting("auto", choices=POOLINGS,
+                           help="how the head reads the encoder: mean over tokens, or the [CLS] vector (through the "
+                                "encoder's pooler); auto = mean for sentence encoders (m3e, MiniLM), cls otherwise")
+    head_prior: bool = setting(True, cli=False,
+                               help="start the head's bias at each label's log-odds in train (else 0)")
+    early_stop: bool = setting(False, help="stop after --early_stop_nums epochs without gain")
+    early_stop_nums: int = setting(4, help="epochs without gain before --early_stop stops", minimum=1)
+    logging_steps: int = setting(5, help="log the loss every this many steps", minimum=1)
+    weight_decay: float = setting(0.01, help="AdamW decay of the encoder's weight matrices (never biases, "
+                                  "LayerNorm or the head)", minimum=0)
+    warmup: bool = setting(True, action="bool",
+                           help="warm the learning rate up over --warmup_proportion (default on; --no-warmup turns "
+                                "it off)")
+    warmup_steps: int = setting(0, help="warm-up steps; above 0 it wins over --warmup_proportion", minimum=0)
+    warmup_proportion: float = setting(0.1, help="share of all steps spent warming up", minimum=0, maximum=1)
+    max_grad_norm: float = setting(1.0, help="gradients are clipped to this norm", cli=False)
+    init_from_ckpt: str | None = setting(None, help="start from the weights of this checkpoint folder")
+    resume: bool = setting(False, help="continue an interrupted run of the same --save_dir")
+    seed: int = setting(3, help="random seed")
+    device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    loss: str = setting("bce", help="bce, focal or asymmetric", choices=LOSSES)
+    pos_weight: str | None = setting(None, help="auto: weight positives by neg/pos per label", choices=("auto",))
+    threshold_tuning: bool = setting(True, flags=["--no_threshold_tuning"],
+                                     help="keep 0.5 for every label instead of tuning per-label thresholds on dev")
+    baseline: bool = setting(True, flags=["--no_baseline"],
+                             help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
+    few_shot: bool = setting(False, help="for a few examples per label: contrastive pairs + label names, then the "
+                             "head (see docs/few-shot.md)")
+    bf16: bool | None = setting(None, action="bool",
+                                help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 "
+                                     "elsewhere, with a warning). Default: on only on CPUs with AMX, where it was "
+                                     "measured faster; --no-bf16: off")
+    max_train_samples: int | None = setting(None, help="train on a random subset", minimum=1)
+    max_dev_samples: int | None = setting(None, help="evaluate on a random subset", minimum=1)
+    train_file: str = setting("train.txt", help="file name of the train split")
+    dev_file: str = setting("dev.txt", help="file name of the dev split")
+    test_file: str = setting("test.txt", help="file name of the test split")
+    label_file: str = setting("label.txt", help="file name of the label list")
+    progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
 
-    def validate(self) -> None:
-        positive = ("max_seq_length", "batch_size", "epochs", "early_stop_nums", "logging_steps")
-        for name in positive:
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise LabelwiseError(f"`{name}` must be positive, got {getattr(self, name)}")
+    def validate(self) -> "TrainConfig":
+        check_fields(self)
         for name in ("learning_rate", "head_learning_rate"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise LabelwiseError(f"`{name}` must be in (0, 1), got {value}")
-        if self.pooling not in POOLINGS:
-            raise LabelwiseError(f"`pooling` must be one of {', '.join(POOLINGS)}")
-        if self.loss not in LOSSES:
-            raise LabelwiseError(f"`loss` must be one of {', '.join(LOSSES)}")
-        if self.pos_weight not in (None, "auto"):
-            raise LabelwiseError("`pos_weight` takes only 'auto'")
+        return self
 
 
-__all__ = ['TrainConfig']
-
+__all__ = ["TrainConfig", "LOSSES"]

@@ -1,10 +1,11 @@
 """Few examples per label, or none: contrastive few-shot training and zero-shot models from label names.
 
-* ``train(dataset, few_shot=True)`` / ``labelwise train --few_shot``: (1) contrastive tuning of the encoder on
-  pairs of examples, SetFit's way: the cosine of two texts that share a label is pulled to 1, of two texts with
-  no label in common to 0. Each label's name (or its ``label==word`` from label.txt) joins the examples as a
-  text carrying that one label, an anchor. (2) :func:`labelwise.training.train`'s usual recipe fine-tunes that
-  encoder on the examples plus the anchors. The output is an ordinary checkpoint.
+* ``train(dataset, few_shot=True)`` / ``labelwise train --few_shot``: (1) :func:`contrastive_stage` tunes the
+  encoder on pairs of examples, SetFit's way: the cosine of two texts that share a label is pulled to 1, of two
+  texts with no label in common to 0. Each label's name (or its ``label==word`` from label.txt) joins the
+  examples as a text carrying that one label, an anchor. (2) :func:`labelwise.training.train` starts from that
+  model and fine-tunes it with its usual recipe on the examples plus the anchors. The output is an ordinary
+  checkpoint.
 * :func:`zero_shot` / ``labelwise zeroshot``: no labelled examples at all; each label's logit is the text's
   cosine to the label name's vector, scaled (the head reads unit-length vectors: ``normalize``); per-label
   thresholds tuned on dev when there is one. Also an ordinary checkpoint.
@@ -13,17 +14,22 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from labelwise.data.dataset import Example, read_label_words
+from labelwise.data.dataset import Dataset, Example, read_label_words
 from labelwise.errors import LabelwiseError
-from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
+from labelwise.model.network import MultiLabelModel
 from labelwise.predict.batching import encode, pad_batch
-from labelwise.progress import progress
+from labelwise.training.loop import StepLoop
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("labelwise")
 PAIRS_PER_TEXT = 10  # positive (and as many negative) pairs drawn per text (SetFit's default is 20)
@@ -70,46 +76,51 @@ def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int 
     if not pairs:
         raise LabelwiseError("few-shot training needs examples of at least two labels")
     texts = [e.text for e in examples]
-    optimizer = torch.optim.AdamW(model.encoder.parameters(), lr=learning_rate, weight_decay=0.01)
-    model.train()
-    losses = []
-    steps = range(0, len(pairs), batch_size)
-    for start in progress(steps, "contrastive pairs", show):
-        chunk = pairs[start:start + batch_size]
+
+    def pair_loss(chunk: list[tuple[int, int, float]]) -> torch.Tensor:
         left = _embed(model, tokenizer, [texts[i] for i, _, _ in chunk], max_len, device)
         right = _embed(model, tokenizer, [texts[j] for _, j, _ in chunk], max_len, device)
         target = torch.tensor([t for _, _, t in chunk], device=device)
-        loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(left, right), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        return torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(left, right), target)
+
+    optimizer = torch.optim.AdamW(model.encoder.parameters(), lr=learning_rate, weight_decay=0.01)
+    chunks = [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
+    model.train()
+    losses = StepLoop(model, optimizer, show=show).epoch(chunks, pair_loss, "contrastive pairs")["loss"]
     model.eval()
     return float(np.mean(losses))
 
 
-def few_shot_start(cfg, ds, train_set: list[Example]):
-    """``train(..., few_shot=True)``: the contrastively tuned model to fine-tune, and the examples plus anchors.
+@dataclass
+class FewShotStart:
+    """What the contrastive stage hands fine-tuning: the tuned model and the label names as examples."""
 
-    Returns ((model, tokenizer, pooling), training examples); :func:`labelwise.training.train` then runs its
-    usual recipe from there. ``cfg`` is a :class:`~labelwise.training.TrainConfig`.
+    model: MultiLabelModel
+    tokenizer: PreTrainedTokenizerBase
+    anchors: list[Example]
+
+
+def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -> FewShotStart:
+    """``train(..., few_shot=True)``'s first stage: a fresh ``cfg.model_name`` tuned on pairs of the examples
+    and the label names; :func:`labelwise.training.train` fine-tunes it, with the anchors added to the examples.
+
+    ``cfg`` is a :class:`~labelwise.training.TrainConfig`; torch is seeded already.
     """
     if cfg.init_from_ckpt or cfg.resume:
         raise LabelwiseError("`few_shot` starts from `model_name`; it does not combine with `init_from_ckpt` or "
                              "`resume`")
-    device = resolve_device(cfg.device)  # train() has seeded torch already
     label_file = Path(cfg.dataset_dir) / cfg.label_file
     label_words = read_label_words(label_file) if ds.root and label_file.exists() else {l: l for l in ds.labels}
     model, tokenizer, pooling = build_model(cfg.model_name, ds.labels, cfg.pooling)
-    examples = list(train_set) + anchors(label_words)
+    label_anchors = anchors(label_words)
     log.info("few-shot: contrastive pairs of %d examples + %d label names (%s, %s pooling)", len(train_set),
              len(label_words), cfg.model_name, pooling)
     start = time.perf_counter()
-    loss = contrastive_tune(model.to(device), tokenizer, examples, max_len=cfg.max_seq_length, seed=cfg.seed,
-                            device=device, show=cfg.progress)
+    loss = contrastive_tune(model.to(device), tokenizer, list(train_set) + label_anchors, max_len=cfg.max_seq_length,
+                            seed=cfg.seed, device=device, show=cfg.progress)
     log.info("few-shot: contrastive stage done in %.0f s (loss %.4f); fine-tuning on the examples and label names",
              time.perf_counter() - start, loss)
-    return (model.cpu(), tokenizer, pooling), examples
+    return FewShotStart(model.cpu(), tokenizer, label_anchors)
 
 
-__all__ = ['anchors', 'make_pairs', 'contrastive_tune', 'few_shot_start']
+__all__ = ['FewShotStart', 'anchors', 'contrastive_stage', 'contrastive_tune', 'make_pairs']

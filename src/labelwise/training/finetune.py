@@ -1,11 +1,13 @@
-"""Fine-tuning: the loop, top to bottom.
+"""Fine-tuning, top to bottom: data, starting model, recipe, baseline, epochs, finish.
 
 ``train(TrainConfig(dataset_dir="data"))`` → a checkpoint folder holding the best epoch by dev macro-F1,
 with per-label thresholds tuned on dev (written once per improvement, complete), and the same model in
 memory as ``result.classifier``. The flags are PaddleNLP's (its train.py); the recipe is ours: see
-:mod:`labelwise.training.recipe` and :mod:`labelwise.model.network` (pooling, a head that starts at the label priors and
-learns faster). Beyond PaddleNLP: imbalance losses, tuned thresholds, resume, DDP, length-grouped batches,
-a linear baseline beside every run.
+:mod:`labelwise.training.recipe` and :mod:`labelwise.model.network` (pooling, a head that starts at the label
+priors and learns faster). Beyond PaddleNLP: imbalance losses, tuned thresholds, exact resume
+(:mod:`labelwise.training.resume`), DDP, length-grouped batches, a linear baseline beside every run, a
+contrastive few-shot stage (:mod:`labelwise.training.fewshot`) that hands this loop its starting model.
+Each epoch's steps run in :class:`labelwise.training.loop.StepLoop`, shared with pruning and few-shot.
 
 Multi-process (DDP) runs with ``torchrun --nproc_per_node N -m labelwise train ...``: each process takes
 every N-th batch; every process evaluates the (small) dev set itself, so all take the same decisions,
@@ -14,7 +16,6 @@ and only rank 0 writes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -24,23 +25,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from labelwise.data.dataset import Dataset, check_same_labels, load_dataset, multi_hot
+from labelwise.data.dataset import Dataset, Example, check_same_labels, load_dataset, multi_hot
 from labelwise.errors import LabelwiseError
-from labelwise.files import atomic_dir, atomic_write_json
+from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
 from labelwise.model.network import prior_logits
 from labelwise.predict.batching import encode, length_grouped_batches, pad_batch
 from labelwise.predict.classifier import Classifier, TorchBackend
-from labelwise.progress import progress
 from labelwise.training.baseline import fit_baseline
 from labelwise.training.config import TrainConfig
-from labelwise.training.loop import adamw, linear_schedule, random_subset
+from labelwise.training.fewshot import FewShotStart, contrastive_stage
+from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
+from labelwise.training.resume import data_order, load_state, restore_random_states, save_state, state_dir
 from labelwise.training.scoring import evaluate_model, log_summary, score_checkpoint
 
 log = logging.getLogger("labelwise")
@@ -66,20 +67,6 @@ class TrainResult:
         return self.classifier.predict(texts, **options)
 
 
-def _state_dir(save_dir: Path) -> Path:
-    """Resume state lives beside the checkpoint, so swapping in a new best never touches it."""
-    return save_dir.with_name(save_dir.name + ".train_state")
-
-
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
-
-
 def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainResult:
     """Fine-tune an encoder; the best epoch goes to ``save_dir`` and comes back as ``result.classifier``.
 
@@ -89,152 +76,253 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
     cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot))
-    rank, world = _distributed()
-    main_process = rank == 0
+    run = _processes(cfg)
+    if run.main:  # before any work: save_dir is new, empty, a checkpoint, or --overwrite allows it; never the data
+        prepare_output_dir(cfg.save_dir, CHECKPOINT, overwrite=cfg.overwrite, inputs={"dataset_dir": cfg.dataset_dir})
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    if device.startswith("cuda") and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
+    # 1. data: the splits, random subsets of them for quick runs
     ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
                             test_file=cfg.test_file, label_file=cfg.label_file)
-    labels = ds.labels
-    train_set = random_subset(ds.train, cfg.max_train_samples, np.random.default_rng(cfg.seed))
-    dev_set = random_subset(ds.dev, cfg.max_dev_samples, np.random.default_rng(cfg.seed))
-    if not train_set or not dev_set:
-        raise LabelwiseError(f"{cfg.dataset_dir}: the train and dev splits both need at least one example")
-    save_dir, state_dir = Path(cfg.save_dir), _state_dir(Path(cfg.save_dir))
-    few_shot_model = None
-    if cfg.few_shot:  # contrastive pairs first; label names join the training examples (labelwise.training.fewshot)
-        from labelwise.training.fewshot import few_shot_start
+    train_set, dev_set = _splits(cfg, ds)
 
-        few_shot_model, train_set = few_shot_start(cfg, ds, train_set)
-    y_train = multi_hot(train_set, labels)
-    if cfg.init_from_ckpt:
-        model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
-        check_same_labels(old_meta.labels, labels, cfg.init_from_ckpt, Path(cfg.dataset_dir) / cfg.label_file)
-        base_model = old_meta.base_model
-    else:
-        model, tokenizer, _ = few_shot_model or build_model(cfg.model_name, labels, cfg.pooling)
-        if cfg.head_prior:
-            with torch.no_grad():  # the head starts at the label priors
-                model.head.bias.copy_(prior_logits(y_train))
-        base_model = cfg.model_name
-    model.to(device).train()
+    # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new
+    start = contrastive_stage(cfg, ds, train_set, run.device) if cfg.few_shot else None
+    train_set = train_set + start.anchors if start else train_set
+    y_train = multi_hot(train_set, ds.labels)
+    model, tokenizer, base_model = _starting_model(cfg, ds.labels, y_train, start)
+    model.to(run.device).train()
 
+    # 3. the recipe: what the settings leave open follows the encoder and the data
     enc = encode(tokenizer, [e.text for e in train_set], cfg.max_seq_length)
-    lengths = enc.lengths
-    steps_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size)) // world or 1
-    cfg = with_defaults(cfg, model.config.hidden_size, model.pooling, steps_per_epoch)
-    use_bf16 = bf16_auto(device) if cfg.bf16 is None else bool(cfg.bf16) and bf16_supported(device)
-    if cfg.bf16 and not use_bf16 and main_process:
-        log.warning("bf16: this %s has no bfloat16 support; training in fp32", device)
-    elif use_bf16 and cfg.bf16 is None and main_process:
-        log.info("bf16 autocast on: this CPU has AMX, where it trains ~1.4-1.5x faster (--no-bf16 turns it off)")
-    cfg = dataclasses.replace(cfg, bf16=use_bf16)  # the checkpoint records what ran
-    meta = CheckpointMeta(labels=labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
+    steps_per_epoch = len(length_grouped_batches(enc.lengths, cfg.batch_size)) // run.world or 1
+    cfg = _recipe(cfg, model, steps_per_epoch, run)
+    meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
                           pooling=model.pooling, training_args=dataclasses.asdict(cfg))
-    if main_process:
+    if run.main:
         log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
                  base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
                  cfg.head_learning_rate)
-    baseline = fit_baseline(train_set, dev_set, ds.test, labels) if cfg.baseline and main_process else None
-    vs_baseline = (f" (baseline {baseline['dev@0.5']['micro_f1']:.2f} / {baseline['dev@0.5']['macro_f1']:.2f})"
-                   if baseline else "")
 
-    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
-    pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(device) if cfg.pos_weight == "auto" else None
-    loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(device)
+    # 4. the linear baseline, fitted beside the model and reported with it
+    baseline = fit_baseline(train_set, dev_set, ds.test, ds.labels) if cfg.baseline and run.main else None
+
+    # 5. epochs: each scored on dev, the best saved; a resumed run goes on after the last saved epoch
+    loop = _step_loop(cfg, model, steps_per_epoch, run)
+    batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run)
+    order = data_order(cfg.seed, cfg.batch_size, cfg.max_seq_length, run.world, train_set)
+    standing = _resume(cfg, run, model, loop, order) if cfg.resume else _Standing()  # last: it restores random states
+    first, last_state_write = standing.epoch + 1, time.perf_counter()
+    for epoch in range(first, cfg.epochs + 1):
+        if cfg.early_stop and standing.bad_epochs >= cfg.early_stop_nums:
+            break
+        losses = loop.epoch(_epoch_batches(enc.lengths, cfg, epoch, run, steps_per_epoch), batch_loss,
+                            f"epoch {epoch}/{cfg.epochs}", count=lambda rows: len(rows) * run.world)
+        probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, ds.labels, cfg.batch_size)
+        improved = standing.record(epoch, losses.get("loss", []), metrics, model)
+        if improved and run.main:  # thresholds and metrics first: the checkpoint is written once, complete
+            score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
+                             tune=cfg.threshold_tuning, batch_size=cfg.batch_size, train_size=len(train_set))
+            save_checkpoint(Path(cfg.save_dir), model, tokenizer, meta, overwrite=cfg.overwrite)
+        if run.main:
+            _log_epoch(standing.history[-1], baseline, improved)
+            if epoch == first or time.perf_counter() - last_state_write >= STATE_INTERVAL_SECONDS:
+                save_state(state_dir(cfg.save_dir), model, loop.optimizer, loop.scheduler, standing.saved(), order)
+                last_state_write = time.perf_counter()
+
+    # 6. finish: the best epoch back in memory, the resume state gone
+    return _finish(cfg, run, model, tokenizer, meta, standing, loop)
+
+
+@dataclass
+class _Processes:
+    """This process among the DDP processes (one without torchrun), and its device."""
+
+    rank: int
+    world: int
+    device: str
+
+    @property
+    def main(self) -> bool:  # the one process that logs and writes
+        return self.rank == 0
+
+
+@dataclass
+class _Standing:
+    """Where a run stands after an epoch; all but ``best_weights`` goes into the resume state."""
+
+    epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_weights: dict | None = None  # the best epoch's weights (a CPU copy), loaded back at the end
+
+    def record(self, epoch: int, losses: list[float], metrics: dict, model) -> bool:
+        """Add an epoch's training loss and dev metrics; True when it is the best so far (its weights are kept)."""
+        score = metrics["macro"]["f1"]
+        self.history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+                             "dev_micro_f1": metrics["micro"]["f1"], "dev_macro_f1": score,
+                             "dev_accuracy": metrics["accuracy"]})
+        self.epoch = epoch
+        if not score > self.best_score:
+            self.bad_epochs += 1
+            return False
+        self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+        self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+    def saved(self) -> dict:
+        return {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": self.history}
+
+
+def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
+    if isinstance(cfg, TrainConfig):
+        return (dataclasses.replace(cfg, **options) if options else cfg), None
+    if isinstance(cfg, Dataset):
+        return TrainConfig(dataset_dir=str(cfg.root or "<dataset>"), **options), cfg
+    if isinstance(cfg, (str, os.PathLike)):
+        return TrainConfig(dataset_dir=str(cfg), **options), None
+    raise TypeError(f"train() takes a TrainConfig, a Dataset or a dataset folder, not {type(cfg).__name__}")
+
+
+def _processes(cfg: TrainConfig) -> _Processes:
+    """Joins the DDP process group when torchrun started several processes; each takes its own GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return _Processes(rank, world, device)
+
+
+def _splits(cfg: TrainConfig, ds: Dataset) -> tuple[list[Example], list[Example]]:
+    """The train and dev examples: all of them, or ``max_train_samples`` / ``max_dev_samples`` drawn at random."""
+    empty = [(split, name) for split, name, examples in (("train", cfg.train_file, ds.train),
+                                                          ("dev", cfg.dev_file, ds.dev)) if not examples]
+    if empty:
+        where = (" and ".join(str(Path(ds.root) / name) for _, name in empty) if ds.root else
+                 f"the dataset's {' and '.join(split for split, _ in empty)} split")
+        raise LabelwiseError(f"{where}: no examples; training needs at least one in the train and one in the dev "
+                             "split (a line holds a text, a tab and its labels, separated by commas)")
+    train_set = random_subset(ds.train, cfg.max_train_samples, np.random.default_rng(cfg.seed))
+    dev_set = random_subset(ds.dev, cfg.max_dev_samples, np.random.default_rng(cfg.seed))
+    for name, subset in (("max_train_samples", train_set), ("max_dev_samples", dev_set)):
+        if not subset:
+            raise LabelwiseError(f"`{name}` {getattr(cfg, name)} leaves no examples; give at least 1")
+    return train_set, dev_set
+
+
+def _starting_model(cfg: TrainConfig, labels: list[str], y_train: np.ndarray, start: FewShotStart | None):
+    """(model, tokenizer, base model name) from ``init_from_ckpt``, the few-shot stage or ``model_name``.
+
+    A head that does not come from a checkpoint starts at the label priors (``head_prior``).
+    """
+    if cfg.init_from_ckpt:
+        model, tokenizer, old_meta = load_checkpoint(cfg.init_from_ckpt)
+        check_same_labels(old_meta.labels, labels, cfg.init_from_ckpt, Path(cfg.dataset_dir) / cfg.label_file)
+        return model, tokenizer, old_meta.base_model
+    model, tokenizer = (start.model, start.tokenizer) if start else build_model(cfg.model_name, labels, cfg.pooling)[:2]
+    if cfg.head_prior:
+        with torch.no_grad():
+            model.head.bias.copy_(prior_logits(y_train))
+    return model, tokenizer, cfg.model_name
+
+
+def _recipe(cfg: TrainConfig, model, steps_per_epoch: int, run: _Processes) -> TrainConfig:
+    """``cfg`` with the automatic settings filled in (:mod:`labelwise.training.recipe`) and bf16 as it will run."""
+    cfg = with_defaults(cfg, model.config.hidden_size, model.pooling, steps_per_epoch)
+    use_bf16 = bf16_auto(run.device) if cfg.bf16 is None else bool(cfg.bf16) and bf16_supported(run.device)
+    if cfg.bf16 and not use_bf16 and run.main:
+        log.warning("bf16: this %s has no bfloat16 support; training in fp32", run.device)
+    elif use_bf16 and cfg.bf16 is None and run.main:
+        log.info("bf16 autocast on: this CPU has AMX, where it trains ~1.4-1.5x faster (--no-bf16 turns it off)")
+    return dataclasses.replace(cfg, bf16=use_bf16)  # the checkpoint records what ran
+
+
+def _step_loop(cfg: TrainConfig, model, steps_per_epoch: int, run: _Processes) -> StepLoop:
+    """AdamW (:func:`~labelwise.training.loop.adamw`), linear warm-up and decay over all epochs, clipping."""
     optimizer = adamw(model, cfg)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = cfg.warmup_steps or (int(cfg.warmup_proportion * total_steps) if cfg.warmup else 0)
-    scheduler = linear_schedule(optimizer, total_steps, warmup)
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    return StepLoop(model, optimizer, linear_schedule(optimizer, total_steps, warmup), max_grad_norm=cfg.max_grad_norm,
+                    logging_steps=cfg.logging_steps, show=cfg.progress and run.main)
 
-    # resume: restore weights, optimiser, schedule and bookkeeping of the last finished epoch
-    start_epoch, best_score, best_epoch, bad_epochs, history = 1, -1.0, 0, 0, []
-    best_state: dict | None = None  # the best epoch's weights (CPU copy), loaded back at the end
-    if cfg.resume and (state_dir / "state.json").exists():
-        state = json.loads((state_dir / "state.json").read_text())
-        model.load_state_dict(load_file(state_dir / "model.safetensors", device=device))
-        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=device))
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-        bad_epochs, history = state["bad_epochs"], state["history"]
-        if main_process:
-            log.info("resuming after epoch %d (best macro-F1 %.2f at epoch %d)", state["epoch"], best_score, best_epoch)
-    elif cfg.resume and main_process:
-        log.info("--resume: no state in %s, starting from scratch", state_dir)
 
-    train_seconds, samples_seen, step = 0.0, 0, scheduler.last_epoch
-    last_state_write = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if cfg.early_stop and bad_epochs >= cfg.early_stop_nums:
-            break
-        rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # same order when an epoch is redone
-        batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
-        batches = batches[rank::world][:steps_per_epoch]
-        bar = progress(batches, f"epoch {epoch}/{cfg.epochs}", cfg.progress and main_process)
-        epoch_start, running = time.perf_counter(), []
-        for rows in bar:
-            batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, rows, tokenizer.pad_token_id or 0).items()}
-            targets = torch.from_numpy(y_train[rows]).to(device)
-            with autocast:
-                logits = ddp_model(**batch).logits
-            loss = loss_fn(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            samples_seen += len(rows) * world
-            running.append(loss.item())
-            if hasattr(bar, "set_postfix") and step % cfg.logging_steps == 0:
-                seconds = train_seconds + time.perf_counter() - epoch_start
-                bar.set_postfix(loss=f"{np.mean(running[-cfg.logging_steps:]):.4f}",
-                                lr=f"{scheduler.get_last_lr()[0]:.1e}", samples_s=f"{samples_seen / seconds:.0f}")
-        train_seconds += time.perf_counter() - epoch_start
+def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, run: _Processes):
+    """The loss of a batch (rows of the training set): the forward pass under autocast, the loss in fp32."""
+    autocast = torch.autocast(run.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16)
+    pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(run.device) if cfg.pos_weight == "auto" else None
+    loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(run.device)
+    forward = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
+    pad_id = tokenizer.pad_token_id or 0
 
-        probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, labels, cfg.batch_size)
-        score = metrics["macro"]["f1"]
-        record = {"epoch": epoch, "loss": float(np.mean(running)) if running else float("nan"),
-                  "dev_micro_f1": metrics["micro"]["f1"], "dev_macro_f1": score, "dev_accuracy": metrics["accuracy"]}
-        history.append(record)
-        improved = score > best_score
-        if improved:
-            best_score, best_epoch, bad_epochs = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            if main_process:  # thresholds and metrics first: the checkpoint is written once, complete
-                score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
-                                 tune=cfg.threshold_tuning, batch_size=cfg.batch_size)
-                save_checkpoint(save_dir, model, tokenizer, meta)
-        else:
-            bad_epochs += 1
-        if main_process:
-            log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f%s acc %.2f%s", epoch, record["loss"],
-                     record["dev_micro_f1"], score, vs_baseline, record["dev_accuracy"],
-                     " | best, saved" if improved else "")
-            if time.perf_counter() - last_state_write >= STATE_INTERVAL_SECONDS or epoch == start_epoch:
-                _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history)
-                last_state_write = time.perf_counter()
+    def batch_loss(rows) -> torch.Tensor:
+        batch = {k: torch.from_numpy(v).to(run.device) for k, v in pad_batch(enc, rows, pad_id).items()}
+        targets = torch.from_numpy(y_train[rows]).to(run.device)
+        with autocast:
+            logits = forward(**batch).logits
+        return loss_fn(logits.float(), targets)
 
-    if world > 1:
+    return batch_loss
+
+
+def _epoch_batches(lengths, cfg: TrainConfig, epoch: int, run: _Processes, steps_per_epoch: int) -> list:
+    """This process's batches in ``epoch``, in an order drawn from the seed and the epoch alone."""
+    rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+    batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
+    return batches[run.rank::run.world][:steps_per_epoch]
+
+
+def _resume(cfg: TrainConfig, run: _Processes, model, loop: StepLoop, order: dict) -> _Standing:
+    """Weights, optimiser, schedule and standing of the last saved epoch, then the random states as they were."""
+    folder = state_dir(cfg.save_dir)
+    if not (folder / "state.json").exists():
+        if run.main:
+            log.info("--resume: no state in %s, starting from scratch", folder)
+        return _Standing()
+    state = load_state(folder, model, loop.optimizer, loop.scheduler, order, run.device)
+    loop.step = loop.scheduler.last_epoch
+    standing = _Standing(**{k: state[k] for k in ("epoch", "best_score", "best_epoch", "bad_epochs", "history")})
+    if run.main:
+        log.info("resuming after epoch %d (best macro-F1 %.2f at epoch %d)", standing.epoch, standing.best_score,
+                 standing.best_epoch)
+    if state["random"] is not None:
+        restore_random_states(state["random"])
+    return standing
+
+
+def _log_epoch(record: dict, baseline: dict | None, improved: bool) -> None:
+    vs_baseline = (f" (baseline {baseline['dev@0.5']['micro_f1']:.2f} / {baseline['dev@0.5']['macro_f1']:.2f})"
+                   if baseline else "")
+    log.info("epoch %d: loss %.4f | dev micro-F1 %.2f macro-F1 %.2f%s acc %.2f%s", record["epoch"], record["loss"],
+             record["dev_micro_f1"], record["dev_macro_f1"], vs_baseline, record["dev_accuracy"],
+             " | best, saved" if improved else "")
+
+
+def _finish(cfg: TrainConfig, run: _Processes, model, tokenizer, meta, standing: _Standing, loop: StepLoop
+            ) -> TrainResult:
+    """The best epoch's model in memory, the summary logged, the resume state removed; DDP processes part."""
+    if run.world > 1:
         torch.distributed.barrier()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:  # resumed after the last epoch: the best model is the one on disk
-        model, tokenizer, meta = load_checkpoint(save_dir, device)
+    if standing.best_weights is not None:
+        model.load_state_dict(standing.best_weights)
+    else:  # resumed after the best epoch: the best model is the one on disk
+        model, tokenizer, meta = load_checkpoint(cfg.save_dir, run.device)
     model.eval()
-    if main_process:
+    if run.main:
         log_summary(meta.metrics)
-        shutil.rmtree(state_dir, ignore_errors=True)
-    if world > 1:
+        shutil.rmtree(state_dir(cfg.save_dir), ignore_errors=True)
+    if run.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return TrainResult(save_dir, best_epoch, meta.metrics, history, train_seconds,
-                       samples_seen / train_seconds if train_seconds else 0.0,
-                       Classifier(TorchBackend(model, device), tokenizer, meta, path=save_dir))
+    save_dir = Path(cfg.save_dir)
+    return TrainResult(save_dir, standing.best_epoch, meta.metrics, standing.history, loop.seconds,
+                       loop.samples / loop.seconds if loop.seconds else 0.0,
+                       Classifier(TorchBackend(model, run.device), tokenizer, meta, path=save_dir))
 
 
 def _cpu_flags() -> set[str] | None:
@@ -265,23 +353,4 @@ def bf16_auto(device: str) -> bool:
     return not device.startswith("cuda") and "amx_bf16" in (_cpu_flags() or set())
 
 
-def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
-    if isinstance(cfg, TrainConfig):
-        return (dataclasses.replace(cfg, **options) if options else cfg), None
-    if isinstance(cfg, Dataset):
-        return TrainConfig(dataset_dir=str(cfg.root or "<dataset>"), **options), cfg
-    if isinstance(cfg, (str, os.PathLike)):
-        return TrainConfig(dataset_dir=str(cfg), **options), None
-    raise TypeError(f"train() takes a TrainConfig, a Dataset or a dataset folder, not {type(cfg).__name__}")
-
-
-def _save_state(state_dir, model, optimizer, scheduler, epoch, best_score, best_epoch, bad_epochs, history):
-    with atomic_dir(state_dir) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        atomic_write_json(tmp / "state.json", {
-            "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "history": history, "scheduler": scheduler.state_dict()})
-
-
-__all__ = ['TrainResult', 'train', 'auto_epochs', 'auto_learning_rate', 'bf16_supported', 'bf16_auto']
+__all__ = ['TrainResult', 'auto_epochs', 'auto_learning_rate', 'bf16_auto', 'bf16_supported', 'train']

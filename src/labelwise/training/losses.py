@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "focal", "asymmetric")
+from labelwise.training.config import LOSSES  # the names, declared with TrainConfig.loss
 
 
 def auto_pos_weight(y: np.ndarray, max_weight: float = 50.0) -> np.ndarray:

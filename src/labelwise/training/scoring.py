@@ -26,8 +26,10 @@ def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tupl
 
 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
-                     tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH) -> None:
-    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline.
+                     tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH,
+                     train_size: int | None = None) -> None:
+    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline,
+    per-label support and F1 with the model's thresholds and the data sizes (for the model card).
 
     ``prior_strength``: see :func:`labelwise.evaluation.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
     """
@@ -47,6 +49,14 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
             metrics["test@tuned"] = headline(evaluate_predictions(y_test, test_probs, labels, meta.thresholds))
     if baseline:
         metrics["baseline"] = baseline
+    final = meta.thresholds if thresholds is not None else 0.5  # what the model predicts with
+    rows = [{"label": r["label"], "dev_support": r["support"], "dev_f1": round(r["f1"], 2)}
+            for r in evaluate_predictions(y_dev, dev_probs, labels, final)["per_label"]]
+    if test_set:
+        for row, r in zip(rows, evaluate_predictions(y_test, test_probs, labels, final)["per_label"]):
+            row.update(test_support=r["support"], test_f1=round(r["f1"], 2))
+    metrics["per_label"] = rows
+    metrics["sizes"] = {"train": train_size, "dev": len(dev_set), "test": len(test_set or [])}
     meta.metrics = metrics
 
 

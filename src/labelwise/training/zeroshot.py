@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from labelwise.data.dataset import load_dataset, read_label_words
+from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import DEFAULT_MODEL, build_model
@@ -25,10 +26,15 @@ SCALE = 20.0  # logit = SCALE × (cosine − offset): cosines live in [-1, 1], p
 
 def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = DEFAULT_MODEL,
               pooling: str = "auto", max_seq_length: int = 128, device: str | None = None,
-              label_file: str = "label.txt") -> Classifier:
-    """A classifier from label names alone; thresholds tuned on dev.txt when the folder has one."""
+              label_file: str = "label.txt", overwrite: bool = False) -> Classifier:
+    """A classifier from label names alone; thresholds tuned on dev.txt when the folder has one.
+
+    ``save_dir`` must be missing, empty or a checkpoint; ``overwrite`` allows any other folder but the dataset's
+    (:func:`labelwise.files.prepare_output_dir`).
+    """
     from labelwise.training.scoring import evaluate_model, score_checkpoint
 
+    prepare_output_dir(save_dir, CHECKPOINT, overwrite=overwrite, inputs={"dataset_dir": dataset_dir})
     device = resolve_device(device)
     ds = load_dataset(dataset_dir, label_file=label_file, require=())
     label_words = read_label_words(Path(dataset_dir) / label_file)
@@ -52,7 +58,7 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
     else:
         log.warning("zero-shot: no dev.txt in %s, so every label keeps threshold 0.5", dataset_dir)
     model.eval()
-    save_checkpoint(save_dir, model, tokenizer, meta)
+    save_checkpoint(save_dir, model, tokenizer, meta, overwrite=overwrite)
     return Classifier(TorchBackend(model, device), tokenizer, meta, path=Path(save_dir))
 
 

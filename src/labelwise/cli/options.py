@@ -1,0 +1,101 @@
+"""Flags that several commands share and no config holds, each declared once (as :mod:`labelwise.settings` fields).
+
+A command takes the ones it needs with ``add_flags(parser, ModelSource, only=...)``, saying where its meaning
+differs (``required``, ``defaults``, ``help_overrides``), and reads them back with ``from_args``. The settings
+of ``train``, ``prune``, ``data sparse`` and ``serve`` live in their configs (TrainConfig, PruneConfig, SparseConfig,
+ServeConfig), not here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labelwise.settings import setting
+
+PRECISIONS = ("fp32", "int8", "fp16")
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@dataclass
+class DatasetFiles:
+    """A dataset folder and the names of its files (PaddleNLP's layout)."""
+
+    dataset_dir: str | None = setting(None, help="folder with train.txt, dev.txt, label.txt")
+    train_file: str = setting("train.txt", help="file name of the train split")
+    dev_file: str = setting("dev.txt", help="file name of the dev split")
+    test_file: str = setting("test.txt", help="file name of the test split")
+    label_file: str = setting("label.txt", help="file name of the label list")
+
+    def file_names(self) -> dict[str, str]:
+        """``train_file=...`` etc., as :func:`labelwise.data.dataset.load_dataset` takes them."""
+        return {f"{split}_file": getattr(self, f"{split}_file") for split in ("train", "dev", "test", "label")}
+
+
+@dataclass
+class ModelSource:
+    """Which model a command opens, and how it runs it."""
+
+    params_path: str = setting("checkpoint", help="checkpoint folder from `labelwise train`")
+    model_path: str | None = setting(None, help="an export folder (ONNX); implies --backend onnx")
+    index_dir: str | None = setting(None, help="a retrieval index from `labelwise index` instead of a model")
+    backend: str = setting("auto", help="how to run the model (auto: by what the folder holds)", choices=BACKENDS)
+    precision: str = setting("fp32", help="which model file of an ONNX export", choices=PRECISIONS)
+    device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    num_threads: int | None = setting(None, help="CPU threads for inference")
+    batch_size: int = setting(32, help="texts per forward pass")
+    max_seq_length: int | None = setting(None, help="default: the one the model was trained with")
+
+    def source(self) -> tuple[str, str]:
+        """(folder, backend): an index wins, then ``model_path`` (ONNX unless the backend says otherwise)."""
+        if self.index_dir:
+            return self.index_dir, "retrieval"
+        if self.model_path:
+            return self.model_path, "onnx" if self.backend == "auto" else self.backend
+        return self.params_path, self.backend
+
+    def load(self):
+        """The :class:`~labelwise.predict.classifier.Classifier`, opened the one way every command uses."""
+        from labelwise.predict.classifier import Classifier
+
+        path, backend = self.source()
+        return Classifier.load(path, backend=backend, device=self.device, num_threads=self.num_threads,
+                               precision=self.precision)
+
+
+@dataclass
+class Decision:
+    """Which labels a text gets from its probabilities."""
+
+    threshold: float | None = setting(
+        None, help="one threshold for every label (default: the checkpoint's tuned thresholds, else 0.5)")
+    top_k_min: int = setting(0, help="always return at least this many labels (1 = never empty)")
+    top_k_max: int | None = setting(None, help="return at most this many labels")
+    long_text: str = setting("truncate", choices=("truncate", "slide"),
+                             help="texts longer than max_seq_length: cut (PaddleNLP's way) or slide overlapping "
+                                  "windows and take each label's max probability")
+
+    def options(self) -> dict:
+        return {"threshold": self.threshold, "top_k_min": self.top_k_min, "top_k_max": self.top_k_max,
+                "long_text": self.long_text}
+
+
+@dataclass
+class RunOptions:
+    """Odds and ends that many commands have."""
+
+    seed: int = setting(3, help="random seed")
+    overwrite: bool = setting(False, help="replace existing output files")
+    format: str = setting("text", help="how results are printed", choices=("text", "json"))
+
+
+@dataclass
+class InterpretFiles:
+    """What ``interpret words`` and ``interpret examples`` explain, and where they write."""
+
+    interpret_input_file: str = setting("bad_case.txt", help="bad_case.txt from `labelwise evaluate`, "
+                                        "text<TAB>labels lines or bare texts")
+    text: list | None = setting(None, action="append",
+                                help="a text to interpret (repeatable; replaces --interpret_input_file)")
+    interpret_result_file: str = setting("sent_interpret.txt", help="output")
+
+
+__all__ = ["DatasetFiles", "ModelSource", "Decision", "RunOptions", "InterpretFiles", "PRECISIONS", "BACKENDS"]

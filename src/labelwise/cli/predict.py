@@ -1,0 +1,116 @@
+"""Using a model: ``predict`` and ``evaluate`` (flags in, the prediction and evaluation API called, nothing else)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from labelwise.cli.options import DatasetFiles, Decision, ModelSource, RunOptions
+from labelwise.errors import LabelwiseError
+from labelwise.settings import add_flags, from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="per-label metrics and bad cases on dev (or test)")
+    add_flags(p, DatasetFiles, required=("dataset_dir",))
+    add_flags(p, ModelSource)
+    add_flags(p, Decision)
+    p.add_argument("--split", choices=["dev", "test", "train"], default="dev", help="the split to score")
+    p.add_argument("--bad_case_file", default="bad_case.txt",
+                   help="examples with any wrong label (default %(default)s)")
+    add_flags(p, RunOptions, only=("format",))
+    p.add_argument("--report", default=None, help="also write a self-contained HTML report here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label the texts of data.txt")
+    add_flags(p, DatasetFiles, only=("dataset_dir",),
+              help_overrides={"dataset_dir": "folder holding data.txt (or give --data_file as a path)"})
+    p.add_argument("--data_file", default="data.txt", help="one text a line (default %(default)s)")
+    p.add_argument("--output_file", default="output.txt", help="text<TAB>labels lines (default %(default)s)")
+    p.add_argument("--with_scores", action="store_true", help="write label:probability")
+    p.add_argument("--perf", action="store_true", help="instead: micro/macro F1 and ms/sample over dev (or test)")
+    p.add_argument("--perf_split", choices=["dev", "test"], default="dev", help="--perf: the split to score")
+    p.add_argument("--ray", action="store_true",
+                   help="score with Ray Data over --num_actors model copies; --output_file must end in .parquet or "
+                        ".jsonl and becomes a folder (needs labelwise[ray]; see docs/deployment.md)")
+    p.add_argument("--num_actors", type=int, default=2, help="--ray: model copies (default %(default)s)")
+    p.add_argument("--ray_address", default=None,
+                   help="--ray: a cluster to join (auto, ray://head:10001); default: start Ray on this machine")
+    p.add_argument("--text_field", default="text", help="--ray: the text column of JSONL/Parquet input")
+    add_flags(p, ModelSource)
+    add_flags(p, Decision)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_evaluate(args) -> int:
+    from labelwise.evaluation.evaluate import evaluate, format_report, write_bad_cases
+
+    model, decision = from_args(ModelSource, args), from_args(Decision, args)
+    clf = model.load()
+    ev = evaluate(clf, args.dataset_dir, args.split, batch_size=model.batch_size, **decision.options(),
+                  **from_args(DatasetFiles, args).file_names())
+    bad = write_bad_cases(ev, args.bad_case_file)
+    if args.format == "json":
+        print(json.dumps(ev.metrics, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(ev.metrics))
+        print(f"\n{bad} bad cases written to {args.bad_case_file}")
+    if args.report:
+        from labelwise.evaluation.report import write_report
+
+        write_report(ev, args.report, classifier=clf)
+        print(f"HTML report written to {args.report}", file=sys.stderr if args.format == "json" else sys.stdout)
+    own_decisions = (decision.threshold, decision.top_k_min, decision.top_k_max) == (None, 0, None)
+    if args.split == "test" and clf.path and own_decisions:
+        from labelwise.model.card import record_test_figures  # the model's own decisions: into its model card
+
+        card = record_test_figures(clf.path, ev.metrics, source=f"{clf.backend.name} backend")
+        if card:
+            print(f"Test figures added to {card}", file=sys.stderr if args.format == "json" else sys.stdout)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from labelwise.evaluation.evaluate import evaluate
+    from labelwise.predict.output import predict_file
+
+    if args.ray:
+        return _predict_ray(args)
+    model, decision = from_args(ModelSource, args), from_args(Decision, args)
+    clf = model.load()
+    if args.perf:
+        if not args.dataset_dir:
+            raise LabelwiseError("--perf needs --dataset_dir (a folder with dev.txt and label.txt)")
+        start = time.perf_counter()
+        ev = evaluate(clf, args.dataset_dir, args.perf_split, args.threshold, model.batch_size, args.long_text)
+        ms = 1000 * (time.perf_counter() - start) / max(1, ev.metrics["size"])
+        print(f"{args.perf_split} size {ev.metrics['size']}  micro-F1 {ev.metrics['micro']['f1']:.2f}  "
+              f"macro-F1 {ev.metrics['macro']['f1']:.2f}  {ms:.2f} ms/sample (batch {model.batch_size}, "
+              f"{clf.backend.name})")
+        return 0
+    predictions = predict_file(clf, _data_file(args), args.output_file, args.with_scores, batch_size=model.batch_size,
+                               max_seq_length=model.max_seq_length, **decision.options())
+    print(f"{len(predictions)} predictions written to {args.output_file}")
+    return 0
+
+
+def _data_file(args) -> Path:
+    return Path(args.dataset_dir) / args.data_file if args.dataset_dir else Path(args.data_file)
+
+
+def _predict_ray(args) -> int:
+    from labelwise.predict.ray_batch import predict_ray
+
+    if args.perf or args.index_dir or args.with_scores:
+        raise LabelwiseError("--ray does not combine with --perf, --index_dir or --with_scores "
+                             "(scores are always written)")
+    model = from_args(ModelSource, args)
+    path, backend = model.source()
+    result = predict_ray(path, _data_file(args), args.output_file, num_actors=args.num_actors,
+                         threads_per_actor=model.num_threads or 1, address=args.ray_address, backend=backend,
+                         precision=model.precision, text_field=args.text_field, max_seq_length=model.max_seq_length,
+                         **from_args(Decision, args).options())
+    print(f"{result.rows} predictions written to {result.output}/ ({result.texts_per_second:.0f} texts/s, "
+          f"{result.num_actors} actors)")
+    return 0

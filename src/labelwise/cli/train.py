@@ -1,0 +1,139 @@
+"""Making a model: ``train``, ``zeroshot``, ``index`` and ``demo`` (flags in, the training API called, nothing else)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from labelwise.cli.options import DatasetFiles, ModelSource, RunOptions
+from labelwise.errors import LabelwiseError
+from labelwise.settings import add_flags, from_args
+from labelwise.training.config import TrainConfig
+
+ZEROSHOT_FLAGS = ("dataset_dir", "save_dir", "overwrite", "model_name", "pooling", "max_seq_length", "device",
+                  "label_file")
+DEMO_DEFAULTS = {"dataset_dir": "data/divorce", "max_train_samples": 2000, "epochs": 2}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune an encoder on a dataset folder")
+    add_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("zeroshot", help="a classifier from label names alone (no labelled examples)")
+    add_flags(p, TrainConfig, only=ZEROSHOT_FLAGS,
+              help_overrides={"dataset_dir": "folder with label.txt (and dev.txt to tune thresholds)",
+                              "save_dir": "where the checkpoint goes", "model_name": "a sentence encoder"})
+    p.set_defaults(func=cmd_zeroshot)
+
+    p = sub.add_parser("index", help="a retrieval index: labels from the nearest labelled texts, no training")
+    add_flags(p, ModelSource, only=("params_path", "index_dir", "batch_size", "device"),
+              defaults={"params_path": "m3e-small", "index_dir": "index"},
+              help_overrides={"params_path": "checkpoint folder or sentence encoder whose vectors to index",
+                              "index_dir": "index folder to write"})
+    add_flags(p, DatasetFiles, only=("dataset_dir",),
+              help_overrides={"dataset_dir": "train.txt (indexed), label.txt, dev.txt (picks k, thresholds)"})
+    p.add_argument("--add", default=None, metavar="FILE",
+                   help="instead: add FILE's examples (train.txt format, new labels allowed) to --index_dir")
+    p.add_argument("--k", default="auto", help="neighbours that vote (default auto: 5, 10, 20 or 50, best on dev)")
+    p.add_argument("--no_label_names", dest="label_names", action="store_false",
+                   help="do not index each label's name as a text with that label")
+    p.add_argument("--approximate", action="store_true", help="HNSW search (faiss-cpu) for millions of vectors")
+    p.add_argument("--vector_db", default=None, metavar="URI",
+                   help="keep the vectors in Milvus: a Milvus Lite file (milvus.db) or a server, http://host:19530 "
+                        "(pip install 'labelwise[milvus]')")
+    p.add_argument("--remove_label", default=None, metavar="NAME",
+                   help="instead: take label NAME out of --index_dir (rows with no other label go)")
+    add_flags(p, RunOptions, only=("overwrite",), help_overrides={"overwrite": "write into --index_dir even when "
+              "labelwise did not write it (its files of other names stay)"})
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("demo", help="train briefly on the bundled divorce data, evaluate and predict")
+    add_flags(p, TrainConfig, only=DEMO_DEFAULTS, defaults=DEMO_DEFAULTS)
+    p.add_argument("--work_dir", default="runs/demo", help="checkpoint, bad cases and predictions go here")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_train(args) -> int:
+    from labelwise.training.finetune import train
+
+    result = train(from_args(TrainConfig, args, progress=not args.quiet))
+    print(f"best epoch {result.best_epoch}; checkpoint saved to {result.save_dir} "
+          f"({result.train_samples_per_second:.1f} training samples/s)")
+    return 0
+
+
+def cmd_zeroshot(args) -> int:
+    from labelwise.training.zeroshot import zero_shot
+
+    clf = zero_shot(args.dataset_dir, args.save_dir, args.model_name, args.pooling, args.max_seq_length, args.device,
+                    args.label_file, overwrite=args.overwrite)
+    dev = clf.meta.metrics.get("dev@tuned") or clf.meta.metrics.get("dev@0.5")
+    score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f} (tuned thresholds)" if dev else ""
+    print(f"zero-shot checkpoint saved to {args.save_dir}{score}")
+    return 0
+
+
+def cmd_index(args) -> int:
+    from labelwise.training.index import add_to_index, build_index, remove_label
+
+    if args.remove_label:
+        removed, relabelled = remove_label(args.index_dir, args.remove_label)
+        print(f"{args.remove_label} removed from {args.index_dir}: {removed} examples removed, {relabelled} keep "
+              "their other labels")
+        return 0
+    if args.add:
+        added, new_labels = add_to_index(args.index_dir, args.add, batch_size=args.batch_size, device=args.device,
+                                         progress=not args.quiet)
+        extra = f"; new labels: {', '.join(new_labels)}" if new_labels else ""
+        print(f"{added} examples added to {args.index_dir}{extra}")
+        return 0
+    if not args.dataset_dir:
+        raise LabelwiseError("--dataset_dir is needed to build an index (or --add FILE to add to one)")
+    k = args.k if args.k == "auto" else _positive_int(args.k, "--k")
+    clf = build_index(args.params_path, args.dataset_dir, args.index_dir, k=k, label_names=args.label_names,
+                      approximate=args.approximate, vector_db=args.vector_db, batch_size=args.batch_size,
+                      device=args.device, progress=not args.quiet, overwrite=args.overwrite)
+    dev = clf.meta.metrics.get("dev@tuned")
+    score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f}" if dev else ""
+    print(f"index of {clf.backend.size} texts written to {args.index_dir} (k {clf.backend.k}){score}")
+    return 0
+
+
+def _positive_int(value: str, flag: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise LabelwiseError(f"{flag} {value!r}: a positive whole number, or auto")
+    return int(value)
+
+
+def cmd_demo(args) -> int:
+    run_demo(args.dataset_dir, args.work_dir, args.max_train_samples, args.epochs, progress=not args.quiet)
+    return 0
+
+
+def run_demo(dataset_dir: str = "data/divorce", work_dir: str = "runs/demo", max_train_samples: int = 2000,
+             epochs: int = 2, progress: bool = True) -> dict:
+    """`make demo`: a short fine-tune of m3e-small on the bundled divorce data, then evaluate and predict."""
+    from labelwise.evaluation.evaluate import evaluate, format_report, write_bad_cases
+    from labelwise.predict.classifier import Classifier
+    from labelwise.predict.output import predict_file
+    from labelwise.training.finetune import train
+
+    work = Path(work_dir)
+    start = time.perf_counter()
+    print(f"== 1/3 train: m3e-small on {max_train_samples} examples of {dataset_dir}, {epochs} epoch(s)")
+    result = train(TrainConfig(dataset_dir=dataset_dir, save_dir=str(work / "checkpoint"), epochs=epochs,
+                               max_train_samples=max_train_samples, progress=progress))
+    clf = Classifier.load(result.save_dir)
+    print("\n== 2/3 evaluate on dev")
+    ev = evaluate(clf, dataset_dir)
+    print(format_report(ev.metrics))
+    n_bad = write_bad_cases(ev, work / "bad_case.txt")
+    print(f"{n_bad} bad cases written to {work / 'bad_case.txt'}")
+    print("\n== 3/3 predict data.txt")
+    predictions = predict_file(clf, Path(dataset_dir) / "data.txt", work / "output.txt", with_scores=True,
+                               top_k_min=1)
+    print((work / "output.txt").read_text(encoding="utf-8"))
+    print(f"demo done in {time.perf_counter() - start:.0f} s ({len(predictions)} texts predicted).")
+    print("The full job (all 14,377 examples, the defaults; about half an hour on 2 CPU cores):\n"
+          f"  labelwise train --dataset_dir {dataset_dir}")
+    return ev.metrics

@@ -1,0 +1,52 @@
+"""PruneConfig: every setting of ``labelwise prune``, with its default and help (the flags come from these fields).
+
+Apart from :mod:`labelwise.compress.prune` (which imports torch), so that the command line builds its parser
+without torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from labelwise.errors import LabelwiseError
+from labelwise.settings import check_fields, setting
+
+
+@dataclass
+class PruneConfig:
+    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
+    params_path: str = setting("checkpoint", help="the fine-tuned checkpoint to prune",
+                               flags=["--params_path", "--params_dir"])
+    output_dir: str = setting("prune", help="one folder per shape goes here")
+    width_mult_list: Sequence[str | float] = setting(
+        ("3/4", "1/2"), nargs="+", metavar="RATIO", type=str,
+        help="share of attention heads and FFN neurons kept, e.g. 3/4 1/2 (ratio × heads must be whole)")
+    depth_mult_list: Sequence[str | float] = setting(
+        ("1",), nargs="+", metavar="RATIO", type=str,
+        help="share of layers kept (the most useful ones), e.g. 1/2; every width × depth is trained")
+    learning_rate: float = setting(3e-5, help="learning rate (PaddleNLP's; measured on divorce, see docs/pruning.md)")
+    batch_size: int = setting(32, help="texts per training step", minimum=1,
+                              flags=["--per_device_train_batch_size", "--batch_size"])
+    eval_batch_size: int = setting(32, help="texts per evaluation batch", minimum=1,
+                                   flags=["--per_device_eval_batch_size"])
+    epochs: int = setting(10, help="default %(default)s (PaddleNLP's); on a CPU 3 did, see docs/pruning.md",
+                          minimum=1, flags=["--num_train_epochs", "--epochs"])
+    max_seq_length: int | None = setting(None, help="default: the checkpoint's", minimum=1)
+    logging_steps: int = setting(5, help="log the loss every this many steps", minimum=1)
+    save_steps: int = setting(100, help="evaluate every shape (and keep its best) this often", minimum=1)
+    seed: int = setting(3, help="random seed")
+    device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    max_train_samples: int | None = setting(None, help="distil on a random subset of train", minimum=1)
+    max_dev_samples: int | None = setting(None, help="rank and evaluate on a random subset of dev", minimum=1)
+    progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
+
+    def validate(self) -> "PruneConfig":
+        check_fields(self)
+        if not 0 < self.learning_rate < 1:
+            raise LabelwiseError(f"`learning_rate` must be in (0, 1), got {self.learning_rate}")
+        if not self.width_mult_list or not self.depth_mult_list:
+            raise LabelwiseError("`width_mult_list` and `depth_mult_list` need at least one ratio each")
+        return self
+
+
+__all__ = ["PruneConfig"]

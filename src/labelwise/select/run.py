@@ -1,0 +1,64 @@
+"""``labelwise select`` as one call: read the pool, open the model (if any), choose, write the tasks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelwise.data.dataset import load_dataset
+from labelwise.errors import LabelwiseError
+from labelwise.files import check_outputs
+from labelwise.predict.classifier import Classifier
+from labelwise.select.pick import Selection, read_pool, select_next
+from labelwise.select.strategies import STRATEGIES
+from labelwise.select.tasks import FORMATS, write_tasks
+from labelwise.settings import check_fields, setting
+
+__all__ = ["SelectConfig", "run_select"]
+
+
+@dataclass
+class SelectConfig:
+    pool_file: str = setting(help="texts to choose from, one a line (or a dataset folder: its data.txt)")
+    num: int = setting(200, help="how many texts to choose", minimum=1)
+    params_path: str | None = setting(None, help="the current model (checkpoint, export or index); none for a cold "
+                                                 "start: the batch is then spread over --model_name's vector space")
+    dataset_dir: str | None = setting(None, help="the dataset being built: its train/dev texts are skipped and its "
+                                                 "label.txt must match the model")
+    strategy: str = setting("auto", help="auto (uncertain texts that are not near-duplicates; diversity alone without "
+                                         "a model), uncertainty, cardinality, diversity, random",
+                            choices=STRATEGIES)
+    output_file: str = setting("next.jsonl", help="the tasks to import into the annotation tool")
+    format: str = setting("doccano", help="doccano (JSONL) or labelstudio (task JSON with predictions)",
+                          choices=FORMATS)
+    model_name: str = setting("m3e-small", help="encoder for a cold start (no --params_path)")
+    from_name: str = setting("label", help="labelstudio: name of the labelling config's Choices tag")
+    to_name: str = setting("text", help="labelstudio: name of the labelling config's Text tag")
+    seed: int = setting(3, help="random seed of the random strategy")
+    batch_size: int = setting(32, help="texts per forward pass", minimum=1)
+    device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    overwrite: bool = setting(False, help="replace --output_file if it exists")
+    progress: bool = setting(True, help="progress bars", cli=False)
+
+    def validate(self) -> "SelectConfig":
+        check_fields(self)
+        if self.params_path is None and self.strategy in ("uncertainty", "cardinality"):
+            raise LabelwiseError(f"`strategy` {self.strategy} needs a model: pass `params_path`, or use auto / "
+                                 "diversity / random for a cold start")
+        return self
+
+
+def run_select(cfg: SelectConfig) -> tuple[Selection, Path]:
+    """Choose ``cfg.num`` texts of ``cfg.pool_file`` and write them as annotation tasks; (selection, file)."""
+    cfg.validate()
+    sources = [cfg.pool_file] + ([Path(cfg.dataset_dir) / name for name in ("train.txt", "dev.txt", "label.txt")]
+                                 if cfg.dataset_dir else [])
+    check_outputs([cfg.output_file], sources, overwrite=cfg.overwrite)  # before any model runs
+    pool = read_pool(cfg.pool_file)
+    dataset = load_dataset(cfg.dataset_dir, require=("train",)) if cfg.dataset_dir else None
+    classifier = Classifier.load(cfg.params_path, device=cfg.device) if cfg.params_path else None
+    selection = select_next(pool, cfg.num, strategy=cfg.strategy, classifier=classifier, dataset=dataset,
+                            encoder=cfg.model_name, seed=cfg.seed, batch_size=cfg.batch_size, device=cfg.device,
+                            progress=cfg.progress)
+    path = write_tasks(selection, cfg.output_file, cfg.format, overwrite=cfg.overwrite, from_name=cfg.from_name,
+                       to_name=cfg.to_name)
+    return selection, path

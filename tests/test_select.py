@@ -1,0 +1,165 @@
+"""labelwise select: strategies, pool handling, annotation tasks with pre-annotations, merging back."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from labelwise.data.annotation import read_doccano, read_label_studio
+from labelwise.data.dataset import Example, load_dataset, read_examples
+from labelwise.errors import DataError, LabelwiseError
+from labelwise.predict.classifier import Classifier
+from labelwise.select.pick import read_pool, select_next
+from labelwise.select.strategies import cardinality_gap, diverse_pick, rank, uncertainty
+from labelwise.select.tasks import label_studio_tasks, merge_into_train, write_tasks
+
+
+def test_uncertainty_is_highest_at_a_threshold():
+    probs = np.array([[0.50, 0.01], [0.95, 0.02], [0.30, 0.29], [0.05, 0.01]])
+    scores = uncertainty(probs, np.array([0.5, 0.3]))
+    assert np.argmax(scores) == 0 or np.argmax(scores) == 2  # a label exactly at / next to its threshold
+    assert scores[0] > scores[1] and scores[0] > scores[3] and scores[2] > scores[3]
+    assert np.all((scores >= 0) & (scores <= 1.1))
+
+
+def test_cardinality_gap_counts_labels_against_the_data():
+    probs = np.array([[0.9, 0.8, 0.7], [0.9, 0.1, 0.1], [0.1, 0.1, 0.1]])
+    gap = cardinality_gap(probs, 0.5, mean_labels=1.0)
+    assert gap[0] > gap[2] > gap[1]  # three labels is farther from 1 than none
+
+
+def test_diversity_does_not_pick_near_duplicates():
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, 0.0, 0.0]) + 0.01 * rng.standard_normal((10, 3))  # ten near-duplicates
+    b = np.array([0.0, 1.0, 0.0]) + 0.01 * rng.standard_normal((10, 3))
+    vectors = np.vstack([a, b])
+    scores = np.r_[np.linspace(1.0, 0.9, 10), np.linspace(0.8, 0.7, 10)]  # cluster a is more uncertain
+    plain = np.argsort(-scores)[:3]
+    assert set(plain) <= set(range(10))  # plain uncertainty spends every pick on duplicates
+    picked = diverse_pick(vectors, 3, scores)  # among the 15 most uncertain: 10 of a, 5 of b
+    assert picked[0] == 0 and 10 <= picked[1] < 15 and len(set(picked)) == 3
+    cold = diverse_pick(vectors, 2)
+    assert len({int(i) // 10 for i in cold}) == 2
+
+
+def test_rank_random_is_seeded_and_auto_falls_back_to_diversity():
+    first, _ = rank("random", 5, probs=np.zeros((30, 2)), rng=np.random.default_rng(1))
+    again, _ = rank("random", 5, probs=np.zeros((30, 2)), rng=np.random.default_rng(1))
+    assert list(first) == list(again) and len(set(first)) == 5
+    vectors = np.eye(4)
+    chosen, _ = rank("auto", 4, vectors=vectors)
+    assert sorted(chosen) == [0, 1, 2, 3]
+
+
+@pytest.fixture()
+def dataset(divorce_small, tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(divorce_small, folder)
+    return folder
+
+
+def _pool(dataset, tmp_path, extra: list[str]) -> list[str]:
+    ds = load_dataset(dataset)
+    texts = [e.text for e in ds.train[:3]] + [e.text for e in ds.dev[:2]] + extra + extra[:2]
+    (tmp_path / "pool.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return read_pool(tmp_path / "pool.txt")
+
+
+NEW = ["原告与被告于2010年登记结婚，婚后育有一子。", "被告每月支付抚养费八百元。", "双方自愿离婚。",
+       "婚后共同财产房屋一套归原告所有。", "被告对原告有家庭暴力行为。", "原告要求被告返还彩礼。"]
+
+
+def test_select_skips_labelled_and_repeated_texts_and_writes_pre_annotations(tiny_zh_checkpoint, dataset, tmp_path):
+    pool = _pool(dataset, tmp_path, NEW)
+    clf = Classifier.load(tiny_zh_checkpoint)
+    sel = select_next(pool, 4, classifier=clf, dataset=load_dataset(dataset))
+    assert (sel.pool_size, sel.already_labelled, sel.duplicates) == (len(pool), 5, 2)
+    assert len(sel.texts) == 4 and set(sel.texts) <= set(NEW) and len(set(sel.texts)) == 4
+    assert sel.strategy == "uncertainty + diversity" and sel.scores[0] == max(sel.scores)
+    probs = clf.predict_proba(sel.texts)
+    np.testing.assert_allclose(sel.probabilities, probs, atol=1e-6)
+
+    path = write_tasks(sel, tmp_path / "next.jsonl", "doccano")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row, decided in zip(rows, clf.predict(sel.texts)):
+        assert row["label"] == decided.labels  # the model's guess, pre-filled
+    assert [e.text for e in read_doccano(path)] == sel.texts  # doccano's own format reads back
+
+    ls = write_tasks(sel, tmp_path / "next.json", "labelstudio")
+    tasks = json.loads(ls.read_text(encoding="utf-8"))
+    assert [t["data"]["text"] for t in tasks] == sel.texts
+    for task, decided in zip(tasks, clf.predict(sel.texts)):
+        (prediction,) = task["predictions"]
+        assert prediction["model_version"].startswith("labelwise") and 0 <= prediction["score"] <= 1
+        choices = prediction["result"][0]["value"]["choices"] if prediction["result"] else []
+        assert choices == decided.labels
+    with pytest.raises(LabelwiseError):
+        write_tasks(sel, ls, "labelstudio")  # exists: not overwritten without overwrite
+
+
+def test_cold_start_spreads_over_the_encoder_space(tiny_zh_encoder, dataset, tmp_path):
+    pool = _pool(dataset, tmp_path, NEW)
+    sel = select_next(pool, 3, dataset=load_dataset(dataset), encoder=str(tiny_zh_encoder))
+    assert sel.strategy == "diversity (cold start)" and len(set(sel.texts)) == 3 and sel.probabilities is None
+    tasks = label_studio_tasks(sel)
+    assert all("predictions" not in t for t in tasks)  # nothing to pre-annotate without a model
+    with pytest.raises(LabelwiseError, match="needs a model"):
+        select_next(pool, 3, strategy="uncertainty", dataset=load_dataset(dataset), encoder=str(tiny_zh_encoder))
+
+
+def test_bad_pools(tiny_zh_checkpoint, dataset, tmp_path):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        read_pool(tmp_path / "empty.txt")
+    (tmp_path / "gbk.txt").write_bytes("婚后育有一子".encode("gbk"))
+    with pytest.raises(DataError, match="gbk.txt"):
+        read_pool(tmp_path / "gbk.txt")
+    clf = Classifier.load(tiny_zh_checkpoint)
+    ds = load_dataset(dataset)
+    with pytest.raises(LabelwiseError, match="nothing to select"):
+        select_next([e.text for e in ds.train[:4]], 2, classifier=clf, dataset=ds)
+    sel = select_next(NEW[:2], 50, classifier=clf, dataset=ds)  # more asked than the pool has: all of it
+    assert sorted(sel.texts) == sorted(NEW[:2])
+    other = dataset.parent / "other"
+    other.mkdir()
+    (other / "label.txt").write_text("甲\n乙\n", encoding="utf-8")
+    (other / "train.txt").write_text("一个文本\t甲\n", encoding="utf-8")
+    (other / "dev.txt").write_text("另一个文本\t乙\n", encoding="utf-8")
+    with pytest.raises(LabelwiseError, match="labels differ"):
+        select_next(NEW, 2, classifier=clf, dataset=load_dataset(other))
+
+
+def test_merge_adds_new_examples_and_loses_nothing(dataset, tmp_path):
+    ds = load_dataset(dataset)
+    dev_before = (dataset / "dev.txt").read_bytes()
+    train_before = (dataset / "train.txt").read_text(encoding="utf-8")
+    label = ds.labels[0]
+    other = next(l for l in ds.labels if l not in ds.train[0].labels)
+    annotated = [Example(NEW[0], (label,)), Example(NEW[1], ()), Example(NEW[0], (label,)),
+                 Example(ds.train[0].text, (other,)), Example(ds.dev[0].text, (label,))]
+    report = merge_into_train(annotated, dataset, tmp_path / "annotated.jsonl")
+    assert (report.added, report.repeats, report.already_in_train, report.already_in_dev) == (2, 1, 1, 1)
+    assert len(report.conflicts) == 1 and "keeps its labels" in report.summary()
+    after = read_examples(dataset / "train.txt", ds.labels)
+    assert (dataset / "train.txt").read_text(encoding="utf-8").startswith(train_before)  # nothing lost
+    assert [(e.text, e.labels) for e in after[-2:]] == [(NEW[0], (label,)), (NEW[1], ())]
+    assert after[0].labels == ds.train[0].labels  # the old labels kept on a conflict
+    assert (dataset / "dev.txt").read_bytes() == dev_before
+    again = merge_into_train(annotated, dataset, tmp_path / "annotated.jsonl")
+    assert again.added == 0  # merging twice adds nothing
+
+
+def test_merge_refuses_unknown_labels_in_one_line(dataset, tmp_path):
+    export = tmp_path / "ls.json"
+    export.write_text(json.dumps([{"data": {"text": NEW[2]}, "annotations": [{"result": [
+        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["没有这个标签" * 30]}}]}]}]),
+        encoding="utf-8")
+    examples, _ = read_label_studio(export)
+    before = (dataset / "train.txt").read_bytes()
+    with pytest.raises(DataError) as err:
+        merge_into_train(examples, dataset, export)
+    message = str(err.value)
+    assert "label.txt" in message and "\n" not in message and len(message) < 400
+    assert (dataset / "train.txt").read_bytes() == before
