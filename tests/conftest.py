@@ -214,3 +214,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
         if fixtures & MODEL_FIXTURES and not item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.integration)
+
+
+def assert_served_like(folder, classifier, texts):
+    """The HTTP service over ``folder`` (opened with Classifier.load) answers ``classifier``'s probabilities."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from labelwise.predict.classifier import Classifier
+    from labelwise.serve.app import create_app
+
+    with TestClient(create_app(Classifier.load(folder), model_path=str(folder))) as client:
+        assert client.get("/health").json()["backend"] == classifier.backend.name
+        got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
+    for prediction, row in zip(got, classifier.predict_proba(texts)):
+        np.testing.assert_allclose([prediction["probabilities"][label] for label in classifier.labels], row, atol=1e-5)

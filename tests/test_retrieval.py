@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from conftest import assert_served_like
 from labelwise.cli.main import main
 from labelwise.data.dataset import load_dataset, multi_hot, read_label_words
 from labelwise.errors import LabelwiseError
@@ -238,15 +239,5 @@ def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpo
 
 
 def test_the_service_serves_an_index(index):
-    from fastapi.testclient import TestClient
-
-    from labelwise.serve.app import create_app
-
     folder, built = index
-    texts = ["原告要求离婚", "婚生子由原告抚养"]
-    with TestClient(create_app(Classifier.load(folder), model_path=str(folder))) as client:
-        assert client.get("/health").json()["backend"] == "retrieval"
-        got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
-    want = built.predict_proba(texts)
-    for prediction, row in zip(got, want):
-        np.testing.assert_allclose([prediction["probabilities"][label] for label in built.labels], row, atol=1e-5)
+    assert_served_like(folder, built, ["原告要求离婚", "婚生子由原告抚养"])

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (labelwise[milvus])")
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (labelwise[milvus])")
 
+from conftest import assert_served_like  # noqa: E402
 from labelwise.cli.main import main  # noqa: E402
 from labelwise.data.dataset import load_dataset  # noqa: E402
 from labelwise.errors import LabelwiseError  # noqa: E402
@@ -143,17 +144,7 @@ def test_cli_builds_predicts_evaluates_and_serves_from_milvus(built, tmp_path, u
     assert collection(folder)["uri"] == str(db.resolve())
     check_cli_predict_and_evaluate(folder, divorce_small, tmp_path, capsys)
 
-    from fastapi.testclient import TestClient
-
-    from labelwise.serve.app import create_app
-
-    texts = MORE[:2]
-    with TestClient(create_app(Classifier.load(folder), model_path=str(folder))) as client:
-        assert client.get("/health").json()["backend"] == "retrieval"
-        got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
-    want = in_file.predict_proba(texts)
-    for prediction, row in zip(got, want):
-        np.testing.assert_allclose([prediction["probabilities"][label] for label in in_file.labels], row, atol=1e-5)
+    assert_served_like(folder, in_file, MORE[:2])
 
 
 def one_line_error(capsys) -> str:
