@@ -66,7 +66,8 @@ def main(argv=None) -> str:
         for name, source in (("index on the bare encoder", args.encoder),
                              ("index on the fine-tuned checkpoint", args.params_path)):
             start = time.perf_counter()
-            clf = build_index(source, args.dataset_dir, str(scratch / name.replace(" ", "_")), progress=False)
+            clf = build_index(source, args.dataset_dir, str(scratch / name.replace(" ", "_")), vector_db="file",
+                              progress=False)
             build = time.perf_counter() - start
             start = time.perf_counter()
             clf.predict_proba(dev_texts)
@@ -92,7 +93,7 @@ def main(argv=None) -> str:
                                                 for e, flag in zip(ds.train, is_open) if not flag), encoding="utf-8")
         (kept / "dev.txt").write_text("".join(f"{e.text}\t{','.join(l for l in e.labels if l not in opened)}\n"
                                               for e in ds.dev), encoding="utf-8")
-        before_clf = build_index(args.encoder, str(kept), str(scratch / "open"), progress=False)
+        before_clf = build_index(args.encoder, str(kept), str(scratch / "open"), vector_db="file", progress=False)
         before = {name: 0.0 for name in opened}  # not in the index: never predicted
         more = scratch / "more.txt"
         more.write_text("".join(f"{e.text}\t{','.join(e.labels)}\n" for e in removed), encoding="utf-8")

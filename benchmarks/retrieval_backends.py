@@ -118,7 +118,7 @@ def divorce_rows(args, scratch: Path) -> tuple[list[tuple], dict]:
         data = subset(data, scratch / "data", args.max_train, args.max_dev)
     dev = [e.text for e in load_dataset(data).dev]
     start = time.perf_counter()
-    exact = build_index(args.encoder, str(data), str(scratch / "exact"), progress=False)
+    exact = build_index(args.encoder, str(data), str(scratch / "exact"), vector_db="file", progress=False)
     embed_s = time.perf_counter() - start
     encoder = Encoder(exact.backend.encoder, exact.tokenizer, exact.meta)
     info = json.loads((scratch / "exact" / "index.json").read_text(encoding="utf-8"))

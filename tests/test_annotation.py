@@ -17,7 +17,7 @@ from labelwise.data.annotation import (
     write_doccano,
     write_labelled,
 )
-from labelwise.data.dataset import Example, load_dataset, read_examples
+from labelwise.data.dataset import Example, load_dataset, multi_hot, read_examples
 from labelwise.errors import DataError, LabelwiseError
 
 
@@ -215,7 +215,7 @@ def test_read_label_studio_full_export(tmp_path):
     path.write_text(json.dumps(tasks), encoding="utf-8")
     examples, skipped = read_label_studio(path)
     assert [(e.text, e.labels) for e in examples] == [
-        ("first", ("a", "b")), ("second", ("b",)), ("tree", ("Family/Child", "Money")), ("line break", ())]
+        ("first", ("a", "b")), ("second", ("b",)), ("tree", ("Family", "Family##Child", "Money")), ("line break", ())]
     assert skipped == 1
 
 
@@ -246,4 +246,99 @@ def test_read_label_studio_json_min_and_bad_labels(tmp_path):
         read_label_studio(path)
     path.write_text('{"not": "a list"}', encoding="utf-8")
     with pytest.raises(DataError, match="expected a JSON list of tasks"):
+        read_label_studio(path)
+
+
+# ---- label trees ---------------------------------------------------------------------------------------
+def taxonomy_task(task_id, text, paths, cancelled=False):
+    """One task as Label Studio 1.x exports it (JSON) for a `<Taxonomy name="taxonomy" toName="text">` config."""
+    return {
+        "id": task_id, "inner_id": task_id, "data": {"text": text}, "meta": {}, "file_upload": "news.json",
+        "drafts": [], "predictions": [], "project": 3, "total_annotations": 1, "cancelled_annotations": int(cancelled),
+        "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0, "last_comment_updated_at": None,
+        "updated_by": 1, "comment_authors": [], "created_at": "2024-05-06T08:12:31.402671Z",
+        "updated_at": "2024-05-06T08:20:02.118205Z",
+        "annotations": [{
+            "id": 100 + task_id, "completed_by": 1, "was_cancelled": cancelled, "ground_truth": False,
+            "created_at": "2024-05-06T08:20:02.094120Z", "updated_at": "2024-05-06T08:20:02.094151Z",
+            "draft_created_at": None, "lead_time": 7.391, "prediction": {}, "result_count": 0, "unique_id": "1a2b",
+            "import_id": None, "last_action": None, "task": task_id, "project": 3, "updated_by": 1,
+            "parent_prediction": None, "parent_annotation": None, "last_created_by": None,
+            "result": [{"value": {"taxonomy": paths}, "id": f"r{task_id}", "from_name": "taxonomy",
+                        "to_name": "text", "type": "taxonomy", "origin": "manual"}]}],
+    }
+
+
+def test_label_studio_taxonomy_export_becomes_a_tree_dataset(tmp_path, caplog):
+    from labelwise.data.hierarchy import Hierarchy
+
+    tasks = [taxonomy_task(1, "梅西在世界杯决赛上梅开二度", [["体育", "足球"]]),
+             taxonomy_task(2, "湖人队今晚迎战勇士，随后公布了新赛季的球票价格", [["体育", "篮球"], ["财经"]]),
+             taxonomy_task(3, "央行宣布降准0.25个百分点", [["财经", "货币政策"]]),
+             taxonomy_task(4, "足协公布联赛赞助商的合同金额", [["体育", "足球"], ["财经", "企业"], ["体育"]]),
+             taxonomy_task(5, "这条被取消了", [["体育"]], cancelled=True)]
+    path = tmp_path / "project-3-at-2024-05-06.json"
+    path.write_text(json.dumps(tasks, ensure_ascii=False, indent=2), encoding="utf-8")
+    with caplog.at_level("INFO", logger="labelwise"):
+        examples, skipped = read_label_studio(path)
+    assert skipped == 1
+    assert [e.labels for e in examples] == [
+        ("体育", "体育##足球"), ("体育", "体育##篮球", "财经"), ("财经", "财经##货币政策"),
+        ("体育", "体育##足球", "财经", "财经##企业")]  # a parent listed after its child is not repeated
+    assert "added 4 parent labels" in caplog.text  # 体育 twice, 财经 twice; the listed ones are not counted
+    write_dataset(examples, tmp_path / "ds", [1.0])
+    labels = (tmp_path / "ds" / "label.txt").read_text(encoding="utf-8").split()
+    assert labels == ["体育", "体育##篮球", "体育##足球", "财经", "财经##企业", "财经##货币政策"]
+    ds = load_dataset(tmp_path / "ds", require=("train",))
+    tree = Hierarchy.from_labels(ds.labels, "##")
+    assert [tree.labels[i] for i in tree.levels[0]] == ["体育", "财经"]
+    assert tree.labels[tree.parents[ds.labels.index("财经##货币政策")]] == "财经"
+    assert not tree.inconsistent(multi_hot(ds.train, ds.labels)).any()
+
+
+def test_label_studio_taxonomy_json_min_deeper_paths_and_no_separator(tmp_path):
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps([
+        {"id": 1, "text": "英超第38轮", "taxonomy": {"taxonomy": [["体育", "足球", "英超"]]}},
+        {"id": 2, "text": "没有标注"}], ensure_ascii=False), encoding="utf-8")
+    examples, skipped = read_label_studio(path)
+    assert examples[0].labels == ("体育", "体育##足球", "体育##足球##英超") and skipped == 1
+    assert read_label_studio(path, sep="/")[0][0].labels == ("体育", "体育/足球", "体育/足球/英超")
+    assert read_label_studio(path, sep="none")[0][0].labels == ("英超",)  # flat: the last element only
+
+
+def test_doccano_label_paths_bring_their_parents(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [
+        {"id": 1, "text": "裁员900余人", "label": ["组织关系##裁员"]},
+        {"id": 2, "text": "高管辞职并被立案调查", "label": ["组织关系##辞/离职", "司法行为##立案", "司法行为"]},
+        {"id": 3, "text": "flat", "label": ["其他"]}])
+    examples = read_doccano(path)
+    assert [e.labels for e in examples] == [
+        ("组织关系", "组织关系##裁员"), ("组织关系", "组织关系##辞/离职", "司法行为", "司法行为##立案"), ("其他",)]
+    assert read_doccano(path, sep=None)[0].labels == ("组织关系##裁员",)  # flat names, nothing added
+    write_dataset(examples, tmp_path / "ds", [0.5, 0.5], shuffle=False)
+    assert load_dataset(tmp_path / "ds").labels == [
+        "其他", "司法行为", "司法行为##立案", "组织关系", "组织关系##裁员", "组织关系##辞/离职"]
+
+
+@pytest.mark.parametrize("label, message", [
+    ("体育##", r"d.jsonl:2: label '体育##' has an empty path element"),
+    ("##足球", r"d.jsonl:2: label '##足球' has an empty path element"),
+    ("体育####足球", r"d.jsonl:2: label '体育####足球' has an empty path element"),
+    ("体育##足球##体育", r"d.jsonl:2: label '体育##足球##体育' names '体育' twice along one path \(a cycle\)"),
+])
+def test_bad_label_paths_name_file_and_line(tmp_path, label, message):
+    path = jsonl(tmp_path / "d.jsonl", [{"text": "ok", "label": ["体育##足球"]}, {"text": "t", "label": [label]}])
+    with pytest.raises(DataError, match=message):
+        read_doccano(path)
+
+
+def test_bad_taxonomy_values(tmp_path):
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps([taxonomy_task(1, "t", [["体育##足球", "英超"]])], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DataError, match=r"task 1: taxonomy name '体育##足球' contains the separator '##'"):
+        read_label_studio(path)
+    assert read_label_studio(path, sep="/")[0][0].labels == ("体育##足球", "体育##足球/英超")
+    path.write_text(json.dumps([taxonomy_task(1, "t", ["体育", "足球"])], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DataError, match=r"task 1: a taxonomy value must be a list of paths"):
         read_label_studio(path)

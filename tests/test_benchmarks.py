@@ -63,3 +63,52 @@ def test_fixed_batches_pad_like_paddlenlp_deploy():
     np.testing.assert_array_equal(batches[1]["input_ids"], [[9, 9, 0, 0]])
     np.testing.assert_array_equal(batches[0]["attention_mask"], [[1, 1, 1, 0], [1, 0, 0, 0]])
     assert batches[0]["input_ids"].dtype == np.int64
+
+
+
+def tiny_ekman(goemotions_small, folder: Path) -> Path:
+    """conftest's goemotions_small as an Ekman tree, by the repo's dataset builder."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "data"))
+    import make_tree_datasets as trees
+
+    folder.mkdir()
+    for name, content in trees.build(goemotions_small, trees.EKMAN_GROUPS, trees.EKMAN_ROOTS).items():
+        (folder / name).write_text(content, encoding="utf-8")
+    return folder
+
+
+def test_hierarchy_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path, capsys):
+    """benchmarks/hierarchy.py end to end on a tiny Ekman tree: every rule but none leaves no child without its
+    parent, there are figures for both levels, and the section is printed (RESULTS.md is left alone)."""
+    import hierarchy
+
+    results = Path(hierarchy.__file__).parent / "RESULTS.md"
+    before = results.read_bytes()
+    data = tiny_ekman(goemotions_small, tmp_path / "ekman")
+    rows = hierarchy.main(["--dataset_dir", str(data), "--model_name", str(tiny_en_encoder), "--epochs", "1",
+                           "--max_eval", "40", "--leaf_model", "--save_dir", str(tmp_path / "run")])
+    assert results.read_bytes() == before
+    from labelwise.evaluation.decision import DEFAULT_RULE
+
+    decisions = [(r["decision"].replace(" (default)", ""), r["thresholds"]) for r in rows]
+    assert decisions[:4] == [("none (flat)", "tuned on dev"), ("add", "tuned on dev"), ("drop", "tuned on dev"),
+                             ("sum", "tuned on dev")]
+    assert [r["decision"] for r in rows[:4]].count(f"{DEFAULT_RULE} (default)") == 1
+    assert ("leaves-only model, parents from leaves", "0.5") in decisions and len(rows) == 10
+    for r in rows:
+        assert [lv["labels"] for lv in r["levels"]] == [7, 27]
+        assert r["inconsistent"] == (r["broken"] if r["decision"] == "none (flat)" else 0)
+    out = capsys.readouterr().out
+    assert "## Label trees, fine-tuned" in out and "| decision | thresholds | micro-F1 |" in out
+    assert "Scored on test, 40 texts; 34 labels (7 + 27 per level)" in out
+
+
+def test_hierarchy_benchmark_zero_shot_names(tiny_en_encoder, goemotions_small, tmp_path, capsys):
+    import hierarchy
+
+    data = tiny_ekman(goemotions_small, tmp_path / "ekman")
+    rows = hierarchy.main(["--dataset_dir", str(data), "--model_name", str(tiny_en_encoder), "--zeroshot_names",
+                           "--max_train", "20", "--max_eval", "30"])
+    assert [r["decision"] for r in rows] == ["names: last", "names: path"]
+    assert all(r["inconsistent"] == 0 for r in rows)
+    assert "## Zero-shot names of tree labels" in capsys.readouterr().out

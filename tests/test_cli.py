@@ -15,6 +15,7 @@ from labelwise.analysis.sparse import SparseConfig
 from labelwise.cli.main import build_parser, main
 from labelwise.cli.options import DatasetFiles, Decision, InterpretFiles, ModelSource, RunOptions
 from labelwise.compress.config import PruneConfig
+from labelwise.select.run import SelectConfig
 from labelwise.serve.config import ServeConfig
 from labelwise.settings import from_args
 from labelwise.training.config import TrainConfig
@@ -22,7 +23,7 @@ from labelwise.training.config import TrainConfig
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labelwise", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+                          env=env, check=False)
 
 
 def test_train_evaluate_predict(tiny_zh_encoder, divorce_small, tmp_path, capsys):
@@ -61,8 +62,37 @@ def test_train_evaluate_predict(tiny_zh_encoder, divorce_small, tmp_path, capsys
             label, score = item.rsplit(":", 1)
             assert 0 < float(score) < 1 and label
 
-    assert main(["-q", "predict", "--dataset_dir", str(divorce_small), "--params_path", str(ckpt), "--perf"]) == 0
-    assert "ms/sample" in capsys.readouterr().out
+    # --perf and evaluate score with the decision and length flags, as the Python API does with them
+    from labelwise.evaluation.evaluate import evaluate
+    from labelwise.predict.classifier import Classifier
+
+    def api(max_seq_length=None, **decision) -> dict:
+        clf = Classifier.load(ckpt)
+        clf.max_seq_length = max_seq_length or clf.max_seq_length
+        return evaluate(clf, divorce_small, "dev", **decision).metrics
+
+    def f1s(metrics: dict) -> tuple[str, str]:
+        return f"{metrics['micro']['f1']:.2f}", f"{metrics['macro']['f1']:.2f}"
+
+    plain, bounded = api(), api(top_k_min=1, top_k_max=1)
+    assert f1s(plain) != f1s(bounded)  # the flags change the figures, so the check below can fail
+    capsys.readouterr()
+    assert main(["-q", "predict", "--dataset_dir", str(divorce_small), "--params_path", str(ckpt), "--perf",
+                 "--top_k_min", "1", "--top_k_max", "1"]) == 0
+    line = capsys.readouterr().out
+    found = re.match(r"dev size (\d+)  micro-F1 ([\d.]+)  macro-F1 ([\d.]+)  ([\d.]+) ms/sample \(batch 32, torch\)",
+                     line)
+    assert found, line
+    assert int(found[1]) == 80 and (found[2], found[3]) == f1s(bounded) and float(found[4]) > 0
+
+    short = api(max_seq_length=6)  # 4 tokens of each text: other probabilities, so other ranking figures
+    assert (short["mAP"], short["lrap"]) != (plain["mAP"], plain["lrap"])
+    assert main(["-q", "evaluate", "--dataset_dir", str(divorce_small), "--params_path", str(ckpt),
+                 "--bad_case_file", str(bad_case), "--format", "json", "--max_seq_length", "6"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(short))
+    assert main(["-q", "evaluate", "--dataset_dir", str(divorce_small), "--params_path", str(ckpt),
+                 "--max_seq_length", "513"]) == 2
+    assert capsys.readouterr().err.strip() == "labelwise: error: --max_seq_length 513: this model reads at most 512 tokens"
 
 
 @pytest.mark.integration  # new Python processes
@@ -139,6 +169,7 @@ DEFAULTS = {
     "interpret words": ([], [ModelSource(), DatasetFiles(),
                              InterpretFiles(interpret_result_file="interpret_words.html")]),
     "interpret examples": (["--dataset_dir", "d"], INTERPRET + [InterpretFiles(), RunOptions()]),
+    "select": ([], [SelectConfig()]),
 }
 
 

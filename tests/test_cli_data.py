@@ -138,3 +138,116 @@ def test_analysis_commands_live_in_the_cli_and_the_modules_keep_only_the_api(cap
         assert stop.value.code == 0
         out = capsys.readouterr().out
         assert f"usage: labelwise {command[0]} {command[1]}" in out and flag in out
+
+
+# ---- the active-learning loop: select → annotate → merge back (--merge_into) ---------------------------------------
+POOL = ["原告与被告于2010年登记结婚，婚后育有一子。", "被告每月支付抚养费八百元。", "双方自愿离婚。",
+        "婚后共同财产房屋一套归原告所有。", "被告对原告有家庭暴力行为。", "原告要求被告返还彩礼。"]
+
+
+@pytest.fixture()
+def dataset_copy(divorce_small, tmp_path):
+    import shutil
+
+    folder = tmp_path / "data"
+    shutil.copytree(divorce_small, folder)
+    return folder
+
+
+def _write_pool(dataset, path) -> list[str]:
+    ds = load_dataset(dataset)
+    texts = [e.text for e in ds.train[:3]] + [e.text for e in ds.dev[:2]] + POOL + POOL[:2]
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return texts
+
+
+def test_select_annotate_in_doccano_merge_and_select_again(tiny_zh_checkpoint, dataset_copy, tmp_path, capsys):
+    data, pool, tasks = dataset_copy, tmp_path / "pool.txt", tmp_path / "next.jsonl"
+    _write_pool(data, pool)
+    train_before, dev_before = (data / "train.txt").read_bytes(), (data / "dev.txt").read_bytes()
+    labels = load_dataset(data).labels
+    assert main(["-q", "select", "--params_path", str(tiny_zh_checkpoint), "--dataset_dir", str(data),
+                 "--pool_file", str(pool), "--num", "4", "--output_file", str(tasks)]) == 0
+    out = capsys.readouterr().out
+    assert "4 texts selected (auto: each label's most doubtful texts) from a pool of 13: 5 already in the dataset " \
+        "and 2 repeats" in out
+    assert f"labelwise doccano --doccano_file export.jsonl --merge_into {data}" in out
+
+    # the annotator in doccano: corrects the guesses; doccano exports its own ids and a Comments field
+    rows = [json.loads(line) for line in tasks.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 4 and {r["text"] for r in rows} <= set(POOL)
+    annotated = [labels[:2], [], [labels[3]], rows[3]["label"] or [labels[4]]]  # the last guess accepted
+    train0 = load_dataset(data).train[0]
+    other = [x for x in labels if x not in train0.labels][:1]
+    export = [{"id": 40 + i, "text": r["text"], "label": a, "Comments": []} for i, (r, a) in enumerate(zip(rows, annotated))]
+    export.append({"id": 99, "text": train0.text, "label": other, "Comments": []})  # already in train, relabelled
+    (tmp_path / "export.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in export),
+                                           encoding="utf-8")
+    merge = ["-q", "doccano", "--doccano_file", str(tmp_path / "export.jsonl"), "--merge_into", str(data)]
+    assert main(merge) == 0
+    out = capsys.readouterr().out
+    assert f"4 new examples appended to {data / 'train.txt'} (lines 301-304" in out
+    assert "1 already in train, 0 in dev, 0 in test" in out and "new examples without any label: 1" in out
+    assert "train.txt keeps its labels" in out and f"{data / 'train.txt'}:1 " in out
+    after = (data / "train.txt").read_bytes()
+    assert after.startswith(train_before) and (data / "dev.txt").read_bytes() == dev_before
+    new = read_examples(data / "train.txt", labels)[300:]
+    assert [(e.text, list(e.labels)) for e in new] == [(r["text"], a) for r, a in zip(rows, annotated)]
+    assert main(merge) == 0  # twice: nothing more
+    assert "nothing new to add" in capsys.readouterr().out and (data / "train.txt").read_bytes() == after
+
+    # the next round skips what was merged; asked for more than is left, it takes the rest and says so
+    assert main(["-q", "select", "--params_path", str(tiny_zh_checkpoint), "--dataset_dir", str(data),
+                 "--pool_file", str(pool), "--num", "10", "--output_file", str(tasks), "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "2 texts selected" in out and "10 were asked for" in out and "all of them were taken" in out
+    assert {json.loads(line)["text"] for line in tasks.read_text(encoding="utf-8").splitlines()} == \
+        set(POOL) - {r["text"] for r in rows}
+
+
+def _ls_export(tasks: list[dict], answers: list[list[str] | None]) -> list[dict]:
+    """Label Studio's JSON export of ``tasks`` (as `labelwise select --format labelstudio` wrote them): each answered
+    task gets an annotation; None leaves a task unannotated (it keeps only the model's prediction)."""
+    out = []
+    for i, (task, answer) in enumerate(zip(tasks, answers)):
+        item = {"id": 7 + i, "data": task["data"], "predictions": task.get("predictions", []), "annotations": []}
+        if answer is not None:
+            item["annotations"] = [{"id": 70 + i, "was_cancelled": False, "result": [
+                {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": answer}}]}]
+        out.append(item)
+    return out
+
+
+def test_select_for_label_studio_and_merge(untrained_zh_checkpoint, dataset_copy, tmp_path, capsys):
+    data, pool = dataset_copy, tmp_path / "pool.txt"
+    _write_pool(data, pool)
+    labels = load_dataset(data).labels
+    assert main(["-q", "select", "--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(data),
+                 "--pool_file", str(pool), "--num", "3", "--format", "labelstudio", "--output_file",
+                 str(tmp_path / "next.json")]) == 0
+    assert f"--labelstudio_file export.json --merge_into {data}" in capsys.readouterr().out
+    tasks = json.loads((tmp_path / "next.json").read_text(encoding="utf-8"))
+    assert all(t["predictions"][0]["model_version"].startswith("labelwise") for t in tasks)
+    export = tmp_path / "export.json"
+    train_before = (data / "train.txt").read_bytes()
+
+    # a label that is not in label.txt (typed into the labelling config): nothing merged, one line naming it
+    export.write_text(json.dumps(_ls_export(tasks, [[labels[0]], ["不在标签表里"], None])), encoding="utf-8")
+    assert main(["-q", "labelstudio", "--labelstudio_file", str(export), "--merge_into", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"labelwise: error: {export}: the task with text '{tasks[1]['data']['text']}': label "
+                          f"'不在标签表里' is not in {data / 'label.txt'}") and "nothing was merged" in err
+    assert (data / "train.txt").read_bytes() == train_before
+
+    export.write_text(json.dumps(_ls_export(tasks, [[labels[0]], [labels[5], labels[1]], None])), encoding="utf-8")
+    assert main(["-q", "labelstudio", "--labelstudio_file", str(export), "--merge_into", str(data)]) == 0
+    assert "2 new examples appended" in capsys.readouterr().out
+    new = read_examples(data / "train.txt", labels)[300:]
+    assert [(e.text, e.labels) for e in new] == [(tasks[0]["data"]["text"], (labels[0],)),
+                                                 (tasks[1]["data"]["text"], (labels[5], labels[1]))]
+    assert (data / "train.txt").read_bytes().startswith(train_before)
+    # --merge_into appends to a dataset: a split or an output file of its own makes no sense beside it
+    assert main(["-q", "labelstudio", "--labelstudio_file", str(export), "--merge_into", str(data),
+                 "--output_file", str(tmp_path / "o.txt")]) == 2
+    assert "--output_file and --merge_into do not go together" in capsys.readouterr().err

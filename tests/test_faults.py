@@ -190,7 +190,7 @@ def test_one_line_in_a_real_process(untrained_zh_checkpoint, divorce_small, tmp_
     corrupt(folder / "encoder" / "model.safetensors", "truncated")
     done = subprocess.run([sys.executable, "-m", "labelwise", "predict", "--params_path", str(folder),
                            "--data_file", str(divorce_small / "data.txt"), "--output_file", str(tmp_path / "o.txt")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"labelwise: error: {folder / 'encoder' / 'model.safetensors'}: unreadable")
@@ -251,6 +251,84 @@ def test_overwrite_writes_into_a_users_folder_and_keeps_its_other_files(model, t
     assert not (mine / "vocab.txt").exists() and (mine / "notes.txt").exists()
 
 
+def test_prune_refuses_a_users_shape_folder_unless_overwrite_and_keeps_its_files(untrained_zh_checkpoint,
+                                                                                   divorce_small, tmp_path, capsys):
+    out = tmp_path / "prune"
+    mine = out / "width_mult_0.5"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
+    args = ["-q", "prune", "--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(divorce_small),
+            "--output_dir", str(out), "--width_mult_list", "1/2", "--num_train_epochs", "1", "--max_train_samples",
+            "32", "--max_dev_samples", "16", "--max_seq_length", "32"]
+    code, lines = run(args, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert f"{mine}: not empty and not written by labelwise as a checkpoint" in lines[0]
+    assert lines[0].endswith("(--overwrite)") and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    code, lines = run([*args, "--overwrite"], capsys)
+    assert code == 0, lines
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me" and not siblings(mine)
+    assert Classifier.load(mine).predict_proba(TEXTS).shape == (2, 20)
+
+
+def test_a_users_train_state_folder_is_refused_before_training_and_kept(tiny_zh_encoder, divorce_small, tmp_path,
+                                                                      capsys):
+    save_dir, state = tmp_path / "ckpt", tmp_path / "ckpt.train_state"
+    state.mkdir()
+    (state / "notes.txt").write_text("keep me", encoding="utf-8")
+    args = ["-q", "train", "--dataset_dir", str(divorce_small), "--model_name", str(tiny_zh_encoder), "--save_dir",
+            str(save_dir), "--epochs", "1", "--max_train_samples", "32", "--max_dev_samples", "16",
+            "--max_seq_length", "32", "--no_baseline"]
+    code, lines = run(args, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert f"{state}: labelwise keeps the resume state of --save_dir {save_dir} in this folder" in lines[0]
+    assert lines[0].endswith("(--overwrite)") and not save_dir.exists()
+    code, lines = run([*args, "--overwrite"], capsys)  # the state goes in beside the user's file, then only it goes
+    assert code == 0, lines
+    assert [p.name for p in state.iterdir()] == ["notes.txt"] and (save_dir / "labelwise.json").exists()
+
+
+def test_a_resume_state_is_never_unpickled_and_a_damaged_one_is_one_line(tmp_path):
+    import torch
+
+    from labelwise.training.resume import TRAIN_STATE, load_state, save_state
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # a state with moments in it
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = tmp_path / "ckpt.train_state"
+    save_state(folder, model, optimizer, scheduler, {"epoch": 1}, {"seed": 3})
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "optimizer.safetensors",
+                                                        "random.safetensors", "state.json"]  # no pickle
+    assert all(TRAIN_STATE.owns_name(p.name) for p in folder.iterdir())
+    fresh = torch.optim.AdamW(model.parameters())
+    load_state(folder, model, fresh, scheduler, {"seed": 3}, "cpu")
+    for want, got in zip(optimizer.state_dict()["state"].values(), fresh.state_dict()["state"].values()):
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+    def refused(match: str) -> None:
+        with pytest.raises(LabelwiseError, match=match) as caught:
+            load_state(folder, model, torch.optim.AdamW(model.parameters()), scheduler, {"seed": 3}, "cpu")
+        assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{folder}: the resume state cannot")
+
+    good = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for name, data in good.items():
+        for how in ("truncated", "garbage"):
+            corrupt(folder / name, how)
+            refused("delete the folder to start over")
+            (folder / name).write_bytes(data)
+    save_state(folder, torch.nn.Linear(4, 2), optimizer, scheduler, {"epoch": 1}, {"seed": 3})  # another model's
+    refused(r"Error\(s\) in loading state_dict")
+    # an older labelwise's folder holds optimizer.pt: loaded without unpickling code, so a trap only refuses
+    marker = tmp_path / "unpickled"
+    save_state(folder, model, optimizer, scheduler, {"epoch": 1}, {"seed": 3})
+    (folder / "optimizer.safetensors").unlink()
+    (folder / "optimizer.pt").write_bytes(pickle.dumps(Trap(marker)))
+    refused("Unpickl|weights_only")
+    assert not marker.exists()
+
+
 # ---- a full disk, no permission ------------------------------------------------------------------------------
 def test_disk_full_while_saving_is_one_line_and_the_old_checkpoint_survives(model, untrained_zh_checkpoint,
                                                                             tmp_path, monkeypatch):
@@ -301,7 +379,7 @@ def _mount(target: Path, options: str) -> bool:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                          capture_output=True).returncode == 0
+                          capture_output=True, check=False).returncode == 0
 
 
 def test_a_real_small_disk_and_a_read_only_one(model, divorce_small, untrained_zh_checkpoint, tmp_path, capsys):
@@ -312,10 +390,9 @@ def test_a_real_small_disk_and_a_read_only_one(model, divorce_small, untrained_z
         with pytest.raises(WriteError, match=r"ckpt: cannot write it: no space left on the device \(it needs about"):
             save_checkpoint(small / "ckpt", *model)
         assert list(small.iterdir()) == []  # no partial folder, no temporary copy
-        with open(small / "filler", "wb", buffering=0) as filler:  # fill the disk to the last block
-            with pytest.raises(OSError):
-                while True:
-                    filler.write(b"x" * 4096)
+        with open(small / "filler", "wb", buffering=0) as filler, pytest.raises(OSError):  # fill every block
+            while True:
+                filler.write(b"x" * 4096)
         code, lines = run(["predict", "--params_path", str(untrained_zh_checkpoint), "--data_file",
                            str(divorce_small / "data.txt"), "--output_file", str(small / "out.txt")], capsys)
         assert code == 2 and len(lines) == 1 and "out.txt: cannot write it: no space left" in lines[0], lines
@@ -325,7 +402,7 @@ def test_a_real_small_disk_and_a_read_only_one(model, divorce_small, untrained_z
             save_checkpoint(read_only / "ckpt", *model)
     finally:
         for folder in (small, read_only):
-            subprocess.run(["umount", str(folder)], capture_output=True)
+            subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
 # ---- kill -9 -------------------------------------------------------------------------------------------------
@@ -387,7 +464,7 @@ def test_stale_copies_of_live_runs_stay_and_a_half_swapped_folder_is_put_back(tm
     folder = tmp_path / "ckpt"
     mine = tmp_path / f".ckpt.{os.getpid()}-abcd.tmp"  # this process's: still in use
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, check=True).stdout.strip()
     gone = tmp_path / f".ckpt.{dead}-wxyz.tmp"
     aside = tmp_path / f".ckpt.{dead}.old"  # killed between setting the old folder aside and renaming the new in
     for path in (mine, gone, aside):

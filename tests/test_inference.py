@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import REPO
 from labelwise import Classifier
 from labelwise.evaluation.decision import chosen_ids, decide, decision_matrix
 from labelwise.evaluation.metrics import apply_thresholds, tune_thresholds
@@ -78,28 +79,24 @@ def test_tight_batches_split_where_padding_would_grow():
         assert len(b) <= 32 and longest - rng_lengths[b].min() <= max(8, 0.1 * longest)
 
 def plain_transformers_probabilities(checkpoint, texts):
-    """The README's snippet: a checkpoint's probabilities with transformers + safetensors only, no labelwise."""
-    import json
+    """A checkpoint's probabilities from the model card's plain-transformers code (model/card.py's
+    CHECKPOINT_SNIPPET, shown verbatim in docs/training.md), run here: transformers + safetensors only."""
+    from labelwise.model.card import CHECKPOINT_SNIPPET
 
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    code = CHECKPOINT_SNIPPET.removeprefix("```python\n").removesuffix("```")
+    for line, value in (('folder = "checkpoint"', f"folder = {str(checkpoint)!r}"),
+                        ('texts = ["a text to label"]', f"texts = {list(texts)!r}")):
+        assert line in code, line
+        code = code.replace(line, value, 1)
+    scope: dict = {}
+    exec(compile(code, "CHECKPOINT_SNIPPET", "exec"), scope)  # noqa: S102 (the snippet is this repository's)
+    return scope["probs"].numpy()
 
-    meta = json.load(open(f"{checkpoint}/labelwise.json", encoding="utf-8"))
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    encoder = AutoModel.from_pretrained(f"{checkpoint}/encoder").eval()
-    head = load_file(f"{checkpoint}/head.safetensors")
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_seq_length"], return_tensors="pt")
-    with torch.no_grad():
-        out = encoder(**batch)
-        if meta["pooling"] == "mean":  # average over the real tokens
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
-        else:  # "cls": the [CLS] vector through the encoder's pooler
-            pooled = out.pooler_output
-        if meta.get("normalize"):  # few-shot and zero-shot models: unit-length vectors
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return torch.sigmoid(pooled @ head["weight"].T + head["bias"]).numpy()
+
+def test_the_docs_show_the_model_cards_plain_transformers_code():
+    from labelwise.model.card import CHECKPOINT_SNIPPET
+
+    assert CHECKPOINT_SNIPPET in (REPO / "docs" / "training.md").read_text(encoding="utf-8")
 
 
 def test_checkpoint_is_plain_files_and_plain_transformers_reproduces_it(tiny_zh_checkpoint):

@@ -1,5 +1,6 @@
 """Retrieval-based classification: the index folder, k-NN votes, adding and removing labels without training, bad
-indexes. The same for an index in Milvus: tests/test_vector_db.py."""
+indexes. These indexes keep their vectors in the folder (`vector_db="file"`, the default without the milvus
+extra); the same for an index in Milvus (the default with the extra): tests/test_vector_db.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -34,7 +35,7 @@ def test_vote_weights_neighbours_by_similarity():
 def index(tmp_path_factory, untrained_zh_checkpoint, divorce_small):
     """A random (untrained) tiny encoder keeps texts apart; the trained tiny fixtures map every text alike."""
     folder = tmp_path_factory.mktemp("retrieval") / "index"
-    clf = build_index(str(untrained_zh_checkpoint), str(divorce_small), str(folder), progress=False)
+    clf = build_index(str(untrained_zh_checkpoint), str(divorce_small), str(folder), vector_db="file", progress=False)
     return folder, clf
 
 
@@ -165,10 +166,12 @@ def check_cli_predict_and_evaluate(folder, dataset_dir, tmp_path, capsys) -> Non
 def test_index_cli_predict_and_evaluate(untrained_zh_checkpoint, divorce_small, tmp_path, capsys):
     folder = tmp_path / "index"
     assert main(["-q", "index", "--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(divorce_small),
-                 "--index_dir", str(folder), "--k", "5"]) == 0
+                 "--index_dir", str(folder), "--k", "5", "--vector_db", "file"]) == 0
     ds = load_dataset(divorce_small)
-    assert capsys.readouterr().out.startswith(f"index of {len(ds.train) + len(ds.labels)} texts written to {folder} "
-                                              "(k 5)")
+    out = capsys.readouterr().out
+    assert out.startswith(f"index of {len(ds.train) + len(ds.labels)} texts written to {folder} (k 5)")
+    assert out.rstrip().endswith("; vectors in the folder (exact search)")
+    assert "vectors" in load_file(str(folder / "vectors.safetensors"))
     assert json.loads((folder / "index.json").read_text(encoding="utf-8"))["k"] == 5
     check_cli_predict_and_evaluate(folder, divorce_small, tmp_path, capsys)
 
@@ -197,6 +200,22 @@ def test_approximate_search_without_faiss_says_how_to_get_it(untrained_zh_checkp
     with pytest.raises(LabelwiseError, match="pip install faiss-cpu"):
         build_index(str(untrained_zh_checkpoint), str(divorce_small), str(tmp_path / "i"), approximate=True,
                     progress=False)
+
+
+@pytest.mark.parametrize("missing", ["pymilvus", "milvus_lite"])
+def test_without_the_milvus_extra_the_default_index_keeps_its_vectors_in_the_folder(
+        missing, untrained_zh_checkpoint, divorce_small, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setitem(sys.modules, missing, None)  # import → ImportError, installed or not
+    folder = tmp_path / "index"
+    with caplog.at_level("INFO", logger="labelwise"):
+        assert main(["index", "--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(divorce_small),
+                     "--index_dir", str(folder), "--k", "5"]) == 0
+    assert "pip install 'labelwise[milvus]'" in caplog.text
+    assert capsys.readouterr().out.rstrip().endswith("; vectors in the folder (exact search)")
+    info = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    assert info["format_version"] == 1 and "vector_db" not in info
+    assert {p.name for p in folder.iterdir()} == {"index.json", "vectors.safetensors", "texts.jsonl"}
+    assert Classifier.load(folder).backend.store.kind == "exact"
 
 
 def test_an_index_in_milvus_without_pymilvus_says_how_to_get_it(untrained_zh_checkpoint, divorce_small, tmp_path,
@@ -228,8 +247,9 @@ def test_an_export_with_features_embeds_like_its_checkpoint(untrained_zh_checkpo
 
     export_onnx(untrained_zh_checkpoint, tmp_path / "export", features=True)
     by_torch = build_index(str(untrained_zh_checkpoint), str(divorce_small), str(tmp_path / "a"), k=5,
-                           progress=False)
-    by_onnx = build_index(str(tmp_path / "export"), str(divorce_small), str(tmp_path / "b"), k=5, progress=False)
+                           vector_db="file", progress=False)
+    by_onnx = build_index(str(tmp_path / "export"), str(divorce_small), str(tmp_path / "b"), k=5, vector_db="file",
+                          progress=False)
     assert by_onnx.backend.encoder.name == "onnx"
     texts = [e.text for e in load_dataset(divorce_small).dev[:8]]
     np.testing.assert_allclose(by_onnx.predict_proba(texts), by_torch.predict_proba(texts), atol=1e-3)

@@ -7,12 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
+from labelwise.cli.main import main
 from labelwise.data.annotation import read_doccano, read_label_studio
 from labelwise.data.dataset import Example, load_dataset, read_examples
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.select.pick import read_pool, select_next
-from labelwise.select.strategies import cardinality_gap, diverse_pick, rank, uncertainty
+from labelwise.select.strategies import by_label, cardinality_gap, diverse_pick, rank, uncertainty
 from labelwise.select.tasks import label_studio_tasks, merge_into_train, write_tasks
 
 
@@ -77,9 +78,12 @@ def test_select_skips_labelled_and_repeated_texts_and_writes_pre_annotations(tin
     sel = select_next(pool, 4, classifier=clf, dataset=load_dataset(dataset))
     assert (sel.pool_size, sel.already_labelled, sel.duplicates) == (len(pool), 5, 2)
     assert len(sel.texts) == 4 and set(sel.texts) <= set(NEW) and len(set(sel.texts)) == 4
-    assert sel.strategy == "uncertainty + diversity" and sel.scores[0] == max(sel.scores)
+    assert sel.strategy == "auto: each label's most doubtful texts"
     probs = clf.predict_proba(sel.texts)
     np.testing.assert_allclose(sel.probabilities, probs, atol=1e-6)
+    new = list(dict.fromkeys(NEW))  # the pool's new texts, in pool order, as the strategy saw them
+    chosen, scores = rank("auto", 4, probs=clf.predict_proba(new), thresholds=clf.thresholds)
+    assert sel.texts == [new[i] for i in chosen] and sel.scores == [round(float(scores[i]), 4) for i in chosen]
 
     path = write_tasks(sel, tmp_path / "next.jsonl", "doccano")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -114,8 +118,12 @@ def test_bad_pools(tiny_zh_checkpoint, dataset, tmp_path):
     with pytest.raises(DataError, match="empty"):
         read_pool(tmp_path / "empty.txt")
     (tmp_path / "gbk.txt").write_bytes("婚后育有一子".encode("gbk"))
-    with pytest.raises(DataError, match="gbk.txt"):
+    with pytest.raises(DataError, match="gbk.txt:1: .*GBK"):
         read_pool(tmp_path / "gbk.txt")
+    (tmp_path / "latin.txt").write_bytes(b"ok\n\xff\xfe\n")  # not UTF-8 and not GBK either: no GBK guess
+    with pytest.raises(DataError) as err:
+        read_pool(tmp_path / "latin.txt")
+    assert "latin.txt:2: not valid UTF-8" in str(err.value) and "GBK" not in str(err.value)
     clf = Classifier.load(tiny_zh_checkpoint)
     ds = load_dataset(dataset)
     with pytest.raises(LabelwiseError, match="nothing to select"):
@@ -163,3 +171,127 @@ def test_merge_refuses_unknown_labels_in_one_line(dataset, tmp_path):
     message = str(err.value)
     assert "label.txt" in message and "\n" not in message and len(message) < 400
     assert (dataset / "train.txt").read_bytes() == before
+
+
+def test_merge_keeps_the_file_as_it_was_and_skips_test_texts(dataset, tmp_path):
+    ds = load_dataset(dataset)
+    lines = (dataset / "train.txt").read_text(encoding="utf-8").splitlines()[:3]
+    raw = ("\ufeff" + "\r\n".join(lines) + "\r\n\r\n  \r\n").encode("utf-8")  # BOM, CRLF, trailing blank lines
+    (dataset / "train.txt").write_bytes(raw)
+    (dataset / "test.txt").write_text(f"{NEW[3]}\t{ds.labels[1]}\n", encoding="utf-8")
+    test_before = (dataset / "test.txt").read_bytes()
+    report = merge_into_train([Example(NEW[3], (ds.labels[0],)), Example(NEW[4], (ds.labels[2],)),
+                               Example(NEW[5], ()), Example(NEW[4], ())], dataset, tmp_path / "export.jsonl")
+    assert (report.added, report.already_in_test, report.unlabelled, report.first_line) == (2, 1, 1, 4)
+    assert (report.repeats, report.repeat_conflicts) == (1, 1)  # the first annotation of NEW[4] counts
+    summary = report.summary()
+    assert "lines 4-5" in summary and "without any label: 1" in summary and "different labels: 1" in summary
+    after = (dataset / "train.txt").read_bytes()
+    kept = ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+    assert after == kept + f"{NEW[4]}\t{ds.labels[2]}\r\n{NEW[5]}\t\r\n".encode()
+    assert [e.text for e in read_examples(dataset / "train.txt", ds.labels)][-2:] == NEW[4:6]
+    assert (dataset / "test.txt").read_bytes() == test_before
+
+
+# ---- the command line: labelwise select, and its bad input (one line each, naming the file) ---------------------
+def _select(*args: str) -> int:
+    return main(["-q", "select", *args])
+
+
+def test_select_command_cold_start_and_summary(tiny_zh_encoder, dataset, tmp_path, capsys):
+    _pool(dataset, tmp_path, NEW)
+    out = tmp_path / "next.json"
+    assert _select("--dataset_dir", str(dataset), "--pool_file", str(tmp_path / "pool.txt"), "--num", "3",
+                   "--model_name", str(tiny_zh_encoder), "--output_file", str(out), "--format", "labelstudio") == 0
+    printed = capsys.readouterr().out
+    assert "3 texts selected (diversity (cold start)) from a pool of 13: 5 already in the dataset and 2 repeats" \
+        in printed
+    assert f"-> {out}" in printed and f"labelwise labelstudio --labelstudio_file export.json --merge_into {dataset}" \
+        in printed
+    tasks = json.loads(out.read_text(encoding="utf-8"))
+    assert len(tasks) == 3 and {t["data"]["text"] for t in tasks} <= set(NEW)
+    assert all("predictions" not in t for t in tasks)
+    # no --pool_file: the dataset folder's data.txt; no dataset either: nothing to choose from
+    assert _select("--dataset_dir", str(dataset), "--num", "2", "--model_name", str(tiny_zh_encoder),
+                   "--output_file", str(tmp_path / "from_data.jsonl")) == 0
+    data = (dataset / "data.txt").read_text(encoding="utf-8").split()
+    assert {json.loads(line)["text"] for line in (tmp_path / "from_data.jsonl").read_text().splitlines()} <= set(data)
+    capsys.readouterr()
+    assert _select("--output_file", str(tmp_path / "x.jsonl")) == 2
+    assert capsys.readouterr().err.strip() == ("labelwise: error: no pool to choose from: pass --pool_file (one text "
+                                               "a line), or --dataset_dir to use its data.txt")
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_select_command_bad_pools(untrained_zh_checkpoint, dataset, tmp_path, capsys):
+    ckpt, out = str(untrained_zh_checkpoint), str(tmp_path / "next.jsonl")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert _select("--params_path", ckpt, "--dataset_dir", str(dataset), "--pool_file", str(empty),
+                   "--output_file", out) == 2
+    assert _error(capsys) == f"labelwise: error: {empty}: the pool is empty (put the texts to choose from in it, one a line)"
+
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("婚后育有一子\n双方自愿离婚\n".encode() + "被告每月支付抚养费".encode("gbk") + b"\n")
+    assert _select("--params_path", ckpt, "--pool_file", str(gbk), "--output_file", out) == 2
+    message = _error(capsys)
+    assert message.startswith(f"labelwise: error: {gbk}:3: not valid UTF-8") and "GBK" in message
+    assert "iconv -f GB18030 -t UTF-8 gbk.txt" in message
+
+    labelled = tmp_path / "labelled.txt"
+    labelled.write_text("".join(line.split("\t")[0] + "\n" for line in
+                                (dataset / "train.txt").read_text(encoding="utf-8").splitlines()[:4]), encoding="utf-8")
+    assert _select("--params_path", ckpt, "--dataset_dir", str(dataset), "--pool_file", str(labelled),
+                   "--output_file", out) == 2
+    assert _error(capsys).startswith(f"labelwise: error: {labelled}: nothing to select: all 4 texts")
+
+    assert _select("--params_path", ckpt, "--dataset_dir", str(dataset), "--pool_file", str(labelled),
+                   "--num", "0") == 2
+    assert _error(capsys) == "labelwise: error: --num must be at least 1, got 0"
+    assert not (tmp_path / "next.jsonl").exists()
+
+
+def test_select_command_takes_the_whole_pool_when_asked_for_more(untrained_zh_checkpoint, dataset, tmp_path, capsys):
+    (tmp_path / "pool.txt").write_text("\n".join(NEW[:2]) + "\n", encoding="utf-8")
+    out = tmp_path / "next.jsonl"
+    assert _select("--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(dataset), "--pool_file",
+                   str(tmp_path / "pool.txt"), "--num", "50", "--output_file", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "50 were asked for, but the pool has only 2 new texts, so all of them were taken" in printed
+    assert sorted(json.loads(line)["text"] for line in out.read_text(encoding="utf-8").splitlines()) == sorted(NEW[:2])
+    assert _select("--params_path", str(untrained_zh_checkpoint), "--pool_file", str(tmp_path / "pool.txt"),
+                   "--output_file", str(out)) == 2  # never over an existing file without --overwrite
+    assert "already exists" in _error(capsys)
+
+
+def test_select_command_refuses_a_checkpoint_of_other_labels(untrained_zh_checkpoint, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "label.txt").write_text("甲\n乙\n", encoding="utf-8")
+    (other / "train.txt").write_text("一个文本\t甲\n", encoding="utf-8")
+    (tmp_path / "pool.txt").write_text("\n".join(NEW) + "\n", encoding="utf-8")
+    assert _select("--params_path", str(untrained_zh_checkpoint), "--dataset_dir", str(other), "--pool_file",
+                   str(tmp_path / "pool.txt"), "--output_file", str(tmp_path / "next.jsonl")) == 2
+    message = _error(capsys)
+    assert message.startswith(f"labelwise: error: {other / 'label.txt'}: the labels differ from those of the model in "
+                              f"{untrained_zh_checkpoint}") and "only in the file: '甲', '乙'" in message
+    assert not (tmp_path / "next.jsonl").exists()
+
+
+def test_auto_gives_every_label_its_most_doubtful_text_in_turn():
+    # label 0's texts are all far from its threshold but for row 3; label 1's nearest is row 1, then row 2
+    probs = np.array([[0.99, 0.01], [0.98, 0.45], [0.97, 0.40], [0.55, 0.02], [0.01, 0.03]])
+    thresholds = np.array([0.5, 0.5])
+    assert by_label(probs, thresholds, 3).tolist() == [3, 1, 2]
+    chosen, scores = rank("auto", 2, probs=probs, thresholds=thresholds)
+    assert chosen.tolist() == [3, 1]
+    assert sorted(rank("uncertainty", 2, probs=probs, thresholds=thresholds)[0].tolist()) == [1, 3]
+    # with a rare label whose texts are all far below its threshold, auto still gives it a pick; uncertainty does not
+    probs = np.array([[0.51, 0.01], [0.49, 0.02], [0.52, 0.03], [0.90, 0.10]])
+    assert 3 in rank("auto", 2, probs=probs, thresholds=thresholds)[0].tolist()
+    assert 3 not in rank("uncertainty", 2, probs=probs, thresholds=thresholds)[0].tolist()

@@ -62,7 +62,7 @@ CHECKPOINT = OutputKind("checkpoint", "labelwise.json",
                          "model.safetensors", *TOKENIZER_FILES), others=("export.json", "index.json"))
 EXPORT = OutputKind("ONNX export", "export.json", ("model*.onnx", "*.onnx.data", "*.onnx_data", "export.json",
                                                    "labelwise.json", "README.md", "config.json", *TOKENIZER_FILES))
-INDEX = OutputKind("retrieval index", "index.json", ("index.json", "vectors.safetensors", "texts.jsonl"))
+INDEX = OutputKind("retrieval index", "index.json", ("index.json", "vectors.safetensors", "texts.jsonl", "milvus.db"))
 
 
 # ---- sizes, modes, errors ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from labelwise.data.dataset import (
     write_examples,
 )
 from labelwise.errors import LabelwiseError
-from labelwise.evaluation.decision import sigmoid
+from labelwise.evaluation.decision import decision_matrix, sigmoid
 
 __all__ = ["DirtyRanking", "fit_linear_head", "representer_alpha", "representer_scores", "out_of_fold_probs",
            "confident_scores", "find_dirty", "select_dirty", "write_dirty", "METHODS"]
@@ -215,7 +215,9 @@ def find_dirty(classifier, examples: Sequence[Example], method: str = "represent
             probs = out_of_fold_probs_finetune(classifier, examples, dataset_dir, folds, cl_epochs, seed, progress)
         scores, issues = confident_scores(y, probs)
         detail = {"pred_probs": probs, "cleanlab_issues": issues, "folds": folds, "cl_model": cl_model}
-    suggested = [[labels[j] for j in np.flatnonzero(row >= classifier.thresholds)] for row in probs]
+    # what the model would predict (the consistent rule for a label tree), a hint for relabelling
+    chosen = decision_matrix(probs, classifier.thresholds, hierarchy=classifier.hierarchy)
+    suggested = [[labels[j] for j in np.flatnonzero(row)] for row in chosen]
     return DirtyRanking(method, np.asarray(scores, dtype=np.float64), suggested, detail)
 
 

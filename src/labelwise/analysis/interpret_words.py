@@ -263,6 +263,8 @@ def interpret(classifier, inputs: Sequence[InterpretInput], method: str = "ig", 
     out = []
     for item, row, prediction in items:
         predicted = prediction.labels
+        if item.gold:  # a label tree: gold listing only a leaf (bad cases shown as leaves) gets its parents back
+            item = InterpretInput(item.text, list(classifier.hierarchy.complete(item.gold)[0]))
         explain = predicted + [g for g in (item.gold or []) if g not in predicted]
         if not explain:
             explain = [labels[int(np.argmax(row))]]

@@ -32,7 +32,7 @@ from labelwise.data.dataset import (
     write_examples,
     write_lines,
 )
-from labelwise.evaluation.decision import sigmoid
+from labelwise.evaluation.decision import decision_matrix, sigmoid
 from labelwise.evaluation.metrics import f1_scores
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
@@ -148,7 +148,7 @@ def find_sparse(classifier: Classifier, train_index: SupportIndex, dev: Sequence
     stats: dict = {"features": features, "dev_mean_score": float(scores.mean())}
     if labels is not None and len(order) < len(dev):
         probs = sigmoid(logits_from_features(classifier, features))
-        pred = (probs >= classifier.thresholds).astype(np.float32)
+        pred = decision_matrix(probs, classifier.thresholds, hierarchy=classifier.hierarchy).astype(np.float32)
         gold = multi_hot(dev, labels)
         rest = np.setdiff1d(np.arange(len(dev)), order)
         stats["sparse_f1"] = f1_scores(gold[order], pred[order])[0]

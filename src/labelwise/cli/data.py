@@ -42,6 +42,10 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, DatasetFiles, only=("label_file",), defaults={"label_file": None},
               help_overrides={"label_file": "with --output_file: labels must be in this label.txt"})
     add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
+    p.add_argument("--merge_into", default=None, metavar="DATASET_DIR",
+                   help="instead of a new dataset: append the annotated texts that are new to this dataset folder's "
+                        "train.txt (labels checked against its label.txt; texts already in train, dev or test "
+                        "skipped; dev and test untouched; the split flags do not apply)")
 
 
 def register(sub) -> None:
@@ -145,6 +149,10 @@ def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
 def _write_annotated(examples, args, source: str, skipped: int = 0) -> int:
     from labelwise.data.annotation import write_dataset, write_labelled
 
+    if args.merge_into:
+        from labelwise.cli.select import merge_annotations
+
+        return merge_annotations(examples, args, source)
     if args.output_file:
         path = write_labelled(examples, args.output_file, args.label_file, args.overwrite, source)
         print(f"{len(examples)} examples written to {path}")

@@ -2,8 +2,9 @@
 
 Each group registers its verbs and holds their thin ``cmd_*`` functions: :mod:`labelwise.cli.train` (train,
 zeroshot, index, demo), :mod:`labelwise.cli.predict` (predict, evaluate), :mod:`labelwise.cli.deploy` (export,
-prune, serve), :mod:`labelwise.cli.data` (doccano, labelstudio, data tools, interpret). Flags come from config
-fields (:mod:`labelwise.settings`); those several commands share are in :mod:`labelwise.cli.options`.
+prune, serve), :mod:`labelwise.cli.data` (doccano, labelstudio, data tools, interpret), :mod:`labelwise.cli.select`
+(select). Flags come from config fields (:mod:`labelwise.settings`); those several commands share are in
+:mod:`labelwise.cli.options`.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import logging
 import re
 import sys
 
-from labelwise.cli import data, deploy, predict, train
+from labelwise.cli import data, deploy, predict, select, train
 from labelwise.errors import LabelwiseError, OutputExistsError, os_error_line
 
 log = logging.getLogger("labelwise")
 
-GROUPS = (train, predict, deploy, data)
+GROUPS = (train, predict, deploy, data, select)
 
 
 def build_parser() -> argparse.ArgumentParser:

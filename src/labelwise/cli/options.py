@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelwise.errors import LabelwiseError
+from labelwise.evaluation.decision import HIERARCHY_MODES
 from labelwise.settings import setting
 
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -57,8 +59,16 @@ class ModelSource:
         from labelwise.predict.classifier import Classifier
 
         path, backend = self.source()
-        return Classifier.load(path, backend=backend, device=self.device, num_threads=self.num_threads,
-                               precision=self.precision)
+        clf = Classifier.load(path, backend=backend, device=self.device, num_threads=self.num_threads,
+                              precision=self.precision)
+        if self.max_seq_length is not None:  # every text the commands score is cut (or windowed) at this length
+            limit = getattr(clf.tokenizer, "model_max_length", None)  # a huge number where the tokenizer sets none
+            limit = limit if isinstance(limit, int) and limit < 100_000 else None
+            if self.max_seq_length < 1 or (limit and self.max_seq_length > limit):
+                most = f"at most {limit}" if limit else "at least 1"
+                raise LabelwiseError(f"`max_seq_length` {self.max_seq_length}: this model reads {most} tokens")
+            clf.max_seq_length = self.max_seq_length
+        return clf
 
 
 @dataclass
@@ -72,10 +82,14 @@ class Decision:
     long_text: str = setting("truncate", choices=("truncate", "slide"),
                              help="texts longer than max_seq_length: cut (PaddleNLP's way) or slide overlapping "
                                   "windows and take each label's max probability")
+    hierarchy: str = setting("consistent", choices=HIERARCHY_MODES,
+                             help="label trees (体育##足球): consistent = a child only with its parent, a predicted "
+                                  "child brings its parent; leaves = print only the deepest predicted labels; none "
+                                  "= each label on its own (default consistent; flat labels: no effect)")
 
     def options(self) -> dict:
         return {"threshold": self.threshold, "top_k_min": self.top_k_min, "top_k_max": self.top_k_max,
-                "long_text": self.long_text}
+                "long_text": self.long_text, "hierarchy": self.hierarchy}
 
 
 @dataclass

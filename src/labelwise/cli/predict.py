@@ -61,8 +61,9 @@ def cmd_evaluate(args) -> int:
 
         write_report(ev, args.report, classifier=clf)
         print(f"HTML report written to {args.report}", file=sys.stderr if args.format == "json" else sys.stdout)
-    own_decisions = (decision.threshold, decision.top_k_min, decision.top_k_max) == (None, 0, None)
-    if args.split == "test" and clf.path and own_decisions:
+    own_decisions = ((decision.threshold, decision.top_k_min, decision.top_k_max, decision.hierarchy)
+                     == (None, 0, None, "consistent"))
+    if args.split == "test" and clf.path and own_decisions and model.max_seq_length is None:
         from labelwise.model.card import record_test_figures  # the model's own decisions: into its model card
 
         card = record_test_figures(clf.path, ev.metrics, source=f"{clf.backend.name} backend")
@@ -83,7 +84,7 @@ def cmd_predict(args) -> int:
         if not args.dataset_dir:
             raise LabelwiseError("--perf needs --dataset_dir (a folder with dev.txt and label.txt)")
         start = time.perf_counter()
-        ev = evaluate(clf, args.dataset_dir, args.perf_split, args.threshold, model.batch_size, args.long_text)
+        ev = evaluate(clf, args.dataset_dir, args.perf_split, batch_size=model.batch_size, **decision.options())
         ms = 1000 * (time.perf_counter() - start) / max(1, ev.metrics["size"])
         print(f"{args.perf_split} size {ev.metrics['size']}  micro-F1 {ev.metrics['micro']['f1']:.2f}  "
               f"macro-F1 {ev.metrics['macro']['f1']:.2f}  {ms:.2f} ms/sample (batch {model.batch_size}, "

@@ -39,8 +39,9 @@ def register(sub) -> None:
                    help="do not index each label's name as a text with that label")
     p.add_argument("--approximate", action="store_true", help="HNSW search (faiss-cpu) for millions of vectors")
     p.add_argument("--vector_db", default=None, metavar="URI",
-                   help="keep the vectors in Milvus: a Milvus Lite file (milvus.db) or a server, http://host:19530 "
-                        "(pip install 'labelwise[milvus]')")
+                   help="where the vectors go: file (the folder), a Milvus Lite database elsewhere (path/milvus.db) "
+                        "or a Milvus server (http://host:19530); default: Milvus Lite inside --index_dir when "
+                        "pymilvus and milvus-lite are installed (pip install 'labelwise[milvus]'), else file")
     p.add_argument("--remove_label", default=None, metavar="NAME",
                    help="instead: take label NAME out of --index_dir (rows with no other label go)")
     add_flags(p, RunOptions, only=("overwrite",), help_overrides={"overwrite": "write into --index_dir even when "
@@ -95,7 +96,8 @@ def cmd_index(args) -> int:
                       device=args.device, progress=not args.quiet, overwrite=args.overwrite)
     dev = clf.meta.metrics.get("dev@tuned")
     score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f}" if dev else ""
-    print(f"index of {clf.backend.size} texts written to {args.index_dir} (k {clf.backend.k}){score}")
+    print(f"index of {clf.backend.size} texts written to {args.index_dir} (k {clf.backend.k}){score}; vectors "
+          f"{clf.backend.store.where}")
     return 0
 
 

@@ -5,8 +5,8 @@ without torch.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from labelwise.errors import LabelwiseError
 from labelwise.settings import check_fields, setting
@@ -18,6 +18,8 @@ class PruneConfig:
     params_path: str = setting("checkpoint", help="the fine-tuned checkpoint to prune",
                                flags=["--params_path", "--params_dir"])
     output_dir: str = setting("prune", help="one folder per shape goes here")
+    overwrite: bool = setting(False, help="write a shape's folder even when labelwise did not write it (its files "
+                                          "of other names stay)")
     width_mult_list: Sequence[str | float] = setting(
         ("3/4", "1/2"), nargs="+", metavar="RATIO", type=str,
         help="share of attention heads and FFN neurons kept, e.g. 3/4 1/2 (ratio × heads must be whole)")
@@ -40,7 +42,7 @@ class PruneConfig:
     max_dev_samples: int | None = setting(None, help="rank and evaluate on a random subset of dev", minimum=1)
     progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
 
-    def validate(self) -> "PruneConfig":
+    def validate(self) -> PruneConfig:
         check_fields(self)
         if not 0 < self.learning_rate < 1:
             raise LabelwiseError(f"`learning_rate` must be in (0, 1), got {self.learning_rate}")

@@ -18,10 +18,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def fuse_graph(path: Path, config, embed_layer_norm: bool = True) -> dict[str, i
             options.enable_embed_layer_norm = embed_layer_norm
             fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden,
                                    optimization_options=options)
-        except Exception as err:  # the plain graph is still correct, only slower
+        except Exception as err:  # noqa: BLE001 (any failure of the fuser: the plain graph is still correct)
             log.warning("graph fusion skipped (%s: %s)", type(err).__name__, err)
             return {}
         finally:
@@ -216,7 +216,7 @@ def quantize_int8(source: Path, target: Path) -> None:
         prepared = Path(scratch) / "prepared.onnx"
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        except Exception as err:  # pre-processing only helps; quantize the raw graph without it
+        except Exception as err:  # noqa: BLE001 (pre-processing only helps; quantize the raw graph)
             log.warning("int8: pre-processing skipped (%s)", err)
             prepared = source
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True,

@@ -23,10 +23,10 @@ import copy
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -197,8 +197,8 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
                  ", ".join(f"{i}: {s:+.3f}" for i, s in enumerate(layer_scores.tolist())))
     plans = plan_shapes(model.encoder, cfg.width_mult_list, cfg.depth_mult_list, layer_scores)
     results = [PrunedModel(w, d, s, output_dir / folder_name(w, d)) for w, d, s in plans]
-    for r in results:  # before training: each shape's folder is new, empty or a checkpoint of labelwise's
-        prepare_output_dir(r.folder, CHECKPOINT, can_overwrite=False,
+    for r in results:  # before training: each shape's folder is new, empty, a checkpoint of labelwise's, or allowed
+        prepare_output_dir(r.folder, CHECKPOINT, overwrite=cfg.overwrite,
                            inputs={"params_path": cfg.params_path, "dataset_dir": cfg.dataset_dir})
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     full = full_shape(model.encoder)
@@ -219,9 +219,9 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     loop = StepLoop(model, optimizer, linear_schedule(optimizer, steps_per_epoch * cfg.epochs), max_grad_norm=1.0,
                     logging_steps=cfg.logging_steps, show=cfg.progress)
-    run_meta = dict(pruned_from=str(cfg.params_path), teacher=teacher_row,
-                    prune_args={k: (list(map(str, v)) if k.endswith("_list") else v)
-                                for k, v in dataclasses.asdict(cfg).items()})
+    run_meta = {"pruned_from": str(cfg.params_path), "teacher": teacher_row,
+                "prune_args": {k: (list(map(str, v)) if k.endswith("_list") else v)
+                               for k, v in dataclasses.asdict(cfg).items()}}
 
     def checkpoint_all(epoch: int) -> None:  # 3. score every shape; cut and save the ones that improved
         for result in results:
@@ -276,9 +276,9 @@ def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev
                                 training_args={**run_meta, "shape": shape})
     score_checkpoint(small, tokenizer, small_meta, dev_probs, dev_set, test_set, epoch, batch_size=cfg.eval_batch_size)
     small_meta.metrics["pruning"] = {"teacher": run_meta["teacher"], **shape}
-    save_checkpoint(result.folder, small, tokenizer, small_meta)
+    save_checkpoint(result.folder, small, tokenizer, small_meta, overwrite=cfg.overwrite)
     model.train()
 
 
-__all__ = ["PruneConfig", "PruneResult", "PrunedModel", "prune", "plan_shapes", "parse_ratio", "folder_name",
-           "distillation_loss"]
+__all__ = ["PruneConfig", "PruneResult", "PrunedModel", "distillation_loss", "folder_name", "parse_ratio",
+           "plan_shapes", "prune"]

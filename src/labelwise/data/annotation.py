@@ -12,6 +12,12 @@
 
 Texts are cleaned the way the training format needs (tabs and line breaks become spaces); a label
 with a comma, tab or line break is an error naming the file and line (or task).
+
+Label trees: a ``Taxonomy`` choice (a path from the root, ``["体育", "足球"]``) becomes the label ``体育##足球``
+(joined by ``sep``, PaddleNLP's ``##`` by default); doccano labels may be such paths already. Every path brings its
+missing ancestors (``体育`` beside ``体育##足球``; counted, logged once), so label.txt lists every node, parents
+first. An empty path element or a cycle (``a##b##a``) is an error naming the file and line. ``sep=None``
+(``none``): flat names; a Taxonomy choice keeps its last element.
 """
 from __future__ import annotations
 
@@ -25,14 +31,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from labelwise.data.dataset import (
-    Example,
-    read_labels,
-    read_lines,
-    save_dataset,
-    write_examples,
-    write_lines,
-)
+from labelwise.data.dataset import Example, read_labels, read_lines, save_dataset, write_examples, write_lines
+from labelwise.data.hierarchy import DEFAULT_SEP, separator
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.files import check_outputs
 
@@ -48,12 +48,16 @@ def _clean_text(text: str) -> str:
     return text.strip()
 
 
-def _clean_labels(path: Path, line: int | None, raw, where: str = "") -> tuple[str, ...]:
+def _clean_labels(path: Path, line: int | None, raw, where: str = "", sep: str | None = None,
+                  added: list[int] | None = None) -> tuple[str, ...]:
+    """The labels of one item, stripped, deduplicated, checked; with ``sep``, each path's missing ancestors are
+    put before it (``added[0]`` counts them)."""
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise DataError(path, line, f"{where}'label' must be a list of label names, got {raw!r}")
     labels: dict[str, None] = {}
+    given = {item.strip() for item in raw}
     for item in raw:
         label = item.strip()
         if not label:
@@ -62,8 +66,32 @@ def _clean_labels(path: Path, line: int | None, raw, where: str = "") -> tuple[s
             if bad in label:
                 raise DataError(path, line, f"{where}label {label!r} contains {name}, which the training "
                                 "format uses as a separator", "rename the label in the annotation tool")
-        labels[label] = None  # duplicates dropped, first order kept
+        for node in _path_nodes(path, line, label, sep, where):
+            if node not in labels and node not in given and added is not None:
+                added[0] += 1
+            labels[node] = None  # duplicates dropped, first order kept
     return tuple(labels)
+
+
+def _path_nodes(path: Path, line: int | None, label: str, sep: str | None, where: str) -> list[str]:
+    """``a##b##c`` → ``[a, a##b, a##b##c]`` (a flat label, or no ``sep``: ``[label]``), the path checked."""
+    if not sep or sep not in label:
+        return [label]
+    parts = label.split(sep)
+    if not all(p.strip() for p in parts):
+        raise DataError(path, line, f"{where}label {label!r} has an empty path element (nothing before, after or "
+                        f"between two {sep!r})", f"name every level in the annotation tool: parent{sep}child")
+    parts = [p.strip() for p in parts]
+    repeated = next((p for k, p in enumerate(parts) if p in parts[:k]), None)
+    if repeated is not None:
+        raise DataError(path, line, f"{where}label {label!r} names {repeated!r} twice along one path (a cycle)",
+                        "rename one of them in the annotation tool")
+    return [sep.join(parts[:k]) for k in range(1, len(parts) + 1)]
+
+
+def _log_added(path: Path, added: int, sep: str | None) -> None:
+    if added:
+        log.info("%s: added %d parent labels the annotations left out (a%sb brings a)", path, added, sep)
 
 
 def _example(path: Path, line: int | None, text, labels: tuple[str, ...], where: str = "") -> Example:
@@ -76,10 +104,10 @@ def _example(path: Path, line: int | None, text, labels: tuple[str, ...], where:
 
 
 # ---- readers -----------------------------------------------------------------------------------
-def read_doccano(path: str | os.PathLike) -> list[Example]:
-    """doccano JSONL export → examples (line numbers kept for later errors)."""
-    path = Path(path)
-    examples = []
+def read_doccano(path: str | os.PathLike, sep: str | None = DEFAULT_SEP) -> list[Example]:
+    """doccano JSONL export → examples (line numbers kept for later errors); ``sep``: label paths (module doc)."""
+    path, sep = Path(path), separator(sep)
+    examples, added = [], [0]
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -93,14 +121,32 @@ def read_doccano(path: str | os.PathLike) -> list[Example]:
         key = "text" if "text" in item else "data" if "data" in item else None
         if key is None:
             raise DataError(path, number, "no 'text' (or 'data') field", "is this a doccano text-classification export?")
-        labels = _clean_labels(path, number, item.get("label", item.get("labels", [])))
+        labels = _clean_labels(path, number, item.get("label", item.get("labels", [])), sep=sep, added=added)
         examples.append(_example(path, number, item[key], labels))
     if not examples:
         raise DataError(path, None, "no annotated example in the file")
+    _log_added(path, added[0], sep)
     return examples
 
 
-def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None) -> tuple[str, ...]:
+def _taxonomy(path: Path, task_no: int, value, sep: str | None) -> list[str]:
+    """A Taxonomy value's paths (``[["体育", "足球"], ["财经"]]``) as labels: joined by ``sep``, or the last
+    element when there is no separator."""
+    paths = value.get("taxonomy", []) if isinstance(value, dict) else value
+    if not isinstance(paths, list) or not all(isinstance(p, list) and p and all(isinstance(x, str) for x in p)
+                                              for p in paths):
+        raise DataError(path, None, f"task {task_no}: a taxonomy value must be a list of paths (lists of names), "
+                        f"got {paths!r}", "export from Label Studio as JSON")
+    for p in paths:
+        bad = next((x for x in p if sep and sep in x), None)
+        if bad is not None:
+            raise DataError(path, None, f"task {task_no}: taxonomy name {bad!r} contains the separator {sep!r}",
+                            "rename it in the labelling config, or pick another `hierarchy_sep`")
+    return [sep.join(x.strip() for x in p) if sep else p[-1].strip() for p in paths]
+
+
+def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None, sep: str | None,
+               added: list[int]) -> tuple[str, ...]:
     raw: list[str] = []
     names = {r.get("from_name") for r in results if r.get("type") in ("choices", "taxonomy")}
     if from_name is None and len(names) > 1:
@@ -112,19 +158,19 @@ def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None) -
         value = r.get("value", {})
         if r["type"] == "choices":
             raw += value.get("choices", [])
-        else:  # taxonomy: each choice is a path from the root; keep the whole path
-            raw += ["/".join(p) for p in value.get("taxonomy", [])]
-    return _clean_labels(path, None, raw, f"task {task_no}: ")
+        else:  # taxonomy: each choice is a path from the root
+            raw += _taxonomy(path, task_no, value, sep)
+    return _clean_labels(path, None, raw, f"task {task_no}: ", sep, added)
 
 
-def read_label_studio(path: str | os.PathLike, text_key: str = "text",
-                      from_name: str | None = None) -> tuple[list[Example], int]:
+def read_label_studio(path: str | os.PathLike, text_key: str = "text", from_name: str | None = None,
+                      sep: str | None = DEFAULT_SEP) -> tuple[list[Example], int]:
     """Label Studio JSON export → (examples, number of tasks skipped for having no annotation).
 
     Of a task's annotations the last one not cancelled counts. JSON-MIN exports (flat objects,
-    the choices under the control's name) are read too.
+    the choices or taxonomy paths under the control's name) are read too. ``sep``: label paths (module doc).
     """
-    path = Path(path)
+    path, sep, added = Path(path), separator(sep), [0]
     try:
         tasks = json.loads("\n".join(read_lines(path)))
     except json.JSONDecodeError as err:
@@ -142,16 +188,20 @@ def read_label_studio(path: str | os.PathLike, text_key: str = "text",
             if not done:
                 skipped += 1
                 continue
-            labels = _ls_labels(path, task_no, done[-1].get("result", []), from_name)
-        else:  # JSON-MIN: {"text": ..., "<control>": "a" | {"choices": [...]}, "id": ...}
+            labels = _ls_labels(path, task_no, done[-1].get("result", []), from_name, sep, added)
+        else:  # JSON-MIN: {"text": ..., "<control>": "a" | {"choices": [...]} | {"taxonomy": [[...]]}, "id": ...}
             data = task
             name = from_name or next((k for k, v in task.items() if k != text_key and
-                                      (isinstance(v, dict) and "choices" in v)), None)
+                                      (isinstance(v, dict) and ("choices" in v or "taxonomy" in v))), None)
             value = task.get(name) if name else None
             if value is None:
                 skipped += 1
                 continue
-            labels = _clean_labels(path, None, value.get("choices", []) if isinstance(value, dict) else value, where)
+            if isinstance(value, dict) and "taxonomy" in value:
+                value = _taxonomy(path, task_no, value, sep)
+            elif isinstance(value, dict):
+                value = value.get("choices", [])
+            labels = _clean_labels(path, None, value, where, sep, added)
         text = data.get(text_key)
         if text is None:
             strings = [v for v in data.values() if isinstance(v, str)]
@@ -162,6 +212,7 @@ def read_label_studio(path: str | os.PathLike, text_key: str = "text",
         examples.append(_example(path, None, text, labels, where))
     if not examples:
         raise DataError(path, None, f"no annotated task ({skipped} without annotation)")
+    _log_added(path, added[0], sep)
     return examples, skipped
 
 
@@ -282,9 +333,11 @@ def split_warnings(counts: dict[str, dict[str, int]], names: Sequence[str]) -> l
 
 def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, splits: Sequence[float] = (0.8, 0.2),
                   shuffle: bool = True, seed: int = 3, stratify: bool | None = None, overwrite: bool = False,
-                  source: str | os.PathLike | None = None, skipped: int = 0) -> ImportReport:
+                  source: str | os.PathLike | None = None, skipped: int = 0,
+                  sep: str | None = DEFAULT_SEP) -> ImportReport:
     """Write a dataset folder from annotated examples (see the module doc and :func:`split_indices`).
 
+    label.txt is sorted; with label paths (``sep``) by path, so each parent comes right before its subtree.
     The report counts each label's examples per split; its warnings (also logged) name the labels with
     fewer examples than splits and those a split has none of.
     """
@@ -293,7 +346,8 @@ def write_dataset(examples: Sequence[Example], save_dir: str | os.PathLike, spli
     names = ["train", "dev", "test"][:len(splits)]
     files = [save_dir / f"{n}.txt" for n in names] + [save_dir / "label.txt", save_dir / "data.txt"]
     check_outputs(files, [source], overwrite=overwrite)
-    labels = sorted({label for e in examples for label in e.labels})
+    sep = separator(sep)
+    labels = sorted({label for e in examples for label in e.labels}, key=lambda x: x.split(sep) if sep else [x])
     if not labels:
         raise LabelwiseError("no example has a label; annotate some before exporting")
     stratify = shuffle if stratify is None else stratify

@@ -7,12 +7,16 @@ This is the only module that reads a user's data files. The format is PaddleNLP'
 * ``label.txt``: one label a line (line order = class id);
 * ``data.txt``: one unlabelled text a line (a ``text\\tlabels`` line is accepted: its text is used).
 
+Labels may be paths (``体育##足球``, :mod:`labelwise.data.hierarchy`): label.txt is checked as a tree and a data
+line that lists a label without its ancestors gets them (counted, and reported once by :func:`load_dataset`).
+
 Every problem is raised as a :class:`~labelwise.errors.DataError` naming the file, the line and the fix.
 A UTF-8 BOM, CRLF line ends, trailing blank lines and a label repeated within a line are handled silently.
 Nothing here imports torch.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +24,16 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator, written_otherwise
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.files import atomic_write_text
 
 __all__ = [
-    "Example", "Dataset", "read_labels", "read_examples", "read_texts", "load_dataset",
+    "Example", "Dataset", "read_labels", "read_examples", "read_texts", "load_dataset", "complete_ancestors",
     "multi_hot", "format_example", "write_examples", "write_lines", "save_dataset", "read_lines", "check_same_labels",
 ]
+
+log = logging.getLogger("labelwise")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,16 @@ class Dataset:
     test: list[Example] | None = None
     data: list[str] | None = None
     root: Path | None = None
+    hierarchy_sep: str | None = DEFAULT_SEP  # how label names spell a path (None: flat names)
+    added_parents: int = 0  # ancestors that load_dataset added to the data lines that lacked them
+    _hierarchy: Hierarchy | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The label tree (:class:`~labelwise.data.hierarchy.Hierarchy`; flat when no label is a path)."""
+        if self._hierarchy is None or self._hierarchy.labels != tuple(self.labels):
+            self._hierarchy = Hierarchy.from_labels(self.labels, self.hierarchy_sep)
+        return self._hierarchy
 
     def split(self, name: str) -> list[Example]:
         examples = {"train": self.train, "dev": self.dev, "test": self.test}.get(name)
@@ -135,6 +152,10 @@ def _parse_label_field(path: Path, number: int, field_text: str, known: set[str]
             raise DataError(path, number, f"blank label in {shorten(field_text)}",
                             "labels are separated by single commas, with no empty item")
         if known is not None and label not in known:
+            other = written_otherwise(label, known)
+            if other is not None:
+                raise DataError(path, number, f"label {shorten(label)} is not in label.txt, which has {shorten(other)}"
+                                ": the levels of the path are separated another way", f"write {other}")
             raise DataError(path, number, f"label {shorten(label)} is not in label.txt",
                             "add it to label.txt or fix the spelling")
         if label not in out:  # a repeated label within one line is harmless
@@ -182,18 +203,30 @@ def load_dataset(
     label_file: str = "label.txt",
     data_file: str = "data.txt",
     require: Iterable[str] = ("train", "dev"),
+    hierarchy_sep: str | None = DEFAULT_SEP,
 ) -> Dataset:
-    """Load a dataset folder. Splits named in ``require`` must exist; others are read when present."""
+    """Load a dataset folder. Splits named in ``require`` must exist; others are read when present.
+
+    Label names that hold ``hierarchy_sep`` are paths of a tree (None or "none": flat names): label.txt is
+    checked as a tree, and a line's missing ancestors are added to it, counted in ``added_parents`` and
+    reported once as a warning.
+    """
     root = Path(dataset_dir)
     if not root.is_dir():
         raise LabelwiseError(f"{root}: dataset folder not found (`dataset_dir`)")
     labels = read_labels(root / label_file)
+    hierarchy = Hierarchy.from_labels(labels, hierarchy_sep, root / label_file)
+    added, first = 0, None
     files = {"train": train_file, "dev": dev_file, "test": test_file}
     splits: dict[str, list[Example] | None] = {}
     for name, filename in files.items():
         path = root / filename
         if path.exists():
-            splits[name] = read_examples(path, labels)
+            read = read_examples(path, labels)
+            splits[name], count = complete_ancestors(read, hierarchy)
+            if count and first is None:
+                first = next(e.labels for e, c in zip(read, splits[name]) if e.labels != c.labels)
+            added += count
         elif name in require:
             raise DataError(path, None, f"{name} split not found",
                             f"put {filename} in the dataset folder or pass `{name}_file`")
@@ -203,8 +236,28 @@ def load_dataset(
     data = read_texts(data_path) if data_path.exists() else None
     if "data" in require and data is None:
         raise DataError(data_path, None, "file not found", "put the texts to predict there or pass `data_file`")
-    return Dataset(labels=labels, train=splits["train"] or [], dev=splits["dev"] or [],
-                   test=splits["test"], data=data, root=root)
+    if added:
+        listed = ",".join(first)
+        missing = ",".join(label for label in hierarchy.complete(first)[0] if label not in first)
+        log.warning("%s: added %d missing parent label%s (a line listing only `%s` now also has `%s`)", root, added,
+                    "s" if added != 1 else "", listed, missing)
+    ds = Dataset(labels=labels, train=splits["train"] or [], dev=splits["dev"] or [], test=splits["test"],
+                 data=data, root=root, hierarchy_sep=separator(hierarchy_sep), added_parents=added)
+    ds._hierarchy = hierarchy
+    return ds
+
+
+def complete_ancestors(examples: Sequence[Example], hierarchy: Hierarchy) -> tuple[list[Example], int]:
+    """``examples`` with the missing ancestors of their labels added (:meth:`Hierarchy.complete`), and how many
+    labels were added in all; a flat hierarchy returns them as they are."""
+    if hierarchy.is_flat:
+        return list(examples), 0
+    out, added = [], 0
+    for example in examples:
+        labels, count = hierarchy.complete(example.labels)
+        out.append(Example(example.text, labels, example.line) if count else example)
+        added += count
+    return out, added
 
 
 def multi_hot(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:

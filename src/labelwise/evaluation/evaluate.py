@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
-from labelwise.evaluation.decision import check_thresholds, check_top_k, chosen_ids, decision_matrix
+from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.decision import (
+    check_hierarchy_mode,
+    check_thresholds,
+    check_top_k,
+    chosen_ids,
+    decision_matrix,
+    shown_matrix,
+)
+from labelwise.evaluation.levels import format_levels, tree_order
 from labelwise.evaluation.metrics import evaluate_predictions
 from labelwise.files import atomic_write_text, check_outputs
 
@@ -30,30 +39,48 @@ class Evaluation:
     sources: tuple[Path, ...] = ()  # the files it was computed from (split, label.txt): outputs must not replace them
     top_k_min: int = 0  # at least / at most this many labels per text, as `labelwise predict` takes them
     top_k_max: int | None = None
+    hierarchy: Hierarchy | None = None  # the label tree (None or flat: no tree)
+    mode: str = "consistent"  # the hierarchy mode (consistent | leaves | none)
 
     def decisions(self) -> np.ndarray:
         """0/1 matrix of the labels predicted for each example: what the metrics count and what
-        ``labelwise predict`` outputs with the same thresholds and top-k bounds."""
-        return decision_matrix(self.probs, self.thresholds, self.top_k_min, self.top_k_max)
+        ``labelwise predict`` outputs with the same thresholds, top-k bounds and hierarchy mode
+        (``leaves``: every node of the consistent set, of which prediction shows the deepest)."""
+        return decision_matrix(self.probs, self.thresholds, self.top_k_min, self.top_k_max, self.hierarchy,
+                               self.mode)
 
     def predicted_labels(self) -> list[list[str]]:
-        """Predicted label names per example, most probable first (as :meth:`Classifier.predict` orders them)."""
-        return [[self.labels[j] for j in ids] for ids in chosen_ids(self.probs, self.decisions())]
+        """Predicted label names per example, most probable first (as :meth:`Classifier.predict` orders and
+        shows them)."""
+        shown = shown_matrix(self.decisions(), self.hierarchy, self.mode)
+        return [[self.labels[j] for j in ids] for ids in chosen_ids(self.probs, shown)]
+
+    def gold_labels(self, example: Example) -> list[str]:
+        """An example's gold labels as prediction shows labels (``leaves``: the deepest only)."""
+        if self.mode != "leaves" or self.hierarchy is None or self.hierarchy.is_flat:
+            return list(example.labels)
+        gold = multi_hot([example], self.labels)
+        return [self.labels[j] for j in np.flatnonzero(self.hierarchy.ends(gold)[0])]
 
 
 def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
              threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str = "truncate",
-             top_k_min: int = 0, top_k_max: int | None = None, **file_names) -> Evaluation:
+             top_k_min: int = 0, top_k_max: int | None = None, hierarchy: str = "consistent",
+             **file_names) -> Evaluation:
     """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number
     or one per label, in [0, 1]).
 
-    ``top_k_min`` / ``top_k_max`` bound the labels per text as :meth:`Classifier.predict` does; the metrics
-    and the bad cases count the labels that prediction would output.
+    ``top_k_min`` / ``top_k_max`` bound the labels per text and ``hierarchy`` (consistent | leaves | none)
+    applies to a label tree as :meth:`Classifier.predict` does; the metrics and the bad cases count the labels
+    that prediction would output. The data's label paths are read with the model's ``hierarchy_sep``.
     """
     if threshold is not None:
         check_thresholds(threshold, len(classifier.labels))
     check_top_k(top_k_min, top_k_max)
-    ds = load_dataset(dataset_dir, require=(split,), **file_names)
+    check_hierarchy_mode(hierarchy)
+    tree = getattr(classifier, "hierarchy", None)
+    sep = tree.sep if tree is not None and not tree.is_flat else None  # a flat model reads the labels flat
+    ds = load_dataset(dataset_dir, require=(split,), hierarchy_sep=sep, **file_names)
     examples = ds.split(split)
     label_file = Path(dataset_dir) / file_names.get("label_file", "label.txt")
     check_same_labels(classifier.labels, ds.labels, classifier.path, label_file)
@@ -62,7 +89,8 @@ def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
     thresholds = (np.full(len(ds.labels), threshold, dtype=np.float32) if threshold is not None
                   else classifier.thresholds)
     top_k = {"top_k_min": top_k_min, "top_k_max": top_k_max}
-    metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds, **top_k)
+    rule = {"hierarchy": tree, "mode": hierarchy}
+    metrics = evaluate_predictions(multi_hot(examples, ds.labels), probs, ds.labels, thresholds, **top_k, **rule)
     metrics["split"] = split
     if threshold is None:
         metrics["thresholds"] = "per-label, tuned on dev" if classifier.meta.thresholds is not None else "0.5"
@@ -71,11 +99,12 @@ def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
     metrics.update(top_k)
     if threshold is None and classifier.meta.thresholds is not None:
         metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(
-            multi_hot(examples, ds.labels), probs, ds.labels, 0.5, **top_k).items()
+            multi_hot(examples, ds.labels), probs, ds.labels, 0.5, **top_k, **rule).items()
             if k in ("accuracy", "micro", "macro")}
     metrics["zero_division"] = ZERO_DIVISION_NOTE
     sources = (Path(dataset_dir) / file_names.get(f"{split}_file", f"{split}.txt"), label_file)
-    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources, top_k_min, top_k_max)
+    return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources, top_k_min, top_k_max,
+                      tree, hierarchy)
 
 
 def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
@@ -85,9 +114,11 @@ def write_bad_cases(evaluation: Evaluation, path: str | os.PathLike) -> int:
     """
     check_outputs([path], evaluation.sources, overwrite=True)
     lines = ["Text\tLabel\tPrediction"]
-    for example, predicted in zip(evaluation.examples, evaluation.predicted_labels()):
-        if set(predicted) != set(example.labels):
-            lines.append(f"{example.text}\t{','.join(example.labels)}\t{','.join(predicted)}")
+    decisions = evaluation.decisions()
+    for row, (example, predicted) in enumerate(zip(evaluation.examples, evaluation.predicted_labels())):
+        if {evaluation.labels[j] for j in np.flatnonzero(decisions[row])} != set(example.labels):
+            gold = evaluation.gold_labels(example)
+            lines.append(f"{example.text}\t{','.join(gold)}\t{','.join(predicted)}")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return len(lines) - 1
 
@@ -114,11 +145,24 @@ def format_report(metrics: dict) -> str:
         a = metrics["at_0.5"]
         out.append(f"At a fixed 0.5 threshold (PaddleNLP's): accuracy {a['accuracy']:.2f}  micro-F1 "
                    f"{a['micro']['f1']:.2f}  macro-F1 {a['macro']['f1']:.2f}")
+    if "hierarchy" in metrics:
+        out += format_levels(metrics["hierarchy"], metrics["size"])
     out.append(f"Note: {metrics['zero_division']}.")
     out.append("")
-    width = max(len(row["label"]) for row in metrics["per_label"])
+    rows = _table_rows(metrics)
+    width = max(len(name) for name, _ in rows)
     out.append(f"{'label':<{width}}  {'support':>7} {'%':>6}  {'P':>6} {'R':>6} {'F1':>6}")
-    for row in metrics["per_label"]:
-        out.append(f"{row['label']:<{width}}  {row['support']:>7} {row['support_pct']:>5.1f}%  "
+    for name, row in rows:
+        out.append(f"{name:<{width}}  {row['support']:>7} {row['support_pct']:>5.1f}%  "
                    f"{row['precision']:>6.2f} {row['recall']:>6.2f} {row['f1']:>6.2f}")
     return "\n".join(out)
+
+
+def _table_rows(metrics: dict) -> list[tuple[str, dict]]:
+    """(shown name, row) of the per-label table: label.txt order, or a tree's order with each label's last path
+    element indented under its parent."""
+    per_label = metrics["per_label"]
+    if "hierarchy" not in metrics:
+        return [(row["label"], row) for row in per_label]
+    tree = Hierarchy.from_labels([row["label"] for row in per_label], metrics["hierarchy"]["separator"])
+    return [("  " * depth + tree.name(i), per_label[i]) for i, depth in tree_order(tree)]

@@ -17,7 +17,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from labelwise.evaluation.decision import decision_matrix
+from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.decision import DEFAULT_RULE, decision_matrix, inconsistent_count
+from labelwise.evaluation.levels import hierarchy_metrics
 
 __all__ = ["apply_thresholds", "evaluate_predictions", "headline", "tune_thresholds", "shared_threshold", "f1_scores"]
 
@@ -39,15 +41,18 @@ def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
 
 def evaluate_predictions(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
                          thresholds: float | Sequence[float] = 0.5, top_k_min: int = 0,
-                         top_k_max: int | None = None) -> dict:
+                         top_k_max: int | None = None, hierarchy: Hierarchy | None = None,
+                         mode: str = "consistent", rule: str = DEFAULT_RULE) -> dict:
     """Every number `labelwise evaluate` shows, as plain floats (percent where a rate).
 
     The labels counted as predicted are the ones ``labelwise predict`` would output with the same
-    ``thresholds``, ``top_k_min`` and ``top_k_max`` (:func:`apply_thresholds`).
+    ``thresholds``, ``top_k_min`` and ``top_k_max`` (:func:`apply_thresholds`) and, for a label tree,
+    ``hierarchy`` mode (``leaves`` counts the whole consistent set); a tree adds ``"hierarchy"``: per-level
+    figures and how many texts had a label without its parent before the rule (:mod:`labelwise.evaluation.levels`).
     """
     y_true = np.asarray(y_true).astype(np.int8)
     probs = np.asarray(probs, dtype=np.float32)
-    y_pred = apply_thresholds(probs, thresholds, top_k_min, top_k_max)
+    y_pred = decision_matrix(probs, thresholds, top_k_min, top_k_max, hierarchy, mode, rule)
     n = len(y_true)
     out: dict = {"size": n}
     out["accuracy"] = 100 * float(np.mean(np.all(y_true == y_pred, axis=1))) if n else 0.0
@@ -76,6 +81,11 @@ def evaluate_predictions(y_true: np.ndarray, probs: np.ndarray, labels: Sequence
     ]
     out["labels_per_example"] = {"gold": float(y_true.sum(1).mean()) if n else 0.0,
                                  "predicted": float(y_pred.sum(1).mean()) if n else 0.0}
+    if hierarchy is not None and not hierarchy.is_flat:
+        before = inconsistent_count(probs, thresholds, top_k_min, top_k_max, hierarchy)
+        out["hierarchy"] = hierarchy_metrics(y_true, y_pred, hierarchy, mode, before)
+        for row, level in zip(out["per_label"], hierarchy.depths):
+            row["level"] = level + 1
     return out
 
 

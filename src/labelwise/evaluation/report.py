@@ -1,6 +1,7 @@
 """One self-contained HTML file that explains an evaluation (``labelwise evaluate --report report.html``).
 
-Sections: overall metrics; per-label precision / recall / F1 and support, sorted; which labels get swapped
+Sections: overall metrics (for a label tree also per level, and the consistency count); for a tree, the tree
+with each node's F1 and support; per-label precision / recall / F1 and support, sorted; which labels get swapped
 (for each gold label that was missed, which wrong labels were predicted instead); a precision-recall curve
 per label with its threshold marked; how many labels per example, predicted vs gold; the bad cases.
 
@@ -22,6 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.data.dataset import multi_hot
+from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.levels import format_levels
 from labelwise.files import atomic_write_text, check_outputs
 
 __all__ = ["write_report", "build_report", "swap_matrix", "escape"]
@@ -41,6 +44,9 @@ height:auto;padding:4px 2px}.heat th.row{font-weight:normal;white-space:nowrap}
 .grid figure{margin:0;border:1px solid #eaeef2;padding:6px}.grid img{max-width:100%;height:auto}.grid figcaption{font-size:13px}
 .ok{color:#1a7f37}.miss{color:#cf222e;text-decoration:line-through}.wrong{color:#bc4c00;font-weight:600}
 .cases td.text{max-width:640px}.note{font-size:13px;color:#59636e}
+ul.tree{list-style:none;padding-left:0}ul.tree ul{list-style:none;padding-left:22px;border-left:1px solid #d0d7de}
+ul.tree li{margin:2px 0}ul.tree .f1{display:inline-block;width:80px;height:9px;background:#eaeef2;margin:0 6px;
+vertical-align:middle}ul.tree .f1 i{display:block;height:9px;background:#54a24b}
 """
 
 
@@ -88,7 +94,29 @@ def _overall(metrics: dict) -> str:
                      f"{a['accuracy']:.2f} / {a['micro']['f1']:.2f} / {a['macro']['f1']:.2f}"))
     body = "".join(f"<tr><th>{k}</th><td class='num'>{v}</td></tr>" for k, v in rows)
     note = f"<p class='note'>{escape(metrics['zero_division'])}.</p>" if metrics.get("zero_division") else ""
-    return f"<table id='overall'>{body}</table>{note}"
+    levels = ""
+    if "hierarchy" in metrics:
+        lines = format_levels(metrics["hierarchy"], metrics["size"])
+        levels = "<ul id='levels'>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+    return f"<table id='overall'>{body}</table>{levels}{note}"
+
+
+def _tree(metrics: dict) -> str:
+    """The label tree as nested lists: each node's name, F1 (number and bar), support and predicted count."""
+    per_label = metrics["per_label"]
+    tree = Hierarchy.from_labels([row["label"] for row in per_label], metrics["hierarchy"]["separator"])
+
+    def node(i: int) -> str:
+        r = per_label[i]
+        kids = tree.children(i)
+        inner = "<ul>" + "".join(node(j) for j in kids) + "</ul>" if kids else ""
+        return (f"<li title='{escape(r['label'])}'><b>{escape(tree.name(i))}</b><span class='f1'>"
+                f"<i style='width:{max(r['f1'], 0.0):.1f}%'></i></span>F1 {r['f1']:.1f} · support {r['support']} · "
+                f"predicted {r['predicted']}{inner}</li>")
+
+    roots = [i for i in range(len(per_label)) if tree.parents[i] < 0]
+    return ("<p class='note'>Every node is a label of its own; its F1 counts the texts that have it, whatever "
+            "they have below it.</p><ul class='tree' id='label-tree'>" + "".join(node(i) for i in roots) + "</ul>")
 
 
 def _label_bars(per_label: list[dict]) -> str:
@@ -234,6 +262,7 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
                        f"{classifier.backend.name} backend")
     sections = [
         ("overall", "Overall", _overall(metrics)),
+        *([("tree", "The label tree: F1 and support per node", _tree(metrics))] if "hierarchy" in metrics else []),
         ("labels", "Per label: precision, recall, F1 and support", _label_bars(metrics["per_label"])),
         ("confusion", "Which labels get swapped", _swap_heatmap(labels, swap_matrix(y, pred))),
         ("pr", "Precision-recall curve per label", _pr_curves(y, evaluation.probs, thresholds, labels)),

@@ -254,12 +254,14 @@ def _export_section(folder: Path) -> str:
                                                             "decisions agreeing"], rows))
 
 
+# The one copy of the plain-transformers code: the card shows it, docs/training.md shows it verbatim and
+# tests/test_inference.py runs it (mean and cls pooling) against labelwise's own probabilities.
 CHECKPOINT_SNIPPET = '''```python
 import json, torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
-folder = "checkpoint"  # this folder
+folder = "checkpoint"  # the checkpoint folder
 texts = ["a text to label"]
 meta = json.load(open(f"{folder}/labelwise.json", encoding="utf-8"))
 tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -273,7 +275,7 @@ with torch.no_grad():
         pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
     else:  # "cls": the [CLS] vector through the encoder's pooler
         pooled = out.pooler_output
-    if meta.get("normalize"):
+    if meta.get("normalize"):  # few-shot and zero-shot models: unit-length vectors
         pooled = torch.nn.functional.normalize(pooled, dim=-1)
     probs = torch.sigmoid(pooled @ head["weight"].T + head["bias"])  # columns in meta["labels"] order
 thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])

@@ -33,6 +33,7 @@ class CheckpointMeta:
     base_model: str = DEFAULT_MODEL
     pooling: str = "mean"  # how the head reads the encoder: mean | cls (see labelwise.model.network)
     normalize: bool = False  # unit-length pooled vectors before the head (few-shot / zero-shot models)
+    hierarchy_sep: str | None = "##"  # label names holding it are tree paths (labelwise.data.hierarchy); None: flat
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -58,6 +59,8 @@ class CheckpointMeta:
                 not isinstance(self.thresholds, list) or len(self.thresholds) != len(labels)
                 or not all(type(t) in (int, float) and 0 <= t <= 1 for t in self.thresholds)):
             return f'"thresholds" is not a list of {len(labels)} numbers between 0 and 1, one per label'
+        if self.hierarchy_sep is not None and not isinstance(self.hierarchy_sep, str):
+            return f'"hierarchy_sep" is {shorten(self.hierarchy_sep)}, not a separator such as "##" (or null)'
         if self.pooling not in ("mean", "cls"):
             return f'"pooling" is {shorten(self.pooling)}, not mean or cls'
         if type(self.format_version) is not int or self.format_version > FORMAT_VERSION:

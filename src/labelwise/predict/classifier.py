@@ -9,6 +9,7 @@ windows over long texts, thresholds and the never-empty rule live here, once, fo
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,17 @@ from typing import Sequence
 
 import numpy as np
 
+from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import LabelwiseError
-from labelwise.evaluation.decision import check_thresholds, check_top_k, chosen_ids, decision_matrix, sigmoid
+from labelwise.evaluation.decision import (
+    check_hierarchy_mode,
+    check_thresholds,
+    check_top_k,
+    chosen_ids,
+    decision_matrix,
+    shown_matrix,
+    sigmoid,
+)
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
 from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches
@@ -26,6 +36,8 @@ from labelwise.predict.torch_backend import TorchBackend
 from labelwise.progress import progress as progress_bar
 
 __all__ = ['Classifier', 'Prediction', 'TorchBackend']
+
+log = logging.getLogger("labelwise")
 
 
 def _text_list(texts) -> list[str]:
@@ -68,6 +80,22 @@ class Classifier:
         self.labels: list[str] = list(meta.labels)
         self.max_seq_length: int = int(meta.max_seq_length)
         self.path: Path | None = Path(path) if path is not None else None  # the folder it came from, if any
+        self._hierarchy: Hierarchy | None = None
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The label tree the names spell with the checkpoint's ``hierarchy_sep`` (flat when none does).
+
+        Labels that are not a valid tree (a model trained before labelwise read paths) are decided flat."""
+        known = getattr(self, "_hierarchy", None)
+        if known is None or known.labels != tuple(self.labels):
+            try:
+                self._hierarchy = Hierarchy.from_labels(self.labels, getattr(self.meta, "hierarchy_sep", "##"))
+            except LabelwiseError as err:
+                log.warning("%s: the labels do not form a tree (%s); they are decided as flat labels",
+                            self.path or "the model", err)
+                self._hierarchy = Hierarchy.flat(self.labels)
+        return self._hierarchy
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -163,25 +191,29 @@ class Classifier:
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def predict(self, texts: str | Sequence[str], threshold: float | Sequence[float] | None = None,
-                top_k_min: int = 0, top_k_max: int | None = None, **proba_options) -> list[Prediction]:
+                top_k_min: int = 0, top_k_max: int | None = None, hierarchy: str = "consistent",
+                **proba_options) -> list[Prediction]:
         """Label names with their probabilities, one :class:`Prediction` per text (one string: a list of one).
 
         ``threshold``: None → the checkpoint's tuned thresholds; else one number or one per label, in [0, 1].
+        ``hierarchy`` (label trees): consistent | leaves | none (:mod:`labelwise.evaluation.decision`).
         """
         if threshold is not None:
             check_thresholds(threshold, len(self.labels))  # before the model runs
         check_top_k(top_k_min, top_k_max)
+        check_hierarchy_mode(hierarchy)
         probs = self.predict_proba(texts, **proba_options)
-        return self.decode(probs, threshold, top_k_min, top_k_max)
+        return self.decode(probs, threshold, top_k_min, top_k_max, hierarchy)
 
     def decode(self, probs: np.ndarray, threshold=None, top_k_min: int = 0,
-               top_k_max: int | None = None) -> list[Prediction]:
+               top_k_max: int | None = None, hierarchy: str = "consistent") -> list[Prediction]:
         """Predictions from probabilities (rows of :meth:`predict_proba`), as :meth:`predict` makes them."""
         thresholds = self.thresholds if threshold is None else check_thresholds(threshold, len(self.labels))
         probs = np.asarray(probs)
-        decisions = decision_matrix(probs, thresholds, top_k_min, top_k_max)  # as `evaluate` counts them
+        tree = self.hierarchy
+        decisions = decision_matrix(probs, thresholds, top_k_min, top_k_max, tree, hierarchy)  # as `evaluate` counts
         out = []
-        for row, ids in zip(probs, chosen_ids(probs, decisions)):
+        for row, ids in zip(probs, chosen_ids(probs, shown_matrix(decisions, tree, hierarchy))):
             out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],
                                   {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
         return out

@@ -27,7 +27,9 @@ def predict_file(classifier: Classifier, data_file: str | os.PathLike, output_fi
                  with_scores: bool = False, **predict_options) -> list[Prediction]:
     """Predict every line of ``data_file`` and write ``output_file`` (atomically; never over ``data_file``).
 
-    ``predict_options`` go to :meth:`Classifier.predict` (threshold, top_k_min, top_k_max, batch_size, ...).
+    ``predict_options`` go to :meth:`Classifier.predict` (threshold, top_k_min, top_k_max, hierarchy, batch_size,
+    ...): for a label tree the lines hold consistent paths (``hierarchy`` consistent), their deepest labels
+    (leaves) or the raw per-label decisions (none).
     """
     (output_file,) = check_outputs([output_file], [data_file], overwrite=True)
     texts = read_texts(data_file)

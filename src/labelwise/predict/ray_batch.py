@@ -90,7 +90,7 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
                 backend: str = "auto", precision: str = "fp32", text_field: str = "text",
                 threshold: float | None = None, top_k_min: int = 0, top_k_max: int | None = None,
                 max_seq_length: int | None = None, long_text: str = "truncate", progress: bool = True,
-                ) -> RayPredictResult:
+                hierarchy: str = "consistent") -> RayPredictResult:
     """Label every text of ``data_file`` with ``num_actors`` model copies; write ``output`` (a folder)."""
     try:
         import ray
@@ -123,7 +123,7 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
     start = time.perf_counter()
     ds, field = _read(ray, str(data_file), text_field)
     options = {"threshold": threshold, "top_k_min": top_k_min, "top_k_max": top_k_max, "batch_size": 32,
-               "max_seq_length": max_seq_length, "long_text": long_text}
+               "max_seq_length": max_seq_length, "long_text": long_text, "hierarchy": hierarchy}
     scored = ds.map_batches(_Scorer, fn_constructor_kwargs={
         "model_path": str(Path(model_path).resolve()), "backend": backend, "precision": precision,
         "num_threads": threads_per_actor, "options": options, "text_field": field},

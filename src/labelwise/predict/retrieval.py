@@ -18,9 +18,11 @@ anything: their rows vote from the next query on; ``remove_label`` takes a label
 ordinary :class:`~labelwise.Classifier` (``Classifier.load(index_dir)``), so predict, evaluate and serve take an
 index like a model.
 Search is exact (one matrix product per batch) unless ``approximate`` (faiss HNSW, ``pip install faiss-cpu``).
-With ``vector_db`` (a Milvus Lite file or a Milvus server URI) the vectors live in a Milvus collection instead:
-``vectors.safetensors`` keeps only labels and center, and ``index.json`` records ``vector_db: {uri, collection}``
-(format 2). The stores are :mod:`labelwise.predict.vector_store`; the backend calls their one ``search``.
+With the ``labelwise[milvus]`` extra installed the vectors live by default in a Milvus Lite database inside the
+folder (``milvus.db``), and with ``vector_db`` (a Milvus Lite file elsewhere or a Milvus server URI) in a
+collection there: ``vectors.safetensors`` then keeps only labels and center, and ``index.json`` records
+``vector_db: {uri, collection}`` (format 2; a relative ``uri`` is the folder's own database).
+The stores are :mod:`labelwise.predict.vector_store`; the backend calls their one ``search``.
 """
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from safetensors import SafetensorError
 
 from labelwise.errors import LabelwiseError
 from labelwise.files import INDEX, atomic_dir, atomic_write_json
@@ -49,7 +53,16 @@ from labelwise.model.encoders import build_model
 from labelwise.predict.batching import encode, pad_batch
 from labelwise.predict.search import unit_rows
 from labelwise.predict.torch_backend import TorchBackend
-from labelwise.predict.vector_store import ExactStore, FaissStore, MilvusStore, VectorStore
+from labelwise.predict.vector_store import (
+    LITE_DB,
+    ExactStore,
+    FaissStore,
+    MilvusStore,
+    VectorStore,
+    is_embedded,
+    release_lite,
+    resolve_uri,
+)
 
 log = logging.getLogger("labelwise")
 
@@ -153,8 +166,8 @@ def open_store(index_dir, info: dict, vectors: np.ndarray | None) -> VectorStore
     index), else the folder's vectors, searched exactly or, for an ``approximate`` index, with faiss."""
     db = info.get("vector_db")
     if db:
-        return MilvusStore(db["uri"], db["collection"]).check(size=info["size"], dim=index_dim(info, vectors),
-                                                               encoder=str(info["encoder"]), where=str(index_dir))
+        return MilvusStore(resolve_uri(index_dir, db["uri"]), db["collection"]).check(
+            size=info["size"], dim=index_dim(info, vectors), encoder=str(info["encoder"]), where=str(index_dir))
     return FaissStore(vectors) if info["approximate"] else ExactStore(vectors)
 
 
@@ -167,17 +180,24 @@ def label_matrix_of(rows: list[dict], labels: list[str]) -> np.ndarray:
 
 
 def write_index(index_dir, info: dict, vectors: np.ndarray | None, label_matrix: np.ndarray, center: np.ndarray,
-                rows: list[dict]) -> None:
-    """Write the folder (atomically); ``vectors`` None when they are in Milvus."""
+                rows: list[dict], fill: Callable[[Path], None] | None = None) -> None:
+    """Write the folder (atomically); ``vectors`` None when they are in Milvus. ``fill(folder)`` writes the
+    folder's own Milvus Lite database into the new folder first (it is swapped in with the rest)."""
     from safetensors.numpy import save_file
 
     tensors = {"labels": np.ascontiguousarray(label_matrix), "center": center.astype(np.float32)}
     if vectors is not None:
         tensors["vectors"] = np.ascontiguousarray(vectors)
-    with atomic_dir(index_dir, INDEX) as tmp:
-        save_file(tensors, str(tmp / VECTORS_FILE))
-        (tmp / TEXTS_FILE).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        atomic_write_json(tmp / INDEX_FILE, info)
+    try:
+        with atomic_dir(index_dir, INDEX) as tmp:
+            if fill is not None:
+                fill(tmp)
+            save_file(tensors, str(tmp / VECTORS_FILE))
+            (tmp / TEXTS_FILE).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                          encoding="utf-8")
+            atomic_write_json(tmp / INDEX_FILE, info)
+    finally:  # this process's server of the folder's database would go on reading the one replaced
+        release_lite(resolve_uri(index_dir, LITE_DB))
 
 
 def read_index(index_dir) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarray, list[dict]]:
@@ -200,11 +220,13 @@ def read_index(index_dir) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarr
     for name in (VECTORS_FILE, TEXTS_FILE):
         if not (folder / name).is_file():
             raise damaged(folder / name, "not found", again)
+    if db is not None and is_embedded(db["uri"]) and not (folder / db["uri"]).is_dir():
+        raise damaged(folder / db["uri"], "not found (the index's Milvus Lite database)", again)
     try:
         tensors = load_file(str(folder / VECTORS_FILE))
         vectors = None if info.get("vector_db") else tensors["vectors"]
         label_matrix, center = tensors["labels"], tensors["center"]
-    except Exception as err:  # safetensors raises its own error type for a damaged file
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise damaged(folder / VECTORS_FILE, f"unreadable ({brief(err)})", again) from None
     try:
         rows = [json.loads(line) for line in (folder / TEXTS_FILE).read_text(encoding="utf-8").splitlines()]

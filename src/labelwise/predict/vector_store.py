@@ -13,10 +13,16 @@ already centred and at unit length as the index's vectors are:
   on a server. One collection per index: primary key = row number, inner product on unit vectors; its
   properties record the encoder and the dimension, which are checked against the index whenever it opens.
 
+Where a new index's vectors go (:func:`choose_vector_db`): by default, when pymilvus and milvus-lite import, into
+a Milvus Lite database inside the index folder (``milvus.db``, recorded by that relative name, so the folder
+moves and copies whole), else into the folder's ``vectors.safetensors``; ``"file"`` asks for the folder, a
+``.db`` path or a server URI for that Milvus.
+
 The labels of the rows stay in the index folder whatever the store (:mod:`labelwise.predict.retrieval`).
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -39,10 +45,13 @@ ENCODER_KEY, DIM_KEY = "labelwise.encoder", "labelwise.dim"  # collection proper
 # Milvus Lite's in-process gRPC server answers pymilvus's 10-second keepalive pings with GOAWAY (too_many_pings)
 # and an idle client can then fail to reconnect (milvus-lite issue 334): on the loopback, no keepalive at all
 LITE_GRPC = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": False}
+LITE_DB = "milvus.db"  # the Milvus Lite database inside an index folder (the default store with the extra)
+FILE_STORE = "file"  # `vector_db` that asks for the vectors in the folder
 
 
 class VectorStore(Protocol):
     kind: str  # exact | faiss | milvus
+    where: str  # where the vectors are, as a user reads it
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows of each query: (row numbers [q, k] int64, similarities [q, k] float32)."""
@@ -51,7 +60,7 @@ class VectorStore(Protocol):
 class ExactStore:
     """Exact inner-product search over vectors held in memory."""
 
-    kind = "exact"
+    kind, where = "exact", "in the folder (exact search)"
 
     def __init__(self, vectors: np.ndarray):
         self.vectors = vectors
@@ -63,7 +72,7 @@ class ExactStore:
 class FaissStore:
     """HNSW search (faiss) over vectors held in memory: for millions of vectors, approximately."""
 
-    kind = "faiss"
+    kind, where = "faiss", "in the folder (faiss HNSW search)"
 
     def __init__(self, vectors: np.ndarray):
         try:
@@ -86,6 +95,43 @@ class FaissStore:
 def is_lite(uri: str) -> bool:
     """A Milvus Lite database (a local path), not a server URI."""
     return "://" not in uri and not uri.startswith("unix:")
+
+
+def is_embedded(uri: str) -> bool:
+    """A Milvus Lite database inside the index folder: an index records it by its relative name."""
+    return is_lite(uri) and not os.path.isabs(uri)
+
+
+def resolve_uri(index_dir: str | os.PathLike, uri: str) -> str:
+    """The URI of the database an index records: its own (relative) Milvus Lite database under its folder."""
+    return str(Path(index_dir).resolve() / uri) if is_embedded(uri) else uri
+
+
+def milvus_installed() -> bool:
+    """Whether pymilvus and milvus-lite import (the ``labelwise[milvus]`` extra)."""
+    try:
+        importlib.import_module("pymilvus")
+        importlib.import_module("milvus_lite")
+    except ImportError:
+        return False
+    return True
+
+
+def choose_vector_db(vector_db: str | None, approximate: bool = False) -> str | None:
+    """Where a new index's vectors go: None (the folder), :data:`LITE_DB` (Milvus Lite inside the folder) or a
+    Milvus URI (as :func:`milvus_uri` returns it).
+
+    ``vector_db`` None: Milvus Lite inside the folder when the extra is installed and search is not
+    ``approximate`` (faiss searches the folder's vectors), else the folder; ``"file"``: the folder.
+    """
+    if vector_db is None:
+        return LITE_DB if not approximate and milvus_installed() else None
+    if str(vector_db).strip() == FILE_STORE:
+        return None
+    if approximate:
+        raise LabelwiseError("`approximate` and `vector_db` do not combine: Milvus searches its collection itself; "
+                             "choose one (or `vector_db` file)")
+    return milvus_uri(vector_db)
 
 
 def milvus_uri(uri: str) -> str:
@@ -123,6 +169,16 @@ def _unimplemented(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
 
 
+def release_lite(path: str | os.PathLike) -> None:
+    """Stop this process's Milvus Lite server for the database at ``path``, if it runs one: it lets go of the
+    database (its lock), and the next client opens what is at ``path`` then, not a folder since replaced."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return
+    server_manager_instance.release_server(os.path.abspath(path))
+
+
 def _reason(err: Exception) -> str:
     return str(getattr(err, "message", "") or err).strip().rstrip(".")
 
@@ -155,7 +211,8 @@ def connect(uri: str):
         if is_lite(uri) and reason == "Open local milvus failed":  # its lock: another process has it open
             raise LabelwiseError(f"Milvus Lite could not open {uri}: another process has it open (a running "
                                  "`labelwise serve`?) or it is not a Milvus Lite database; Milvus Lite serves one "
-                                 "process at a time, a Milvus server many") from None
+                                 "process at a time, a Milvus server many, and an index built with `vector_db` file "
+                                 "(vectors in the folder) any number") from None
         raise LabelwiseError(f"cannot reach Milvus at {uri} ({reason}); start it, or check the URI") from None
 
 
@@ -173,6 +230,16 @@ class MilvusStore:
     def __init__(self, uri: str, collection: str, size: int = 0):
         self.uri, self.collection, self.size = uri, collection, size
         self.client = connect(uri)
+
+    @property
+    def where(self) -> str:
+        return f"in Milvus Lite ({self.uri})" if is_lite(self.uri) else f"in Milvus at {self.uri} ({self.collection})"
+
+    def close(self) -> None:
+        """Close the client; a Milvus Lite database is let go of (:func:`release_lite`)."""
+        self.client.close()
+        if is_lite(self.uri):
+            release_lite(self.uri)
 
     @classmethod
     def create(cls, uri: str, collection: str, dim: int, encoder: str) -> MilvusStore:
@@ -281,4 +348,6 @@ class MilvusStore:
         return ids, sims
 
 
-__all__ = ["ExactStore", "FaissStore", "MilvusStore", "VectorStore", "collection_name", "connect", "milvus_uri"]
+__all__ = ["FILE_STORE", "LITE_DB", "ExactStore", "FaissStore", "MilvusStore", "VectorStore", "choose_vector_db",
+           "collection_name", "connect", "is_embedded", "milvus_installed", "milvus_uri", "release_lite",
+           "resolve_uri"]

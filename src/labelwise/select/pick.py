@@ -4,26 +4,25 @@
 >>> sel = select_next(read_pool("pool.txt"), 200, classifier=clf, dataset=load_dataset("data"))
 >>> write_tasks(sel, "next.jsonl", "doccano")
 
-Texts already in the dataset's train/dev and repeats inside the pool are skipped (and counted) before scoring.
+Texts already in the dataset (train, dev, test) and repeats inside the pool are skipped (and counted) before
+scoring. Asked for more texts than the pool has new ones, it takes them all and says so (``Selection.summary``).
 With no model (a cold start) the batch is spread over the encoder's vector space; with one, the default ``auto``
-strategy takes the most uncertain texts that are not near-duplicates of each other (see :mod:`.strategies`).
+strategy lets each label in turn take its most doubtful text, so rare labels get their share (see
+:mod:`.strategies`).
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from labelwise.data.dataset import Dataset, check_same_labels, read_texts
+from labelwise.data.dataset import Dataset, check_same_labels, read_lines
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.predict.retrieval import open_encoder
 from labelwise.select.strategies import STRATEGIES, rank
-
-log = logging.getLogger("labelwise")
 
 __all__ = ["Selection", "read_pool", "select_next"]
 
@@ -31,15 +30,16 @@ __all__ = ["Selection", "read_pool", "select_next"]
 @dataclass
 class Selection:
     texts: list[str]
-    scores: list[float]  # the strategy's score of each chosen text (higher = picked first)
+    scores: list[float]  # the strategy's score of each chosen text (auto with a model: the text's uncertainty)
     strategy: str
     probabilities: np.ndarray | None = None  # [chosen, labels] when there is a model
     labels: list[str] = field(default_factory=list)
     thresholds: np.ndarray | None = None
     model_version: str = ""
-    pool_size: int = 0  # lines read
-    already_labelled: int = 0  # skipped: in train or dev
+    pool_size: int = 0  # texts read
+    already_labelled: int = 0  # skipped: in the dataset's train, dev or test
     duplicates: int = 0  # skipped: repeated inside the pool
+    asked: int = 0  # the number of texts asked for (more than were chosen when the pool ran short)
 
     def predicted(self, i: int) -> list[tuple[str, float]]:
         """The model's labels for chosen text ``i`` (at its thresholds), most probable first."""
@@ -50,23 +50,54 @@ class Selection:
         return [(self.labels[j], round(float(row[j]), 4)) for j in keep]
 
     def summary(self) -> str:
-        return (f"{len(self.texts)} texts selected ({self.strategy}) from a pool of {self.pool_size}: "
-                f"{self.already_labelled} already in train/dev and {self.duplicates} repeats skipped")
+        line = (f"{len(self.texts)} texts selected ({self.strategy}) from a pool of {self.pool_size}: "
+                f"{self.already_labelled} already in the dataset and {self.duplicates} repeats skipped")
+        if self.asked > len(self.texts):
+            line += (f"; {self.asked} were asked for, but the pool has only {len(self.texts)} new texts, so all of "
+                     "them were taken")
+        return line
 
 
 def read_pool(path: str | os.PathLike) -> list[str]:
-    """A pool file, one text a line (``text\\tlabels`` lines give their text), or a dataset folder's data.txt."""
+    """A pool file, one text a line (``text\\tlabels`` lines give their text; blank lines are skipped), or a
+    dataset folder's data.txt. An empty pool, or one not in UTF-8, is a :class:`DataError` naming the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "data.txt"
-    texts = read_texts(path)
+    try:
+        lines = read_lines(path)
+    except DataError as err:
+        if err.line is None or "UTF-8" not in err.problem or not _reads_as_gbk(path, err.line):
+            raise
+        raise DataError(path, err.line, err.problem + "; it reads as GBK/GB18030, a common Chinese encoding",
+                        f"convert it, e.g. iconv -f GB18030 -t UTF-8 {path.name} > {path.stem}-utf8.txt") from None
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        text = line.split("\t", 1)[0]
+        if not text.strip():
+            continue
+        if "\r" in text or "\x00" in text:
+            raise DataError(path, number, "text contains a carriage return or NUL character",
+                            "remove control characters from the text")
+        texts.append(text)
     if not texts:
-        raise DataError(path, None, "the pool is empty", "put one text a line in it")
+        raise DataError(path, None, "the pool is empty", "put the texts to choose from in it, one a line")
     return texts
 
 
+def _reads_as_gbk(path: Path, line: int) -> bool:
+    """Whether line ``line`` (not UTF-8) decodes as GB18030, a superset of GBK (Chinese Windows files often are)."""
+    try:
+        path.read_bytes().split(b"\n")[line - 1].decode("gb18030")
+    except (UnicodeDecodeError, IndexError):
+        return False
+    return True
+
+
 def _unique_new(pool: list[str], dataset: Dataset | None) -> tuple[list[str], int, int]:
-    seen = {e.text for e in (dataset.train + dataset.dev)} if dataset is not None else set()
+    """(new texts in pool order, how many are in the dataset, how many repeat an earlier one of the pool)."""
+    labelled = [] if dataset is None else dataset.train + dataset.dev + (dataset.test or [])
+    seen = {e.text for e in labelled}
     kept, labelled, repeats, inside = [], 0, 0, set()
     for text in pool:
         if text in seen:
@@ -81,8 +112,10 @@ def _unique_new(pool: list[str], dataset: Dataset | None) -> tuple[list[str], in
 
 def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier: Classifier | None = None,
                 dataset: Dataset | None = None, encoder: str = "m3e-small", seed: int = 3, batch_size: int = 32,
-                device: str | None = None, progress: bool = False) -> Selection:
-    """Choose ``num`` texts of ``pool`` to annotate next; see the module docstring."""
+                device: str | None = None, progress: bool = False, source: str | os.PathLike | None = None
+                ) -> Selection:
+    """Choose ``num`` texts of ``pool`` to annotate next; see the module docstring. ``source``: the pool's file,
+    for messages."""
     if strategy not in STRATEGIES:
         raise LabelwiseError(f"`strategy` {strategy!r}: use one of {', '.join(STRATEGIES)}")
     if num < 1:
@@ -95,42 +128,38 @@ def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier
                           (dataset.root / "label.txt") if dataset.root else None)
     texts, labelled, repeats = _unique_new(list(pool), dataset)
     if not texts:
-        raise LabelwiseError(f"nothing to select: all {len(pool)} texts of the pool are already in train/dev or "
-                             "repeated")
-    if num > len(texts):
-        log.warning("select: asked for %d texts but the pool has %d new ones; taking all of them", num, len(texts))
+        where = f"{source}: " if source is not None else ""
+        raise LabelwiseError(f"{where}nothing to select: all {len(pool)} texts of the pool are already in the "
+                             "dataset or repeated; add new texts to the pool")
     probs = vectors = None
     if classifier is not None:
         probs = classifier.predict_proba(texts, batch_size=batch_size, progress=progress)
-        if strategy in ("auto", "diversity"):
+        if strategy == "diversity":  # the model's own vectors
             vectors = _vectors(classifier, texts, batch_size, progress)
-    elif strategy in ("auto", "diversity"):
+    elif strategy in ("auto", "diversity"):  # a cold start: the encoder's vectors
         vectors = Classifier(*open_encoder(encoder, device)).features(texts, batch_size=batch_size, progress=progress)
-    if strategy == "diversity" and vectors is None:
-        raise LabelwiseError("`strategy` diversity needs text vectors: a PyTorch checkpoint, an export made with "
-                             "--features, or no model (then `encoder` embeds the pool)")
     mean_labels = (float(np.mean([len(e.labels) for e in dataset.train])) if dataset is not None and dataset.train
                    else 1.0)
     thresholds = classifier.thresholds if classifier is not None else None
     chosen, scores = rank(strategy, num, probs=probs, thresholds=thresholds, vectors=vectors,
                           mean_labels=mean_labels, rng=np.random.default_rng(seed))
-    used = strategy if strategy != "auto" else ("uncertainty + diversity" if probs is not None and vectors is not None
-                                                else "uncertainty" if probs is not None else "diversity (cold start)")
+    used = strategy if strategy != "auto" else ("auto: each label's most doubtful texts" if probs is not None
+                                                else "diversity (cold start)")
     return Selection(texts=[texts[i] for i in chosen], scores=[round(float(scores[i]), 4) for i in chosen],
                      strategy=used, probabilities=probs[chosen] if probs is not None else None,
                      labels=list(classifier.labels) if classifier is not None else [], thresholds=thresholds,
                      model_version=_version(classifier), pool_size=len(pool), already_labelled=labelled,
-                     duplicates=repeats)
+                     duplicates=repeats, asked=num)
 
 
-def _vectors(classifier: Classifier, texts: list[str], batch_size: int, progress: bool) -> np.ndarray | None:
-    """The model's own pooled vectors; None (uncertainty alone, with a warning) for an export without them."""
+def _vectors(classifier: Classifier, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    """The model's own pooled vectors; a one-line error for a model without them."""
     try:
         return classifier.features(texts, batch_size=batch_size, progress=progress)
-    except LabelwiseError:
-        log.warning("select: this model gives no text vectors (an ONNX export without --features); choosing by "
-                    "uncertainty alone, without the diversity step")
-        return None
+    except LabelwiseError as err:
+        raise LabelwiseError(f"`strategy` diversity needs text vectors, which this model does not give ({err}): use "
+                             "a PyTorch checkpoint, an export made with --features, or no model (then the "
+                             "encoder embeds the pool)") from None
 
 
 def _version(classifier: Classifier | None) -> str:

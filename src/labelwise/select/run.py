@@ -18,14 +18,15 @@ __all__ = ["SelectConfig", "run_select"]
 
 @dataclass
 class SelectConfig:
-    pool_file: str = setting(help="texts to choose from, one a line (or a dataset folder: its data.txt)")
+    pool_file: str | None = setting(None, help="texts to choose from, one a line, or a dataset folder (its data.txt); "
+                                               "default: --dataset_dir's data.txt")
     num: int = setting(200, help="how many texts to choose", minimum=1)
     params_path: str | None = setting(None, help="the current model (checkpoint, export or index); none for a cold "
                                                  "start: the batch is then spread over --model_name's vector space")
-    dataset_dir: str | None = setting(None, help="the dataset being built: its train/dev texts are skipped and its "
-                                                 "label.txt must match the model")
-    strategy: str = setting("auto", help="auto (uncertain texts that are not near-duplicates; diversity alone without "
-                                         "a model), uncertainty, cardinality, diversity, random",
+    dataset_dir: str | None = setting(None, help="the dataset being built: its train/dev/test texts are skipped and "
+                                                 "its label.txt must match the model")
+    strategy: str = setting("auto", help="auto (with a model: each label in turn takes its most doubtful text; "
+                                         "without: diversity), uncertainty, cardinality, diversity, random",
                             choices=STRATEGIES)
     output_file: str = setting("next.jsonl", help="the tasks to import into the annotation tool")
     format: str = setting("doccano", help="doccano (JSONL) or labelstudio (task JSON with predictions)",
@@ -39,8 +40,18 @@ class SelectConfig:
     overwrite: bool = setting(False, help="replace --output_file if it exists")
     progress: bool = setting(True, help="progress bars", cli=False)
 
-    def validate(self) -> "SelectConfig":
+    def pool_path(self) -> Path:
+        """The pool's file: ``pool_file`` (a folder: its data.txt), else ``dataset_dir``'s data.txt."""
+        if self.pool_file is None:
+            return Path(self.dataset_dir) / "data.txt"
+        path = Path(self.pool_file)
+        return path / "data.txt" if path.is_dir() else path
+
+    def validate(self) -> SelectConfig:
         check_fields(self)
+        if self.pool_file is None and self.dataset_dir is None:
+            raise LabelwiseError("no pool to choose from: pass `pool_file` (one text a line), or `dataset_dir` to "
+                                 "use its data.txt")
         if self.params_path is None and self.strategy in ("uncertainty", "cardinality"):
             raise LabelwiseError(f"`strategy` {self.strategy} needs a model: pass `params_path`, or use auto / "
                                  "diversity / random for a cold start")
@@ -50,15 +61,17 @@ class SelectConfig:
 def run_select(cfg: SelectConfig) -> tuple[Selection, Path]:
     """Choose ``cfg.num`` texts of ``cfg.pool_file`` and write them as annotation tasks; (selection, file)."""
     cfg.validate()
-    sources = [cfg.pool_file] + ([Path(cfg.dataset_dir) / name for name in ("train.txt", "dev.txt", "label.txt")]
-                                 if cfg.dataset_dir else [])
+    pool_path = cfg.pool_path()
+    names = ("train.txt", "dev.txt", "test.txt", "label.txt", "data.txt")
+    sources = [pool_path] + ([Path(cfg.dataset_dir) / name for name in names] if cfg.dataset_dir else [])
     check_outputs([cfg.output_file], sources, overwrite=cfg.overwrite)  # before any model runs
-    pool = read_pool(cfg.pool_file)
-    dataset = load_dataset(cfg.dataset_dir, require=("train",)) if cfg.dataset_dir else None
+    pool = read_pool(pool_path)
+    # a cold start may come before any train.txt: then only label.txt is needed, and nothing is skipped
+    dataset = load_dataset(cfg.dataset_dir, require=()) if cfg.dataset_dir else None
     classifier = Classifier.load(cfg.params_path, device=cfg.device) if cfg.params_path else None
     selection = select_next(pool, cfg.num, strategy=cfg.strategy, classifier=classifier, dataset=dataset,
                             encoder=cfg.model_name, seed=cfg.seed, batch_size=cfg.batch_size, device=cfg.device,
-                            progress=cfg.progress)
+                            progress=cfg.progress, source=pool_path)
     path = write_tasks(selection, cfg.output_file, cfg.format, overwrite=cfg.overwrite, from_name=cfg.from_name,
                        to_name=cfg.to_name)
     return selection, path

@@ -6,8 +6,9 @@ Routes::
     GET  /health                    status, the model by name and version, batching settings, counters
     GET  /metrics                   Prometheus metrics (labelwise.serve.metrics)
     GET  /labels                    label names and their thresholds
-    POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?}
-    POST /models/cls_multi_label    PaddleNLP's shape: {"data": {"text": [...]}, "parameters": {...}}
+    POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?, "hierarchy"?}
+    POST /models/cls_multi_label    PaddleNLP's shape: {"data": {"text": [...]}, "parameters": {...}}; for a label
+                                    tree (体育##足球) each prediction also has "tree": its paths as nested nodes
     GET  /docs, /openapi.json       from FastAPI
 
 Dynamic batching: requests queue while the model is busy; the texts of every waiting request (up to
@@ -25,15 +26,12 @@ layers that enforce them, and the one-line JSON form of every refusal, are in :m
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelwise.errors import LabelwiseError
 from labelwise.predict.classifier import Classifier
-from labelwise.serve.batcher import Batcher, Overloaded
+from labelwise.serve.batcher import Overloaded
 from labelwise.serve.config import ServeConfig
 from labelwise.serve.http import (
     add_middleware,
@@ -53,14 +51,18 @@ from labelwise.serve.http import (
     parse_failure_message,
     validation_message,
 )
+from labelwise.serve.labelstudio import ROUTES as LABELSTUDIO_ROUTES
+from labelwise.serve.labelstudio import add_labelstudio_routes
 from labelwise.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from labelwise.serve.metrics import ServiceMetrics
+from labelwise.serve.slot import ModelSlot, model_info
 
 log = logging.getLogger("labelwise")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
-ROUTES = ("/", "/health", "/metrics", "/labels", "/predict", "/models/cls_multi_label", "/docs", "/openapi.json")
-ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts")  # not shown by /health
+ROUTES = ("/", "/health", "/metrics", "/labels", "/predict", "/models/cls_multi_label", "/docs", "/openapi.json",
+          *LABELSTUDIO_ROUTES)
+ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts", "labelstudio_token")  # not shown by /health
 
 
 # ---- request and response bodies ---------------------------------------------------------------
@@ -74,6 +76,9 @@ class PredictRequest(Strict):
                                        "(default: the model's tuned per-label thresholds)")
     top_k_min: int = Field(0, ge=0, description="always return at least this many labels")
     top_k_max: Optional[int] = Field(None, ge=1, description="return at most this many labels")
+    hierarchy: Literal["consistent", "leaves", "none"] = Field(
+        "consistent", description="label trees: consistent (a child only with its parent), leaves (the deepest "
+                                  "labels only) or none (each label on its own)")
 
 
 class PaddleNLPData(Strict):
@@ -84,6 +89,7 @@ class PaddleNLPParameters(BaseModel):  # PaddleNLP's clients send batch_size too
     max_seq_len: Optional[int] = Field(None, ge=2, le=MAX_POSITIONS)
     batch_size: Optional[int] = Field(None, ge=1)
     prob_limit: Optional[float] = Field(None, ge=0, le=1)
+    hierarchy: Literal["consistent", "leaves", "none"] = "consistent"
 
 
 class PaddleNLPRequest(Strict):
@@ -91,40 +97,21 @@ class PaddleNLPRequest(Strict):
     parameters: PaddleNLPParameters = Field(default_factory=PaddleNLPParameters)
 
 
-def model_info(classifier: Classifier, model_path: str = "") -> dict[str, str]:
-    """What the service says about its model, with no path of the server's own: folder and base model by their
-    names, a version (a hash of the model's labelwise.json: labels, thresholds, training settings), labelwise's."""
-    meta = getattr(classifier, "meta", None)
-    base = str(getattr(meta, "base_model", "") or "")
-    if base and (Path(base).is_absolute() or Path(base).exists()):  # a local folder: its name only
-        base = Path(base).name
-    folder = model_path or getattr(classifier, "path", None) or ""
-    described = json.dumps(meta.to_json() if meta is not None else classifier.labels, sort_keys=True, default=str)
-    try:
-        version = importlib.metadata.version("labelwise")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        version = "unknown"
-    return {"model": Path(folder).name if folder else base, "base_model": base,
-            "model_version": hashlib.sha256(described.encode("utf-8")).hexdigest()[:12], "labelwise_version": version,
-            "backend": classifier.backend.name, "precision": getattr(classifier.backend, "precision", "fp32")}
-
-
 def create_app(classifier: Classifier, config: ServeConfig | None = None, model_path: str = "") -> FastAPI:
     """The FastAPI application serving ``classifier``."""
     config = (config or ServeConfig()).validate()
-    info = model_info(classifier, model_path)
-    metrics = ServiceMetrics(classifier.labels, info, ROUTES)
-    batcher = Batcher(classifier, config, metrics)
+    metrics = ServiceMetrics(classifier.labels, model_info(classifier, model_path), ROUTES)
+    slot = ModelSlot(classifier, config, metrics, model_path)  # the served model; a retrained one replaces it
 
     @asynccontextmanager
     async def lifespan(_app):
-        await batcher.start()
+        await slot.start()
         yield
-        await batcher.stop()
+        await slot.stop()
 
     app = FastAPI(title="labelwise", version="1", lifespan=lifespan,
                   description="Multi-label text classification: texts in, label names and confidences out.")
-    app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.slot, app.state.metrics = slot, metrics
     add_middleware(app, config, metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -180,8 +167,9 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", **info, "labels": len(classifier.labels), "max_seq_length": classifier.max_seq_length,
-                "config": limits, "stats": batcher.stats}
+        served = slot.current
+        return {"status": "ok", **served.info, "labels": len(served.classifier.labels),
+                "max_seq_length": served.classifier.max_seq_length, "config": limits, "stats": served.batcher.stats}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics():
@@ -189,6 +177,7 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     @app.get("/labels")
     async def labels():
+        classifier = slot.current.classifier
         return {"labels": classifier.labels, "thresholds": [round(float(t), 6) for t in classifier.thresholds]}
 
     @app.post("/predict")
@@ -197,8 +186,9 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         if body.top_k_max is not None and body.top_k_max < body.top_k_min:
             raise HTTPException(422, "top_k_max must not be smaller than top_k_min")
         start = time.perf_counter()
-        probs = await batcher.proba(body.texts)
-        predictions = classifier.decode(probs, body.threshold, body.top_k_min, body.top_k_max)
+        served = slot.current  # one model for the whole request, even if a retrained one arrives meanwhile
+        classifier, probs = served.classifier, await served.batcher.proba(body.texts)
+        predictions = classifier.decode(probs, body.threshold, body.top_k_min, body.top_k_max, body.hierarchy)
         metrics.count_labels(p.labels for p in predictions)
         return json_response({"predictions": [p.to_json() for p in predictions],
                               "ms": round(1000 * (time.perf_counter() - start), 2)})
@@ -207,18 +197,24 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
     async def paddlenlp_predict(request: Request, body: PaddleNLPRequest):
         texts, params = body.data.text, body.parameters
         check_limits(request, texts)
-        probs = await batcher.proba(texts, params.max_seq_len)
-        predictions = classifier.decode(probs, params.prob_limit)
+        served = slot.current
+        classifier, probs = served.classifier, await served.batcher.proba(texts, params.max_seq_len)
+        predictions = classifier.decode(probs, params.prob_limit, hierarchy=params.hierarchy)
         metrics.count_labels(p.labels for p in predictions)
         index = {label: i for i, label in enumerate(classifier.labels)}
+        tree = getattr(classifier, "hierarchy", None)
+        rows = [{"text": t, "labels": p.labels, "confidence": p.scores} for t, p in zip(texts, predictions)]
+        if tree is not None and not tree.is_flat:  # the paths as nested nodes, each with its probability
+            for row, p in zip(rows, predictions):
+                row["tree"] = tree.tree(p.labels, p.probabilities)
         return json_response({"result": {
             "label": [p.labels for p in predictions],
             "confidence": [p.scores for p in predictions],
             "label_ids": [[index[label] for label in p.labels] for p in predictions],
-            "predictions": [{"text": t, "labels": p.labels, "confidence": p.scores}
-                            for t, p in zip(texts, predictions)],
+            "predictions": rows,
         }})
 
+    add_labelstudio_routes(app, slot, config)  # Label Studio's ML-backend protocol, under /labelstudio
     return app
 
 

@@ -11,6 +11,8 @@ from labelwise.settings import check_fields, setting
 
 log = logging.getLogger("labelwise")
 API_KEY_ENV = "LABELWISE_API_KEY"
+# where Label Studio's own ML backends look for its address and token
+LABELSTUDIO_URL_ENV, LABELSTUDIO_TOKEN_ENV = "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"
 
 
 def _secret(**options):
@@ -22,10 +24,15 @@ def _secret(**options):
 
 def _check_access(config: ServeConfig) -> None:
     """The key, origins and host names: refused here in one line rather than by the web framework later."""
-    key = config.api_key
-    if key is not None and (not key or not all(33 <= ord(c) < 127 for c in key)):
-        raise LabelwiseError(f"`api_key` must be printable ASCII without spaces (it travels in an HTTP header); "
-                             f"check the flag or ${API_KEY_ENV}")
+    for name, env in (("api_key", API_KEY_ENV), ("labelstudio_token", LABELSTUDIO_TOKEN_ENV)):
+        key = getattr(config, name)
+        if key is not None and (not key or not all(33 <= ord(c) < 127 for c in key)):
+            raise LabelwiseError(f"`{name}` must be printable ASCII without spaces (it travels in an HTTP header); "
+                                 f"check the flag or ${env}")
+    url = config.labelstudio_url
+    if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        raise LabelwiseError(f"`labelstudio_url`: {url!r} is not an address; write http://host:port, such as "
+                             "http://localhost:8080")
     for origin in config.cors_origins:
         if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
             raise LabelwiseError(f"`cors_origins`: {origin!r} is not an origin; write scheme://host[:port] "
@@ -60,6 +67,32 @@ class ServeConfig:
                                        help="serve only requests whose Host header is one of these names "
                                             "(*.example.com for subdomains); others get 400 (default: any host)")
 
+    # Label Studio's ML-backend protocol under /labelstudio (docs/label-studio.md)
+    labelstudio_from_name: str | None = setting(
+        None, metavar="NAME", help="the <Choices>/<Taxonomy> of the labelling config that gets the predictions "
+                                   "(default: the first)")
+    labelstudio_url: str | None = setting(
+        default_factory=lambda: os.environ.get(LABELSTUDIO_URL_ENV) or None, metavar="URL",
+        help="Label Studio's address, to download annotations for training (default: the one Label Studio sends "
+             f"when it connects; ${LABELSTUDIO_URL_ENV})")
+    labelstudio_token: str | None = _secret(
+        default_factory=lambda: os.environ.get(LABELSTUDIO_TOKEN_ENV) or None, metavar="TOKEN",
+        help="Label Studio access token (legacy or personal) for that download (default: the one Label Studio sends "
+             f"when it connects; ${LABELSTUDIO_TOKEN_ENV})")
+    labelstudio_dataset_dir: str | None = setting(
+        None, metavar="DIR", help="dataset whose train/dev splits retraining adds the annotations to (default: the "
+                                  "served model's own dataset_dir)")
+    labelstudio_runs_dir: str = setting("labelstudio-runs", metavar="DIR",
+                                        help="where each retraining job writes a new folder (its data and checkpoint)")
+    labelstudio_retrain_epochs: int | None = setting(None, minimum=1,
+                                                     help="epochs of a retraining (default: the served model's)")
+    labelstudio_retrain_every: int = setting(
+        0, minimum=0, help="also retrain after this many annotation events from Label Studio's webhook (default 0: "
+                           "only when training is started in Label Studio)")
+    labelstudio_max_mb: float = setting(64.0, minimum=0.001,
+                                        help="largest request body on /labelstudio/ routes, in MB (Label Studio "
+                                             "sends all tasks of a prediction or training call at once)")
+
     def validate(self) -> "ServeConfig":
         check_fields(self)
         if self.max_queue < self.max_texts:
@@ -71,3 +104,8 @@ class ServeConfig:
     @property
     def max_body_bytes(self) -> int:  # UTF-8 text (≤ 4 bytes a character), JSON escapes, parameters
         return 6 * self.max_chars + 200 * self.max_texts + 4096
+
+    @property
+    def body_limits(self) -> dict[str, int]:
+        """Larger body limits for some path prefixes: Label Studio posts many tasks in one request."""
+        return {"/labelstudio/": max(self.max_body_bytes, int(self.labelstudio_max_mb * 2**20))}

@@ -9,11 +9,14 @@ Every refusal, whoever makes it (a route, request validation, a middleware below
 * Starlette's ``CORSMiddleware`` with ``cors_origins``: answers browsers' preflight ``OPTIONS`` (no key needed) and
   marks answers readable by those origins;
 * :class:`ApiKey` with ``api_key``: every route but ``/health`` needs ``Authorization: Bearer <key>`` or
-  ``X-API-Key: <key>``, else 401;
-* :class:`BodyLimit`: bodies over the byte limit get 413 before they are parsed.
+  ``X-API-Key: <key>`` (or HTTP basic auth with the key as password, any user name: what Label Studio sends to an
+  ML backend), else 401;
+* :class:`BodyLimit`: bodies over the byte limit (larger under some path prefixes) get 413 before they are parsed.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 
@@ -102,16 +105,17 @@ def parse_failure_message(err: Exception) -> str:
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``max_bytes`` (413) before they are parsed."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, by_prefix: dict[str, int] | None = None):
+        self.app, self.max_bytes, self.by_prefix = app, max_bytes, dict(by_prefix or {})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = next((n for prefix, n in self.by_prefix.items() if scope["path"].startswith(prefix)), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             refusal = error_response(413, f"request body of {int(declared)} bytes is over the limit of "
-                                          f"{self.max_bytes} bytes; send fewer or shorter texts")
+                                          f"{limit} bytes; send fewer or shorter texts")
             return await refusal(scope, receive, send)
         seen = 0
 
@@ -119,8 +123,8 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, f"request body is over the limit of {self.max_bytes} bytes")
+            if seen > limit:
+                raise HTTPException(413, f"request body is over the limit of {limit} bytes")
             return message
 
         return await self.app(scope, limited_receive, send)
@@ -131,6 +135,11 @@ def _offered_key(headers: dict[bytes, bytes]) -> bytes | None:
     if key is not None:
         return key.strip() or None
     scheme, _, credentials = headers.get(b"authorization", b"").strip().partition(b" ")
+    if scheme.lower() == b"basic" and credentials.strip():  # Label Studio's ML-backend auth: the key as password
+        try:
+            return base64.b64decode(credentials.strip(), validate=True).partition(b":")[2] or None
+        except (binascii.Error, ValueError):
+            return None
     return credentials.strip() if scheme.lower() == b"bearer" and credentials.strip() else None
 
 
@@ -206,7 +215,7 @@ def add_middleware(app, config, metrics: ServiceMetrics | None = None) -> None:
     from starlette.middleware.cors import CORSMiddleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, by_prefix=getattr(config, "body_limits", None))
     if config.api_key:
         app.add_middleware(ApiKey, key=config.api_key)
     if config.cors_origins:

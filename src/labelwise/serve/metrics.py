@@ -51,7 +51,8 @@ class ServiceMetrics:
                                    registry=self.registry)
         for label in labels:  # every label from zero: a label that stops being predicted still has a series
             self.predictions.labels(label)
-        Info("labelwise_model", "the model being served", registry=self.registry).info(model_info)
+        self.model = Info("labelwise_model", "the model being served", registry=self.registry)
+        self.model.info(model_info)  # again, with the new model's, when a retrained model is swapped in
 
     def route(self, path: str) -> str:
         if path in self.routes:

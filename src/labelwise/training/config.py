@@ -71,6 +71,8 @@ class TrainConfig:
     dev_file: str = setting("dev.txt", help="file name of the dev split")
     test_file: str = setting("test.txt", help="file name of the test split")
     label_file: str = setting("label.txt", help="file name of the label list")
+    hierarchy_sep: str = setting("##", help="separator of label paths in label.txt and the data (体育##足球: a tree; "
+                                 "stored with the model); none: read every label as a flat name")
     progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
 
     def validate(self) -> "TrainConfig":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from labelwise.data.dataset import Dataset, Example, read_label_words
+from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import LabelwiseError
 from labelwise.model.encoders import build_model
 from labelwise.model.network import MultiLabelModel
@@ -36,9 +37,10 @@ PAIRS_PER_TEXT = 10  # positive (and as many negative) pairs drawn per text (Set
 MAX_PAIR_STEPS = 400  # keeps the contrastive stage to minutes on a CPU
 
 
-def anchors(label_words: dict[str, str]) -> list[Example]:
-    """Each label's word as a text carrying that one label."""
-    return [Example(word, (label,)) for label, word in label_words.items()]
+def anchors(label_words: dict[str, str], hierarchy: Hierarchy | None = None) -> list[Example]:
+    """Each label's word as a text carrying that one label (and, in a label tree, its ancestors)."""
+    return [Example(word, hierarchy.complete((label,))[0] if hierarchy else (label,))
+            for label, word in label_words.items()]
 
 
 def make_pairs(label_sets: list[set[str]], rng: np.random.Generator, per_text: int | None = None
@@ -110,9 +112,12 @@ def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -
         raise LabelwiseError("`few_shot` starts from `model_name`; it does not combine with `init_from_ckpt` or "
                              "`resume`")
     label_file = Path(cfg.dataset_dir) / cfg.label_file
+    from labelwise.training.zeroshot import label_texts
+
     label_words = read_label_words(label_file) if ds.root and label_file.exists() else {l: l for l in ds.labels}
+    label_words = label_texts(label_words, ds.hierarchy)  # a tree label's path → its words
     model, tokenizer, pooling = build_model(cfg.model_name, ds.labels, cfg.pooling)
-    label_anchors = anchors(label_words)
+    label_anchors = anchors(label_words, ds.hierarchy)
     log.info("few-shot: contrastive pairs of %d examples + %d label names (%s, %s pooling)", len(train_set),
              len(label_words), cfg.model_name, pooling)
     start = time.perf_counter()

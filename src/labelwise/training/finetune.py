@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,15 @@ from labelwise.training.fewshot import FewShotStart, contrastive_stage
 from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
-from labelwise.training.resume import data_order, load_state, restore_random_states, save_state, state_dir
+from labelwise.training.resume import (
+    data_order,
+    load_state,
+    prepare_state,
+    remove_state,
+    restore_random_states,
+    save_state,
+    state_dir,
+)
 from labelwise.training.scoring import evaluate_model, log_summary, score_checkpoint
 
 log = logging.getLogger("labelwise")
@@ -79,11 +86,12 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     run = _processes(cfg)
     if run.main:  # before any work: save_dir is new, empty, a checkpoint, or --overwrite allows it; never the data
         prepare_output_dir(cfg.save_dir, CHECKPOINT, overwrite=cfg.overwrite, inputs={"dataset_dir": cfg.dataset_dir})
+        prepare_state(cfg.save_dir, overwrite=cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
     # 1. data: the splits, random subsets of them for quick runs
     ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
-                            test_file=cfg.test_file, label_file=cfg.label_file)
+                            test_file=cfg.test_file, label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep)
     train_set, dev_set = _splits(cfg, ds)
 
     # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new
@@ -98,7 +106,7 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     steps_per_epoch = len(length_grouped_batches(enc.lengths, cfg.batch_size)) // run.world or 1
     cfg = _recipe(cfg, model, steps_per_epoch, run)
     meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
-                          pooling=model.pooling, training_args=dataclasses.asdict(cfg))
+                          pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep)
     if run.main:
         log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
                  base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
@@ -315,7 +323,7 @@ def _finish(cfg: TrainConfig, run: _Processes, model, tokenizer, meta, standing:
     model.eval()
     if run.main:
         log_summary(meta.metrics)
-        shutil.rmtree(state_dir(cfg.save_dir), ignore_errors=True)
+        remove_state(state_dir(cfg.save_dir))
     if run.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

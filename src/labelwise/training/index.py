@@ -1,17 +1,32 @@
 """Building a retrieval index (``labelwise index``), adding examples to one and taking a label out of one; the
 index format and its backend are :mod:`labelwise.predict.retrieval`, where the vectors live
-:mod:`labelwise.predict.vector_store` (the folder, or a Milvus collection with ``vector_db``)."""
+:mod:`labelwise.predict.vector_store` (Milvus Lite inside the folder when the extra is installed, the folder's
+own file, or a Milvus collection named by ``vector_db``).
+
+An index whose Milvus Lite database is inside its folder is rewritten as the file index is: a new folder,
+database included, is written beside the old one and swapped in whole. With a database elsewhere, the folder and
+the collection are kept in step: rows past the folder's count are searched by no one.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from labelwise.data.dataset import Example, load_dataset, multi_hot, read_examples, read_label_words
+from labelwise.data.dataset import (
+    Example,
+    complete_ancestors,
+    load_dataset,
+    multi_hot,
+    read_examples,
+    read_label_words,
+)
+from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy
 from labelwise.errors import LabelwiseError
 from labelwise.evaluation.metrics import evaluate_predictions, tune_thresholds
 from labelwise.files import INDEX, prepare_output_dir
@@ -33,18 +48,42 @@ from labelwise.predict.retrieval import (
     write_index,
 )
 from labelwise.predict.search import top_k_dot, unit_rows
-from labelwise.predict.vector_store import MilvusStore, collection_name, connect, milvus_uri
+from labelwise.predict.vector_store import (
+    LITE_DB,
+    MilvusStore,
+    choose_vector_db,
+    collection_name,
+    connect,
+    is_embedded,
+)
 
 log = logging.getLogger("labelwise")
 
 
 # ---- build, save, load, add -----------------------------------------------------------------------------------
 
-def _rows(examples: Sequence[Example], label_words: dict[str, str] | None, source: str) -> list[dict]:
+def _rows(examples: Sequence[Example], label_words: dict[str, str] | None, source: str,
+          hierarchy: Hierarchy | None = None) -> list[dict]:
     rows = [{"text": e.text, "labels": list(e.labels), "source": source} for e in examples]
-    if label_words:
-        rows += [{"text": word, "labels": [label], "source": "label name"} for label, word in label_words.items()]
+    if label_words:  # in a label tree, a name's row carries its ancestors too
+        rows += [{"text": word, "labels": list(hierarchy.complete((label,))[0] if hierarchy else (label,)),
+                  "source": "label name"} for label, word in label_words.items()]
     return rows
+
+
+def _with_new_parents(examples: list[Example], labels: list[str], data_file: str) -> list[Example]:
+    """``examples`` with the ancestors of their label paths added, new parents too (``体育##篮球`` brings ``体育``)."""
+    sep = DEFAULT_SEP
+    paths = [label for e in examples for label in e.labels if sep in label]
+    if not paths:
+        return examples
+    names = [*labels, *(sep.join(p.split(sep)[:k]) for p in paths for k in range(1, p.count(sep) + 1)),
+             *(label for e in examples for label in e.labels)]
+    try:
+        tree = Hierarchy.from_labels(list(dict.fromkeys(names)), sep)
+    except LabelwiseError as err:
+        raise LabelwiseError(f"{data_file}: its labels and the index's do not form a label tree: {err}") from None
+    return complete_ancestors(examples, tree)[0]
 
 
 def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Sequence[Example], k: int | str,
@@ -74,25 +113,30 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
     """Embed the training texts (+ label names) of ``dataset_dir`` with ``params_path``; write ``index_dir``
     (missing, empty or an index; ``overwrite``: any other folder, whose files of other names stay).
 
-    ``vector_db``: keep the vectors in a new Milvus collection there (a Milvus Lite path ending in .db, or a
-    server URI such as http://host:19530) instead of the folder. Rebuilding an index in place drops the
-    collection of the index it replaces, once the new one is written.
+    ``vector_db``: where the vectors go. None (the default): a Milvus Lite database inside ``index_dir``
+    (``milvus.db``) when pymilvus and milvus-lite are installed and the search is not ``approximate``, else
+    the folder's ``vectors.safetensors``; ``"file"``: the folder; a Milvus Lite path ending in .db or a
+    server URI such as http://host:19530: a new collection there. Rebuilding an index in place drops the
+    collection of the index it replaces (in a database outside the folder), once the new one is written.
     """
     start = time.perf_counter()
     prepare_output_dir(index_dir, INDEX, overwrite=overwrite,
                        inputs={"params_path": params_path, "dataset_dir": dataset_dir})
     if k != "auto" and (not isinstance(k, int) or k < 1):
         raise LabelwiseError(f"`k` {k!r}: a positive whole number, or auto")
-    if approximate and vector_db:
-        raise LabelwiseError("`approximate` and `vector_db` do not combine: Milvus searches its collection itself; "
-                             "choose one")
-    uri = milvus_uri(vector_db) if vector_db else None
-    if uri:
+    uri = choose_vector_db(vector_db, approximate)
+    if uri and not is_embedded(uri):
         connect(uri)  # an unreachable Milvus fails now, not after the embedding
+    elif vector_db is None and not approximate:
+        log.info("vectors go into the index folder (pip install 'labelwise[milvus]' to keep them in Milvus Lite)")
     ds = load_dataset(dataset_dir, require=("train",))
     words = read_label_words(Path(dataset_dir) / "label.txt") if label_names else None
+    if words:
+        from labelwise.training.zeroshot import label_texts
+
+        words = label_texts(words, ds.hierarchy)  # a tree label's path → its words
     encoder = Classifier(*open_encoder(params_path, device))
-    rows = _rows(ds.train, words, "train")
+    rows = _rows(ds.train, words, "train", ds.hierarchy)
     log.info("indexing %d texts with %s", len(rows), params_path)
     raw = unit_rows(encoder.features([r["text"] for r in rows], batch_size=batch_size, progress=progress))
     center = raw.mean(0)
@@ -105,22 +149,50 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
             "approximate": approximate, "size": len(rows), "dim": int(vectors.shape[1]), "metrics": metrics,
             "built_from": str(Path(dataset_dir).resolve()), "build_seconds": round(time.perf_counter() - start, 1)}
     replaced = _collection_of(index_dir)
-    store = None
-    if uri:
-        store = MilvusStore.create(uri, collection_name(index_dir), int(vectors.shape[1]), info["encoder"])
-        info["vector_db"] = {"uri": uri, "collection": store.collection}
-    try:
-        if store is not None:
-            store.insert(vectors)
-        write_index(index_dir, info, None if store is not None else vectors, label_matrix, center, rows)
-    except BaseException:
-        if store is not None:
-            store.drop()
-        raise
-    if replaced:
+    if uri is None:
+        write_index(index_dir, info, vectors, label_matrix, center, rows)
+    else:
+        _write_in_new_collection(index_dir, info, uri, vectors, label_matrix, center, rows)
+    if replaced and not is_embedded(str(replaced.get("uri", ""))):  # a folder's own database went with it
         _drop(replaced)
     return Classifier(*open_index(index_dir, encoder=Encoder(encoder.backend, encoder.tokenizer, encoder.meta)),
                       path=index_dir)
+
+
+def _write_in_new_collection(index_dir: str, info: dict, uri: str, vectors: np.ndarray, label_matrix: np.ndarray,
+                             center: np.ndarray, rows: list[dict]) -> None:
+    """Write the index with ``vectors`` in a new collection at ``uri`` (the folder's own database when it is
+    :data:`LITE_DB`); a collection elsewhere made for a write that fails is dropped again."""
+    name, encoder = collection_name(index_dir), str(info["encoder"])
+    info["vector_db"] = {"uri": uri, "collection": name}
+    if is_embedded(uri):
+        write_index(index_dir, info, None, label_matrix, center, rows, fill=_lite_filler(name, vectors, encoder))
+        return
+    store = MilvusStore.create(uri, name, int(vectors.shape[1]), encoder)
+    try:
+        store.insert(vectors)
+        write_index(index_dir, info, None, label_matrix, center, rows)
+    except BaseException:
+        store.drop()
+        raise
+
+
+def _lite_filler(collection: str, vectors: np.ndarray, encoder: str, copy_from: MilvusStore | None = None
+                 ) -> Callable[[Path], None]:
+    """What writes a new folder's own Milvus Lite database: a new collection holding ``vectors``, or, with
+    ``copy_from`` (the folder's database, closed), a copy of it with ``vectors`` appended."""
+    def fill(folder: Path) -> None:
+        path = str(folder / LITE_DB)
+        if copy_from is None:
+            store = MilvusStore.create(path, collection, int(vectors.shape[1]), encoder)
+        else:
+            shutil.copytree(copy_from.uri, path)
+            store = MilvusStore(path, collection, size=copy_from.size)
+        try:
+            store.insert(vectors)
+        finally:
+            store.close()
+    return fill
 
 
 def add_to_index(index_dir: str, data_file: str, *, batch_size: int = 32, device: str | None = None,
@@ -128,7 +200,7 @@ def add_to_index(index_dir: str, data_file: str, *, batch_size: int = 32, device
     """Append the examples of ``data_file`` (train.txt format; new labels allowed); (rows added, new labels)."""
     info, vectors, label_matrix, center, rows = read_index(index_dir)
     store = open_store(index_dir, info, vectors) if info.get("vector_db") else None  # checked before embedding
-    examples = read_examples(data_file, labels=None)
+    examples = _with_new_parents(read_examples(data_file, labels=None), info["labels"], data_file)
     new_labels = [l for l in dict.fromkeys(l for e in examples for l in e.labels) if l not in info["labels"]]
     labels = info["labels"] + new_labels
     encoder = Classifier(*open_encoder(info["encoder"], device, info["max_seq_length"]))
@@ -142,6 +214,11 @@ def add_to_index(index_dir: str, data_file: str, *, batch_size: int = 32, device
     info.update(labels=labels, size=len(rows) + len(added))
     if store is None:
         write_index(index_dir, info, np.concatenate([vectors, new_vectors]), label_matrix, center, rows + added)
+        return len(added), new_labels
+    if is_embedded(info["vector_db"]["uri"]):  # a copy of the folder's database, with the rows added, swapped in
+        store.close()
+        write_index(index_dir, info, None, label_matrix, center, rows + added,
+                    fill=_lite_filler(store.collection, new_vectors, info["encoder"], copy_from=store))
         return len(added), new_labels
     store.insert(new_vectors)  # rows len(rows)…: searched only once index.json counts them
     try:
@@ -180,15 +257,12 @@ def remove_label(index_dir: str, label: str) -> tuple[int, int]:
         write_index(index_dir, info, vectors[keep], kept_labels, center, kept_rows)
         return counts
     kept_vectors = old.vectors(keep)
-    new = MilvusStore.create(old.uri, collection_name(index_dir), kept_vectors.shape[1], str(info["encoder"]))
-    info["vector_db"] = {"uri": old.uri, "collection": new.collection}
-    try:
-        new.insert(kept_vectors)
-        write_index(index_dir, info, None, kept_labels, center, kept_rows)
-    except BaseException:
-        new.drop()
-        raise
-    old.drop()
+    embedded = is_embedded(info["vector_db"]["uri"])  # then a new database goes into the new folder
+    if embedded:
+        old.close()
+    _write_in_new_collection(index_dir, info, info["vector_db"]["uri"], kept_vectors, kept_labels, center, kept_rows)
+    if not embedded:
+        old.drop()
     return counts
 
 
