@@ -13,7 +13,7 @@ import pytest
 
 from labelwise.analysis.sparse import SparseConfig
 from labelwise.cli.main import build_parser, main
-from labelwise.cli.options import DatasetFiles, Decision, InterpretFiles, ModelSource, RunOptions
+from labelwise.cli.options import DatasetFiles, Decision, InterpretFiles, LabelPaths, ModelSource, RunOptions
 from labelwise.compress.config import PruneConfig
 from labelwise.select.run import SelectConfig
 from labelwise.serve.config import ServeConfig
@@ -149,13 +149,14 @@ def leaf_commands(parser: argparse.ArgumentParser, path: tuple = ()):
 
 # each command: its required flags, and the configs its flags fill, as they must come out with nothing else given;
 # a value the command sets on purpose is written out (a field it has no flag for is not compared)
-SPLIT = [RunOptions(), DatasetFiles(label_file=None)]  # --label_file: a path to check labels against, no default
+SPLIT = [RunOptions(), DatasetFiles(label_file=None), LabelPaths()]  # --label_file: a path to check labels against
 INTERPRET = [ModelSource(), DatasetFiles(dataset_dir="d")]
 DEFAULTS = {
     "train": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
-    "zeroshot": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
+    "zeroshot": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d"), LabelPaths()]),
     "demo": ([], [TrainConfig(dataset_dir="data/divorce", max_train_samples=2000, epochs=2)]),  # a short run
-    "index": ([], [ModelSource(params_path="m3e-small", index_dir="index"), DatasetFiles()]),  # writes an index
+    "index": ([], [ModelSource(params_path="m3e-small", index_dir="index"), DatasetFiles(),
+                   LabelPaths(hierarchy_sep="auto")]),  # writes an index; its separator: the model's
     "predict": ([], [ModelSource(), Decision(), DatasetFiles()]),
     "evaluate": (["--dataset_dir", "d"], [ModelSource(), Decision(), DatasetFiles(dataset_dir="d"), RunOptions()]),
     "export": ([], [ModelSource(), Decision()]),

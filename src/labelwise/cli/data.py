@@ -13,7 +13,7 @@ from pathlib import Path
 
 from labelwise.analysis.augment import AUG_STRATEGIES
 from labelwise.analysis.sparse import SparseConfig
-from labelwise.cli.options import DatasetFiles, InterpretFiles, ModelSource, RunOptions
+from labelwise.cli.options import DatasetFiles, InterpretFiles, LabelPaths, ModelSource, RunOptions
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
 
@@ -42,6 +42,10 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, DatasetFiles, only=("label_file",), defaults={"label_file": None},
               help_overrides={"label_file": "with --output_file: labels must be in this label.txt"})
     add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
+    add_flags(p, LabelPaths, only=("hierarchy_sep",), help_overrides={
+        "hierarchy_sep": "separator of label paths in the annotations, and what joins a Label Studio taxonomy path "
+                         "(体育##足球: a tree; each path brings its parents); none: flat names (a taxonomy path: "
+                         "its last element)"})
     p.add_argument("--merge_into", default=None, metavar="DATASET_DIR",
                    help="instead of a new dataset: append the annotated texts that are new to this dataset folder's "
                         "train.txt (labels checked against its label.txt; texts already in train, dev or test "
@@ -160,7 +164,7 @@ def _write_annotated(examples, args, source: str, skipped: int = 0) -> int:
     if args.label_file:
         raise LabelwiseError("--label_file only checks labels with --output_file")
     report = write_dataset(examples, args.save_dir, args.splits, args.is_shuffle, args.seed, args.stratify,
-                           args.overwrite, source, skipped)
+                           args.overwrite, source, skipped, sep=args.hierarchy_sep)
     print(report.summary())
     return 0
 
@@ -168,13 +172,13 @@ def _write_annotated(examples, args, source: str, skipped: int = 0) -> int:
 def cmd_doccano(args) -> int:
     from labelwise.data.annotation import read_doccano
 
-    return _write_annotated(read_doccano(args.doccano_file), args, args.doccano_file)
+    return _write_annotated(read_doccano(args.doccano_file, args.hierarchy_sep), args, args.doccano_file)
 
 
 def cmd_labelstudio(args) -> int:
     from labelwise.data.annotation import read_label_studio
 
-    examples, skipped = read_label_studio(args.labelstudio_file, args.text_key, args.from_name)
+    examples, skipped = read_label_studio(args.labelstudio_file, args.text_key, args.from_name, args.hierarchy_sep)
     return _write_annotated(examples, args, args.labelstudio_file, skipped)
 
 

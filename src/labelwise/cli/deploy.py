@@ -34,8 +34,11 @@ def register(sub) -> None:
     p.add_argument("--triton_device", choices=["cpu", "gpu"], default=None,
                    help="where Triton runs the ONNX model (default: gpu for fp16, else cpu)")
     p.add_argument("--max_batch_size", type=int, default=64, help="Triton max_batch_size (default %(default)s)")
-    add_flags(p, Decision, only=("top_k_min",),
-              help_overrides={"top_k_min": "Triton postprocess: at least this many labels"})
+    add_flags(p, Decision, only=("top_k_min", "hierarchy"),
+              help_overrides={"top_k_min": "Triton postprocess: at least this many labels (paths, for a label tree)",
+                              "hierarchy": "Triton postprocess, label trees (体育##足球): consistent = a child only "
+                                           "with its parent; leaves = only the deepest labels; none = each label on "
+                                           "its own (default consistent)"})
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("prune", help="smaller, faster copies of a checkpoint (fewer heads/neurons/layers), distilled")
@@ -70,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.triton:
         repo = write_triton_repo(export_dir, args.triton, name=args.triton_name, precision=args.triton_precision,
                                  max_batch_size=args.max_batch_size, top_k_min=args.top_k_min,
-                                 device=args.triton_device)
+                                 device=args.triton_device, hierarchy=args.hierarchy)
         print(f"Triton model repository written to {repo} (ensemble {args.triton_name!r})")
     return 0
 

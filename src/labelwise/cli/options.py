@@ -93,6 +93,17 @@ class Decision:
 
 
 @dataclass
+class LabelPaths:
+    """How label names spell a label tree (``体育##足球``), for the commands that read labels but train nothing."""
+
+    hierarchy_sep: str = setting("##", help="separator of label paths (体育##足球: a tree; each path brings its "
+                                 "parents); none: read every label as a flat name")
+    label_naming: str = setting("last", choices=("last", "path"),  # labelwise.training.zeroshot.LABEL_NAMINGS
+                                help="how a tree label is put in words for the encoder: last = its last path "
+                                     "element (足球), path = the whole path joined by spaces (体育 足球)")
+
+
+@dataclass
 class RunOptions:
     """Odds and ends that many commands have."""
 
@@ -112,4 +123,5 @@ class InterpretFiles:
     interpret_result_file: str = setting("sent_interpret.txt", help="output")
 
 
-__all__ = ["DatasetFiles", "ModelSource", "Decision", "RunOptions", "InterpretFiles", "PRECISIONS", "BACKENDS"]
+__all__ = ["DatasetFiles", "ModelSource", "Decision", "LabelPaths", "RunOptions", "InterpretFiles", "PRECISIONS",
+           "BACKENDS"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from labelwise.cli.options import DatasetFiles, ModelSource, RunOptions
+from labelwise.cli.options import DatasetFiles, LabelPaths, ModelSource, RunOptions
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
 from labelwise.training.config import TrainConfig
 
 ZEROSHOT_FLAGS = ("dataset_dir", "save_dir", "overwrite", "model_name", "pooling", "max_seq_length", "device",
-                  "label_file")
+                  "label_file", "hierarchy_sep")
 DEMO_DEFAULTS = {"dataset_dir": "data/divorce", "max_train_samples": 2000, "epochs": 2}
 
 
@@ -23,6 +23,7 @@ def register(sub) -> None:
     add_flags(p, TrainConfig, only=ZEROSHOT_FLAGS,
               help_overrides={"dataset_dir": "folder with label.txt (and dev.txt to tune thresholds)",
                               "save_dir": "where the checkpoint goes", "model_name": "a sentence encoder"})
+    add_flags(p, LabelPaths, only=("label_naming",))
     p.set_defaults(func=cmd_zeroshot)
 
     p = sub.add_parser("index", help="a retrieval index: labels from the nearest labelled texts, no training")
@@ -44,6 +45,10 @@ def register(sub) -> None:
                         "pymilvus and milvus-lite are installed (pip install 'labelwise[milvus]'), else file")
     p.add_argument("--remove_label", default=None, metavar="NAME",
                    help="instead: take label NAME out of --index_dir (rows with no other label go)")
+    add_flags(p, LabelPaths, only=("hierarchy_sep",), defaults={"hierarchy_sep": "auto"},
+              help_overrides={"hierarchy_sep": "separator of label paths (体育##足球: a tree); auto: the one "
+                                               "--params_path was trained with, ## for a sentence encoder; none: "
+                                               "flat names (--add and --remove_label use the index's own)"})
     add_flags(p, RunOptions, only=("overwrite",), help_overrides={"overwrite": "write into --index_dir even when "
               "labelwise did not write it (its files of other names stay)"})
     p.set_defaults(func=cmd_index)
@@ -67,7 +72,8 @@ def cmd_zeroshot(args) -> int:
     from labelwise.training.zeroshot import zero_shot
 
     clf = zero_shot(args.dataset_dir, args.save_dir, args.model_name, args.pooling, args.max_seq_length, args.device,
-                    args.label_file, overwrite=args.overwrite)
+                    args.label_file, overwrite=args.overwrite, hierarchy_sep=args.hierarchy_sep,
+                    label_naming=args.label_naming)
     dev = clf.meta.metrics.get("dev@tuned") or clf.meta.metrics.get("dev@0.5")
     score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f} (tuned thresholds)" if dev else ""
     print(f"zero-shot checkpoint saved to {args.save_dir}{score}")
@@ -93,7 +99,8 @@ def cmd_index(args) -> int:
     k = args.k if args.k == "auto" else _positive_int(args.k, "--k")
     clf = build_index(args.params_path, args.dataset_dir, args.index_dir, k=k, label_names=args.label_names,
                       approximate=args.approximate, vector_db=args.vector_db, batch_size=args.batch_size,
-                      device=args.device, progress=not args.quiet, overwrite=args.overwrite)
+                      device=args.device, progress=not args.quiet, overwrite=args.overwrite,
+                      hierarchy_sep=args.hierarchy_sep)
     dev = clf.meta.metrics.get("dev@tuned")
     score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f}" if dev else ""
     print(f"index of {clf.backend.size} texts written to {args.index_dir} (k {clf.backend.k}){score}; vectors "

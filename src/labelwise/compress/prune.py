@@ -173,7 +173,7 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     model, tokenizer, meta = load_checkpoint(cfg.params_path)
-    ds = load_dataset(cfg.dataset_dir)
+    ds = load_dataset(cfg.dataset_dir, hierarchy_sep=meta.hierarchy_sep)  # label paths read as the model read them
     check_same_labels(meta.labels, ds.labels, cfg.params_path, Path(cfg.dataset_dir) / "label.txt")
     labels, max_len = ds.labels, cfg.max_seq_length or meta.max_seq_length
     rng = np.random.default_rng(cfg.seed)
@@ -271,9 +271,10 @@ def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev
     shape = {"width_mult": str(result.width), "depth_mult": str(result.depth), "layers": list(result.shape.layers),
              "heads": result.shape.heads, "neurons": result.shape.neurons, "params": result.params,
              "step": result.step}
-    small_meta = CheckpointMeta(labels=meta.labels, max_seq_length=cfg.max_seq_length or meta.max_seq_length,
-                                base_model=meta.base_model, pooling=model.pooling,
-                                training_args={**run_meta, "shape": shape})
+    # the teacher's metadata (labels, base model, pooling, the label tree's hierarchy_sep, ...), new thresholds,
+    # metrics and arguments: a field the teacher has is never lost in the pruned copy
+    small_meta = dataclasses.replace(meta, max_seq_length=cfg.max_seq_length or meta.max_seq_length, thresholds=None,
+                                     pooling=model.pooling, training_args={**run_meta, "shape": shape}, metrics={})
     score_checkpoint(small, tokenizer, small_meta, dev_probs, dev_set, test_set, epoch, batch_size=cfg.eval_batch_size)
     small_meta.metrics["pruning"] = {"teacher": run_meta["teacher"], **shape}
     save_checkpoint(result.folder, small, tokenizer, small_meta, overwrite=cfg.overwrite)

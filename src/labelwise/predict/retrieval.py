@@ -5,7 +5,8 @@ that one label) with a checkpoint's or a sentence encoder's pooled vectors, pick
 dev, and writes a plain folder::
 
     index/
-      index.json           encoder, labels, k, scale, thresholds, how it was built, dev metrics, where the vectors are
+      index.json           encoder, labels, k, scale, thresholds, the label paths' separator (hierarchy_sep), how
+                           it was built, dev metrics, where the vectors are
       vectors.safetensors  vectors [rows, dim] (centred, unit length, float32), labels [rows, labels] (uint8, 0/1),
                            center [dim] (subtracted from every vector, queries included)
       texts.jsonl          one {"text", "labels", "source"} per row: what each vector is
@@ -23,6 +24,8 @@ folder (``milvus.db``), and with ``vector_db`` (a Milvus Lite file elsewhere or 
 collection there: ``vectors.safetensors`` then keeps only labels and center, and ``index.json`` records
 ``vector_db: {uri, collection}`` (format 2; a relative ``uri`` is the folder's own database).
 The stores are :mod:`labelwise.predict.vector_store`; the backend calls their one ``search``.
+Label names that hold ``hierarchy_sep`` (``体育##足球``; null: flat names) are the paths of a label tree, decided
+by the consistent rule as a model's are; an index written before the separator was stored reads ``##``.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from safetensors import SafetensorError
 
+from labelwise.data.hierarchy import DEFAULT_SEP
 from labelwise.errors import LabelwiseError
 from labelwise.files import INDEX, atomic_dir, atomic_write_json
 from labelwise.model.checkpoint import (
@@ -152,9 +156,16 @@ def open_index(index_dir: str | os.PathLike, *, device: str | None = None, encod
         raise LabelwiseError(f"{index_dir}: its vectors have {want} dimensions but the encoder "
                              f"{info['encoder']} gives {dim}; build the index again")
     meta = CheckpointMeta(labels=info["labels"], max_seq_length=info["max_seq_length"], thresholds=info["thresholds"],
-                          base_model=str(info["encoder"]), metrics=info.get("metrics", {}))
+                          base_model=str(info["encoder"]), metrics=info.get("metrics", {}),
+                          hierarchy_sep=index_separator(info))
     backend = RetrievalBackend(encoder.backend, store, label_matrix, center, info["k"], info["scale"])
     return backend, encoder.tokenizer, meta
+
+
+def index_separator(info: dict) -> str | None:
+    """How the index's label names spell tree paths: its ``hierarchy_sep`` (None: flat), ``##`` for an index
+    written before it was stored."""
+    return info.get("hierarchy_sep", DEFAULT_SEP)
 
 
 def index_dim(info: dict, vectors: np.ndarray | None) -> int:
@@ -214,6 +225,10 @@ def read_index(index_dir) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarr
     if missing:
         raise damaged(folder / INDEX_FILE, f"lacks {', '.join(missing)}", again)
     db = info.get("vector_db")
+    sep = info.get("hierarchy_sep", DEFAULT_SEP)
+    if sep is not None and not (isinstance(sep, str) and sep):
+        raise damaged(folder / INDEX_FILE, f"its hierarchy_sep is {sep!r}, not a separator such as \"##\" (or null)",
+                      again)
     if db is not None and not (isinstance(db, dict) and isinstance(db.get("uri"), str)
                                and isinstance(db.get("collection"), str) and isinstance(info.get("dim"), int)):
         raise damaged(folder / INDEX_FILE, "its vector_db needs a uri, a collection and the index's dim", again)
@@ -246,5 +261,5 @@ def read_index(index_dir) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarr
     return info, vectors, label_matrix, center, rows
 
 
-__all__ = ["Encoder", "RetrievalBackend", "open_encoder", "open_index", "open_store", "read_index", "vote",
-           "write_index"]
+__all__ = ["Encoder", "RetrievalBackend", "index_separator", "open_encoder", "open_index", "open_store", "read_index",
+           "vote", "write_index"]

@@ -6,6 +6,10 @@ own file, or a Milvus collection named by ``vector_db``).
 An index whose Milvus Lite database is inside its folder is rewritten as the file index is: a new folder,
 database included, is written beside the old one and swapped in whole. With a database elsewhere, the folder and
 the collection are kept in step: rows past the folder's count are searched by no one.
+
+Label trees (``体育##足球``): the index stores the separator its label paths were read with (``hierarchy_sep`` in
+index.json; by default the checkpoint's own, ``##`` for a sentence encoder), ``--add`` completes new paths with it
+and ``--remove_label`` refuses a label whose children are still in the index.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ from labelwise.data.dataset import (
     read_examples,
     read_label_words,
 )
-from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy
-from labelwise.errors import LabelwiseError
+from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator
+from labelwise.errors import LabelwiseError, shorten
 from labelwise.evaluation.metrics import evaluate_predictions, tune_thresholds
 from labelwise.files import INDEX, prepare_output_dir
+from labelwise.model.checkpoint import META_FILE, read_meta
 from labelwise.predict.classifier import Classifier
 from labelwise.predict.retrieval import (
     FORMAT_VERSION,
@@ -39,6 +44,7 @@ from labelwise.predict.retrieval import (
     SCALE,
     Encoder,
     centred,
+    index_separator,
     label_matrix_of,
     open_encoder,
     open_index,
@@ -59,6 +65,8 @@ from labelwise.predict.vector_store import (
 
 log = logging.getLogger("labelwise")
 
+AUTO_SEP = "auto"  # build_index's default hierarchy_sep: the model's own (a labelwise checkpoint or export), else ##
+
 
 # ---- build, save, load, add -----------------------------------------------------------------------------------
 
@@ -71,9 +79,12 @@ def _rows(examples: Sequence[Example], label_words: dict[str, str] | None, sourc
     return rows
 
 
-def _with_new_parents(examples: list[Example], labels: list[str], data_file: str) -> list[Example]:
-    """``examples`` with the ancestors of their label paths added, new parents too (``体育##篮球`` brings ``体育``)."""
-    sep = DEFAULT_SEP
+def _with_new_parents(examples: list[Example], labels: list[str], data_file: str,
+                      sep: str | None = DEFAULT_SEP) -> list[Example]:
+    """``examples`` with the ancestors of their label paths added, new parents too (``体育##篮球`` brings ``体育``);
+    ``sep`` the index's separator (None: flat labels, nothing added)."""
+    if sep is None:
+        return examples
     paths = [label for e in examples for label in e.labels if sep in label]
     if not paths:
         return examples
@@ -84,6 +95,16 @@ def _with_new_parents(examples: list[Example], labels: list[str], data_file: str
     except LabelwiseError as err:
         raise LabelwiseError(f"{data_file}: its labels and the index's do not form a label tree: {err}") from None
     return complete_ancestors(examples, tree)[0]
+
+
+def index_hierarchy_sep(params_path: str, hierarchy_sep: str | None = AUTO_SEP) -> str | None:
+    """The separator an index over ``params_path`` reads label paths with: ``hierarchy_sep`` itself (None or
+    "none": flat), or for ``auto`` the one stored with a labelwise checkpoint or export, else ``##``."""
+    if hierarchy_sep != AUTO_SEP:
+        return separator(hierarchy_sep)
+    if (Path(params_path) / META_FILE).is_file():
+        return read_meta(params_path).hierarchy_sep
+    return DEFAULT_SEP
 
 
 def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Sequence[Example], k: int | str,
@@ -109,7 +130,7 @@ def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Seque
 def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | str = "auto",
                 label_names: bool = True, approximate: bool = False, vector_db: str | None = None,
                 batch_size: int = 32, device: str | None = None, progress: bool = True,
-                overwrite: bool = False) -> Classifier:
+                overwrite: bool = False, hierarchy_sep: str | None = AUTO_SEP) -> Classifier:
     """Embed the training texts (+ label names) of ``dataset_dir`` with ``params_path``; write ``index_dir``
     (missing, empty or an index; ``overwrite``: any other folder, whose files of other names stay).
 
@@ -118,6 +139,9 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
     the folder's ``vectors.safetensors``; ``"file"``: the folder; a Milvus Lite path ending in .db or a
     server URI such as http://host:19530: a new collection there. Rebuilding an index in place drops the
     collection of the index it replaces (in a database outside the folder), once the new one is written.
+
+    ``hierarchy_sep``: how label names spell tree paths (:func:`index_hierarchy_sep`; default: as the model was
+    trained); stored in index.json.
     """
     start = time.perf_counter()
     prepare_output_dir(index_dir, INDEX, overwrite=overwrite,
@@ -129,7 +153,7 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
         connect(uri)  # an unreachable Milvus fails now, not after the embedding
     elif vector_db is None and not approximate:
         log.info("vectors go into the index folder (pip install 'labelwise[milvus]' to keep them in Milvus Lite)")
-    ds = load_dataset(dataset_dir, require=("train",))
+    ds = load_dataset(dataset_dir, require=("train",), hierarchy_sep=index_hierarchy_sep(params_path, hierarchy_sep))
     words = read_label_words(Path(dataset_dir) / "label.txt") if label_names else None
     if words:
         from labelwise.training.zeroshot import label_texts
@@ -147,6 +171,7 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
             "labels": ds.labels, "k": chosen_k,
             "scale": SCALE, "thresholds": thresholds, "max_seq_length": encoder.max_seq_length,
             "approximate": approximate, "size": len(rows), "dim": int(vectors.shape[1]), "metrics": metrics,
+            "hierarchy_sep": ds.hierarchy_sep,
             "built_from": str(Path(dataset_dir).resolve()), "build_seconds": round(time.perf_counter() - start, 1)}
     replaced = _collection_of(index_dir)
     if uri is None:
@@ -200,7 +225,8 @@ def add_to_index(index_dir: str, data_file: str, *, batch_size: int = 32, device
     """Append the examples of ``data_file`` (train.txt format; new labels allowed); (rows added, new labels)."""
     info, vectors, label_matrix, center, rows = read_index(index_dir)
     store = open_store(index_dir, info, vectors) if info.get("vector_db") else None  # checked before embedding
-    examples = _with_new_parents(read_examples(data_file, labels=None), info["labels"], data_file)
+    examples = _with_new_parents(read_examples(data_file, labels=None), info["labels"], data_file,
+                                 index_separator(info))
     new_labels = [l for l in dict.fromkeys(l for e in examples for l in e.labels) if l not in info["labels"]]
     labels = info["labels"] + new_labels
     encoder = Classifier(*open_encoder(info["encoder"], device, info["max_seq_length"]))
@@ -239,6 +265,7 @@ def remove_label(index_dir: str, label: str) -> tuple[int, int]:
     info, vectors, label_matrix, center, rows = read_index(index_dir)
     if label not in info["labels"]:
         raise LabelwiseError(f"{index_dir}: no label {label!r} in this index; its labels: {', '.join(info['labels'])}")
+    _check_no_children(index_dir, info, label)
     j = info["labels"].index(label)
     has = label_matrix[:, j].astype(bool)
     only = has & (label_matrix.sum(1) == 1)
@@ -266,6 +293,18 @@ def remove_label(index_dir: str, label: str) -> tuple[int, int]:
     return counts
 
 
+def _check_no_children(index_dir: str, info: dict, label: str) -> None:
+    """In a label tree, a label goes only once its children have: else they would be left without a parent."""
+    try:
+        tree = Hierarchy.from_labels(info["labels"], index_separator(info))
+    except LabelwiseError:  # names that are no tree (an index from before trees were read): flat labels
+        return
+    children = [tree.labels[c] for c in tree.children(tree.index(label))]
+    if children:
+        raise LabelwiseError(f"{index_dir}: label {shorten(label)} has children in this index "
+                             f"({', '.join(map(shorten, children))}); remove them first (--remove_label), then it")
+
+
 def _collection_of(index_dir: str) -> dict | None:
     """The Milvus collection of the index now in ``index_dir``, if there is one."""
     try:
@@ -286,5 +325,5 @@ def _encoder_ref(params_path: str) -> str:
     return str(Path(params_path).resolve()) if Path(params_path).is_dir() else params_path
 
 
-__all__ = ['add_to_index', 'build_index', 'remove_label']
+__all__ = ['AUTO_SEP', 'add_to_index', 'build_index', 'index_hierarchy_sep', 'remove_label']
 

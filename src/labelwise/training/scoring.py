@@ -1,4 +1,10 @@
-"""Scoring a model in memory during training: dev/test metrics, tuned thresholds, the summary lines."""
+"""Scoring a model in memory during training: dev/test metrics, tuned thresholds, the summary lines.
+
+For a label tree (names such as ``体育##足球``, read with ``meta.hierarchy_sep``) every figure, the one the best
+epoch is chosen by included, counts the decisions the saved model will predict with: the consistent rule
+(:mod:`labelwise.evaluation.decision`), not the raw per-label ones. The checkpoint's metrics then also hold
+PaddleNLP's per-level figures (``levels``) at the model's own thresholds.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,6 +12,8 @@ import logging
 import numpy as np
 
 from labelwise.data.dataset import multi_hot
+from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.levels import format_levels
 from labelwise.evaluation.metrics import (
     PRIOR_STRENGTH,
     evaluate_predictions,
@@ -17,12 +25,19 @@ from labelwise.predict.classifier import Classifier, TorchBackend
 log = logging.getLogger("labelwise")
 
 
+def model_hierarchy(meta) -> Hierarchy:
+    """The label tree a model with metadata ``meta`` predicts with (:attr:`Classifier.hierarchy`'s rule)."""
+    return Classifier(None, None, meta).hierarchy
+
+
 def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
-    """Probabilities and metrics at 0.5 of an in-memory model on ``examples``; leaves it in train mode."""
+    """Probabilities and metrics at 0.5 of an in-memory model on ``examples``; leaves it in train mode.
+
+    A label tree is decided by the consistent rule, as the saved model will predict."""
     clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta)
     probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
     model.train()
-    return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5)
+    return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5, hierarchy=clf.hierarchy)
 
 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
@@ -34,28 +49,38 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
     ``prior_strength``: see :func:`labelwise.evaluation.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
     """
     labels = meta.labels
+    tree = model_hierarchy(meta)
+
+    def score(y, probs, thresholds) -> dict:  # the decisions the model predicts with, a tree's consistent ones
+        return evaluate_predictions(y, probs, labels, thresholds, hierarchy=tree)
+
     y_dev = multi_hot(dev_set, labels)
     thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
-    metrics = {"epoch": epoch, "dev@0.5": headline(evaluate_predictions(y_dev, dev_probs, labels, 0.5))}
+    metrics = {"epoch": epoch, "dev@0.5": headline(score(y_dev, dev_probs, 0.5))}
     if thresholds is not None:
-        metrics["dev@tuned"] = headline(evaluate_predictions(y_dev, dev_probs, labels, meta.thresholds))
+        metrics["dev@tuned"] = headline(score(y_dev, dev_probs, meta.thresholds))
         metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
     if test_set:
         test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size)
         y_test = multi_hot(test_set, labels)
-        metrics["test@0.5"] = headline(evaluate_predictions(y_test, test_probs, labels, 0.5))
+        metrics["test@0.5"] = headline(score(y_test, test_probs, 0.5))
         if thresholds is not None:
-            metrics["test@tuned"] = headline(evaluate_predictions(y_test, test_probs, labels, meta.thresholds))
+            metrics["test@tuned"] = headline(score(y_test, test_probs, meta.thresholds))
     if baseline:
         metrics["baseline"] = baseline
     final = meta.thresholds if thresholds is not None else 0.5  # what the model predicts with
-    rows = [{"label": r["label"], "dev_support": r["support"], "dev_f1": round(r["f1"], 2)}
-            for r in evaluate_predictions(y_dev, dev_probs, labels, final)["per_label"]]
+    splits = {"dev": score(y_dev, dev_probs, final)}
     if test_set:
-        for row, r in zip(rows, evaluate_predictions(y_test, test_probs, labels, final)["per_label"]):
+        splits["test"] = score(y_test, test_probs, final)
+    rows = [{"label": r["label"], "dev_support": r["support"], "dev_f1": round(r["f1"], 2)}
+            for r in splits["dev"]["per_label"]]
+    if test_set:
+        for row, r in zip(rows, splits["test"]["per_label"]):
             row.update(test_support=r["support"], test_f1=round(r["f1"], 2))
     metrics["per_label"] = rows
+    if not tree.is_flat:  # PaddleNLP's per-level figures, with the model's thresholds
+        metrics["levels"] = {split: {**m["hierarchy"], "size": m["size"]} for split, m in splits.items()}
     metrics["sizes"] = {"train": train_size, "dev": len(dev_set), "test": len(test_set or [])}
     meta.metrics = metrics
 
@@ -68,7 +93,10 @@ def log_summary(metrics: dict) -> None:
     for split, values, note in rows:
         log.info("%-10s micro-F1 %.2f  macro-F1 %.2f  accuracy %.2f%s", split, values["micro_f1"],
                  values["macro_f1"], values["accuracy"], note)
+    for split, section in metrics.get("levels", {}).items():  # a label tree: each level, as evaluate prints it
+        for line in format_levels(section, section["size"]):
+            log.info("%-10s %s", split, line)
 
 
-__all__ = ['evaluate_model', 'score_checkpoint']
+__all__ = ['evaluate_model', 'log_summary', 'model_hierarchy', 'score_checkpoint']
 

@@ -15,6 +15,10 @@
 Input and output names, types, dims and the label count of the ONNX model's config are read from
 the graph itself, so nothing needs editing by hand. The Python-backend models need ``numpy`` and
 ``tokenizers`` in Triton's Python environment.
+
+The post-processing decides as ``labelwise predict`` does: ``labels.json`` holds the export's thresholds and,
+for a label tree (names such as ``体育##足球``, read with the export's ``hierarchy_sep``), each label's parent
+and the ``hierarchy`` mode (consistent by default: a child only with its parent).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from labelwise.errors import LabelwiseError
+from labelwise.evaluation.decision import check_hierarchy_mode
 from labelwise.files import (
     atomic_dir,
     atomic_write_json,
@@ -86,17 +91,21 @@ def _step(model: str, inputs: dict, outputs: dict) -> str:
 
 def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike, *, name: str = "cls_multi_label",
                       precision: str = "fp32", max_batch_size: int = 64, top_k_min: int = 0,
-                      device: str | None = None) -> Path:
+                      device: str | None = None, hierarchy: str = "consistent") -> Path:
     """Write (atomically replace) ``repo_dir`` from export folder ``export_dir``; returns ``repo_dir``.
 
-    ``device`` (cpu|gpu) places the ONNX model; default gpu for fp16, else cpu.
+    ``device`` (cpu|gpu) places the ONNX model; default gpu for fp16, else cpu. ``hierarchy`` (a label tree's
+    decisions: consistent | leaves | none) and ``top_k_min`` go into the post-processing's labels.json.
     """
     from labelwise.compress.export import make_readable
+    from labelwise.predict.classifier import Classifier
     from labelwise.predict.onnx_backend import OnnxTokenizer, model_file
 
     export_dir = Path(export_dir)
     check_outputs([repo_dir], [export_dir], marker="README.md")
+    check_hierarchy_mode(hierarchy)
     meta = read_meta(export_dir)
+    tree = Classifier(None, None, meta, export_dir).hierarchy  # the tree the export's predictions follow
     onnx_path = model_file(export_dir, precision)
     inputs, outputs, dynamic_batch = graph_signature(onnx_path)
     if not dynamic_batch:
@@ -143,7 +152,8 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
         shutil.copy2(export_dir / "tokenizer.json", tmp / names["tokenizer"] / "1" / "tokenizer.json")
         shutil.copy2(HERE / "postprocess_model.py", tmp / names["postprocess"] / "1" / "model.py")
         atomic_write_json(tmp / names["postprocess"] / "1" / "labels.json",
-                          {"labels": meta.labels, "thresholds": thresholds, "top_k_min": top_k_min})
+                          {"labels": meta.labels, "thresholds": thresholds, "top_k_min": top_k_min,
+                           "parents": list(tree.parents), "hierarchy": hierarchy, "hierarchy_sep": tree.sep})
         atomic_write_text(tmp / "README.md", _readme(name, precision))
         make_readable(tmp)
     return Path(repo_dir)
