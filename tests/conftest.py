@@ -18,8 +18,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,3 +231,36 @@ def assert_served_like(folder, classifier, texts):
         got = client.post("/predict", json={"texts": texts, "threshold": 0.0}).json()["predictions"]
     for prediction, row in zip(got, classifier.predict_proba(texts)):
         np.testing.assert_allclose([prediction["probabilities"][label] for label in classifier.labels], row, atol=1e-5)
+
+
+# ---- Triton's Python backend, faked ----------------------------------------------------------------------------
+class FakeTensor:
+    """Triton's ``pb_utils.Tensor``: a name and a NumPy array."""
+
+    def __init__(self, name, array):
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self):
+        return self._name
+
+    def as_numpy(self):
+        return self._array
+
+
+class FakeResponse:
+    def __init__(self, output_tensors=(), error=None):
+        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+
+@pytest.fixture
+def pb_utils(monkeypatch):
+    """A stand-in for Triton's ``triton_python_backend_utils`` module (tests/test_triton.py, test_hierarchy_flow.py)."""
+    import types
+
+    fake = types.ModuleType("triton_python_backend_utils")
+    fake.Tensor, fake.InferenceResponse = FakeTensor, FakeResponse
+    fake.TritonError = lambda message: types.SimpleNamespace(message=lambda: message)
+    fake.get_input_tensor_by_name = lambda request, name: request[name]
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    return fake

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, FakeTensor
 from labelwise.cli.main import main
 from labelwise.data.dataset import load_dataset, multi_hot, read_labels
 from labelwise.data.hierarchy import Hierarchy
@@ -137,34 +137,6 @@ def test_another_separator_survives_prune_export_and_triton(slash_model, slash_t
 
 
 # ---- the Triton post-processing rule ---------------------------------------------------------------------------
-class FakeTensor:
-    def __init__(self, name, array):
-        self._name, self._array = name, np.asarray(array)
-
-    def name(self):
-        return self._name
-
-    def as_numpy(self):
-        return self._array
-
-
-class FakeResponse:
-    def __init__(self, output_tensors=(), error=None):
-        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
-        self.error = error
-
-
-@pytest.fixture
-def pb_utils(monkeypatch):
-    """A stand-in for Triton's ``triton_python_backend_utils`` module (as in tests/test_triton.py)."""
-    import types
-
-    fake = types.ModuleType("triton_python_backend_utils")
-    fake.Tensor, fake.InferenceResponse = FakeTensor, FakeResponse
-    fake.get_input_tensor_by_name = lambda request, name: request[name]
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    return fake
-
 
 def load_postprocess(folder: Path, labels_json: dict | None = None):
     """The post-processing model of ``folder`` (its 1/model.py; else the packaged one, ``labels_json`` written)."""

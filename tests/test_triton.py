@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from conftest import FakeTensor
 from labelwise.cli.main import main
 from labelwise.compress.export import export_onnx
 from labelwise.errors import LabelwiseError
@@ -83,34 +82,6 @@ def test_configs_parse_and_come_from_the_graph(repo, export_dir):
     assert dict(steps[2].output_map) == {"RESULT": "RESULT", "PROBS": "PROBS"}
     assert [o.name for o in ensemble.output] == ["RESULT", "PROBS"] and list(ensemble.output[1].dims) == [20]
 
-
-class FakeTensor:
-    def __init__(self, name, array):
-        self._name, self._array = name, np.asarray(array)
-
-    def name(self):
-        return self._name
-
-    def as_numpy(self):
-        return self._array
-
-
-class FakeResponse:
-    def __init__(self, output_tensors=(), error=None):
-        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
-        self.error = error
-
-
-@pytest.fixture
-def pb_utils(monkeypatch):
-    """A stand-in for Triton's ``triton_python_backend_utils`` module."""
-    fake = types.ModuleType("triton_python_backend_utils")
-    fake.Tensor = FakeTensor
-    fake.InferenceResponse = FakeResponse
-    fake.TritonError = lambda message: types.SimpleNamespace(message=lambda: message)
-    fake.get_input_tensor_by_name = lambda request, name: request[name]
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    return fake
 
 
 def _load_model(repo: Path, name: str):
