@@ -33,7 +33,8 @@ from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import LabelwiseError
 
 __all__ = ['HIERARCHY_MODES', 'CONFLICT_RULES', 'check_hierarchy_mode', 'check_thresholds', 'check_top_k',
-           'chosen_ids', 'decide', 'decision_matrix', 'inconsistent_count', 'margins', 'shown_matrix', 'sigmoid']
+           'check_decision', 'chosen_ids', 'decide', 'decision_matrix', 'inconsistent_count', 'margins',
+           'shown_ids', 'shown_matrix', 'sigmoid']
 
 HIERARCHY_MODES = ("consistent", "leaves", "none")
 CONFLICT_RULES = ("sum", "add", "drop")  # how `consistent` settles a child chosen without its parent
@@ -108,6 +109,16 @@ def check_hierarchy_mode(mode: str, rule: str = DEFAULT_RULE) -> None:
         raise LabelwiseError(f"`hierarchy` must be one of {', '.join(HIERARCHY_MODES)}, got {mode!r}")
     if rule not in CONFLICT_RULES:
         raise LabelwiseError(f"the hierarchy rule must be one of {', '.join(CONFLICT_RULES)}, got {rule!r}")
+
+
+def check_decision(threshold, num_labels: int, top_k_min: int = 0, top_k_max: int | None = None,
+                   mode: str = "consistent") -> None:
+    """Every decision setting a caller takes (``threshold`` None = the model's own), checked at the door, before
+    a model runs: :func:`check_thresholds`, :func:`check_top_k`, :func:`check_hierarchy_mode`."""
+    if threshold is not None:
+        check_thresholds(threshold, num_labels)
+    check_top_k(top_k_min, top_k_max)
+    check_hierarchy_mode(mode)
 
 
 def _tree(hierarchy: Hierarchy | None, mode: str) -> Hierarchy | None:
@@ -212,6 +223,13 @@ def shown_matrix(decisions: np.ndarray, hierarchy: Hierarchy | None = None, mode
     if mode == "leaves" and hierarchy is not None and not hierarchy.is_flat:
         return hierarchy.ends(decisions)
     return np.asarray(decisions)
+
+
+def shown_ids(probs: np.ndarray, decisions: np.ndarray, hierarchy: Hierarchy | None = None,
+              mode: str = "consistent") -> list[list[int]]:
+    """The label ids each text is shown with (:func:`shown_matrix`), highest probability first
+    (:func:`chosen_ids`): what ``labelwise predict`` prints and ``evaluate``'s bad cases list."""
+    return chosen_ids(probs, shown_matrix(decisions, hierarchy, mode))
 
 
 def inconsistent_count(probs: np.ndarray, thresholds, top_k_min: int = 0, top_k_max: int | None = None,

@@ -12,14 +12,7 @@ import numpy as np
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
 from labelwise.data.hierarchy import Hierarchy
-from labelwise.evaluation.decision import (
-    check_hierarchy_mode,
-    check_thresholds,
-    check_top_k,
-    chosen_ids,
-    decision_matrix,
-    shown_matrix,
-)
+from labelwise.evaluation.decision import check_decision, decision_matrix, shown_ids
 from labelwise.evaluation.levels import format_levels, tree_order
 from labelwise.evaluation.metrics import evaluate_predictions
 from labelwise.files import atomic_write_text, check_outputs
@@ -52,8 +45,8 @@ class Evaluation:
     def predicted_labels(self) -> list[list[str]]:
         """Predicted label names per example, most probable first (as :meth:`Classifier.predict` orders and
         shows them)."""
-        shown = shown_matrix(self.decisions(), self.hierarchy, self.mode)
-        return [[self.labels[j] for j in ids] for ids in chosen_ids(self.probs, shown)]
+        shown = shown_ids(self.probs, self.decisions(), self.hierarchy, self.mode)
+        return [[self.labels[j] for j in ids] for ids in shown]
 
     def gold_labels(self, example: Example) -> list[str]:
         """An example's gold labels as prediction shows labels (``leaves``: the deepest only)."""
@@ -74,10 +67,7 @@ def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
     applies to a label tree as :meth:`Classifier.predict` does; the metrics and the bad cases count the labels
     that prediction would output. The data's label paths are read with the model's ``hierarchy_sep``.
     """
-    if threshold is not None:
-        check_thresholds(threshold, len(classifier.labels))
-    check_top_k(top_k_min, top_k_max)
-    check_hierarchy_mode(hierarchy)
+    check_decision(threshold, len(classifier.labels), top_k_min, top_k_max, hierarchy)
     tree = getattr(classifier, "hierarchy", None)
     sep = tree.sep if tree is not None and not tree.is_flat else None  # a flat model reads the labels flat
     ds = load_dataset(dataset_dir, require=(split,), hierarchy_sep=sep, **file_names)

@@ -19,15 +19,7 @@ import numpy as np
 
 from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import LabelwiseError
-from labelwise.evaluation.decision import (
-    check_hierarchy_mode,
-    check_thresholds,
-    check_top_k,
-    chosen_ids,
-    decision_matrix,
-    shown_matrix,
-    sigmoid,
-)
+from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
 from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches
@@ -198,10 +190,7 @@ class Classifier:
         ``threshold``: None → the checkpoint's tuned thresholds; else one number or one per label, in [0, 1].
         ``hierarchy`` (label trees): consistent | leaves | none (:mod:`labelwise.evaluation.decision`).
         """
-        if threshold is not None:
-            check_thresholds(threshold, len(self.labels))  # before the model runs
-        check_top_k(top_k_min, top_k_max)
-        check_hierarchy_mode(hierarchy)
+        check_decision(threshold, len(self.labels), top_k_min, top_k_max, hierarchy)  # before the model runs
         probs = self.predict_proba(texts, **proba_options)
         return self.decode(probs, threshold, top_k_min, top_k_max, hierarchy)
 
@@ -213,7 +202,7 @@ class Classifier:
         tree = self.hierarchy
         decisions = decision_matrix(probs, thresholds, top_k_min, top_k_max, tree, hierarchy)  # as `evaluate` counts
         out = []
-        for row, ids in zip(probs, chosen_ids(probs, shown_matrix(decisions, tree, hierarchy))):
+        for row, ids in zip(probs, shown_ids(probs, decisions, tree, hierarchy)):
             out.append(Prediction([self.labels[j] for j in ids], [round(float(row[j]), 6) for j in ids],
                                   {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
         return out
