@@ -11,7 +11,7 @@ stratification, then a label with at least as many examples as splits swaps one 
 none). ``--pools``: the number of pooled examples split (a seeded random subset; 0 = all), since rare labels
 only go missing from small data. No model is trained: it runs in seconds.
 
-Per method and pool, means over the seeds: labels with no dev example and with no test example (and the most in
+Per method and pool, means over the random seeds: labels with no dev example and with no test example (and the most in
 any seed), the per-label proportion error (how far each label's share of its examples in a split is from that
 split's ratio, in percentage points, averaged over labels and splits; and the worst label), and the split sizes.
 """
@@ -97,9 +97,9 @@ def main(argv=None) -> str:
              f"{len(pooled):,} examples ({len(ds.train):,} train + {len(ds.dev):,} dev, read back from a doccano "
              "export), "
              f"{len(ds.labels)} labels, split {ratios} with {args.seeds} random seeds; pools under the full size are "
-             "random subsets (one per seed). Means over the seeds (most in one seed in brackets). Proportion error: "
+             "random subsets (one per seed). Means over the random seeds (most in one random seed in brackets). Proportion error: "
              "how far a label's share of its examples in a split is from the split's ratio, in percentage points, "
-             "mean over labels and splits (worst label in one seed in brackets). No model is involved.", "",
+             "mean over labels and splits (worst label in one random seed in brackets). No model is involved.", "",
              "| pooled examples (rarest label) | method | labels with no dev example | no test example | "
              "proportion error, pp | dev size | test size |", "|---|---|---:|---:|---:|---:|---:|"]
     for pool in dict.fromkeys(r["pool"] for r in rows):

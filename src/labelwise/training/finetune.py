@@ -279,7 +279,7 @@ def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, ru
 
 
 def _epoch_batches(lengths, cfg: TrainConfig, epoch: int, run: _Processes, steps_per_epoch: int) -> list:
-    """This process's batches in ``epoch``, in an order drawn from the seed and the epoch alone."""
+    """This process's batches in ``epoch``, in an order drawn from the random seed and the epoch alone."""
     rng = np.random.default_rng(cfg.seed * 1000 + epoch)
     batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
     return batches[run.rank::run.world][:steps_per_epoch]

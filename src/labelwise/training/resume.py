@@ -3,8 +3,8 @@
 It is written after an epoch into ``<save_dir>.train_state`` beside the checkpoint (so swapping in a new best
 never touches it), as one folder replaced whole: the weights, the optimiser, the schedule, where the run stands
 (epoch, best score, epochs without gain, history), the Python, NumPy and torch random states (dropout draws
-from torch's) and the key of the data order. Epoch ``e`` visits the batches in an order drawn from the seed and
-``e`` alone, so a run that restores all this before its next epoch takes the same steps with the same dropout
+from torch's) and the key of the data order. Epoch ``e`` visits the batches in an order drawn from the random
+seed and ``e`` alone, so a run that restores all this before its next epoch takes the same steps with the same dropout
 as the uninterrupted one: on one CPU process, it ends with the same weights and metrics (tests/test_training.py).
 
 Nothing in it is pickled: tensors are safetensors files, everything else JSON (a folder of an older labelwise,
