@@ -97,7 +97,8 @@ def main(argv=None) -> str:
              f"{len(pooled):,} examples ({len(ds.train):,} train + {len(ds.dev):,} dev, read back from a doccano "
              "export), "
              f"{len(ds.labels)} labels, split {ratios} with {args.seeds} random seeds; pools under the full size are "
-             "random subsets (one per seed). Means over the random seeds (most in one random seed in brackets). Proportion error: "
+             "random subsets (one per seed). Means over the random seeds (most in one random seed in brackets). "
+             "Proportion error: "
              "how far a label's share of its examples in a split is from the split's ratio, in percentage points, "
              "mean over labels and splits (worst label in one random seed in brackets). No model is involved.", "",
              "| pooled examples (rarest label) | method | labels with no dev example | no test example | "
