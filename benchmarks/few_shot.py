@@ -36,7 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--per_label", type=int, default=4)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--test_size", type=int, default=2000)
-    p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"])
+    p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
+                   help="plain, few-shot, self-training (few-shot + the draw's unused training texts as an unlabelled "
+                        "pool, never test texts; its teacher is the few-shot route), zero-shot")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
@@ -75,13 +77,16 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     rng = np.random.default_rng(seed)
     train_idx, dev_idx = draw(ds.train, ds.labels, args.per_label, rng)
     rest = np.setdiff1d(np.arange(len(ds.train)), train_idx + dev_idx)
-    test = [ds.train[i] for i in rng.choice(rest, size=min(args.test_size, len(rest)), replace=False)]
+    test_idx = rng.choice(rest, size=min(args.test_size, len(rest)), replace=False)
+    test = [ds.train[i] for i in test_idx]
     folder = work / f"draw{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "label.txt").write_text((Path(args.dataset_dir) / "label.txt").read_text(encoding="utf-8"),
                                       encoding="utf-8")
     write_split(folder, "train.txt", [ds.train[i] for i in train_idx])
     write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
+    pool = np.setdiff1d(rest, test_idx)  # unlabelled texts for self-training: never test
+    (folder / "pool.txt").write_text("".join(ds.train[i].text + "\n" for i in pool), encoding="utf-8")
     texts, y = [e.text for e in test], multi_hot(test, ds.labels)
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:
@@ -89,9 +94,15 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         if route == "zero-shot":
             clf = zero_shot(str(folder), str(folder / route), args.model_name)
         else:
-            clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                    few_shot=route == "few-shot", progress=False, seed=seed,
-                                    baseline=route == "plain")).classifier
+            result = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
+                                       few_shot=route in ("few-shot", "self-training"), progress=False, seed=seed,
+                                       baseline=route == "plain",
+                                       unlabeled_file=str(folder / "pool.txt") if route == "self-training" else None))
+            clf = result.classifier
+            if result.teacher is not None and "few-shot" not in args.routes:  # the teacher is the few-shot route
+                probs = result.teacher.predict_proba(texts)
+                out["few-shot"] = {"tuned": score(y, probs, ds.labels, result.teacher.thresholds),
+                                   "0.5": score(y, probs, ds.labels, 0.5), "minutes": float("nan")}
         probs = clf.predict_proba(texts)
         out[route] = {"tuned": score(y, probs, ds.labels, clf.thresholds), "0.5": score(y, probs, ds.labels, 0.5),
                       "minutes": (time.perf_counter() - start) / 60}
@@ -132,7 +143,8 @@ def format_section(args, draws, started, load_before, load_after) -> str:
              f"load average before/after {load_before:.1f} / {load_after:.1f}", "",
              "| route | test micro-F1 (dev-tuned thresholds) | test macro-F1 (dev-tuned) | micro / macro at 0.5 "
              "| minutes per run |", "|---|---:|---:|---:|---:|"]
-    for route in [*args.routes, "TF-IDF + linear SVM"]:
+    shown = (["few-shot"] if "self-training" in args.routes and "few-shot" not in args.routes else []) + args.routes
+    for route in [*shown, "TF-IDF + linear SVM"]:
         def stat(setting, metric):
             values = [d[route][setting][metric] for d in draws]
             return f"{np.mean(values):.2f} ± {np.std(values):.2f}"

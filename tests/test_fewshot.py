@@ -84,3 +84,49 @@ def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, t
     np.testing.assert_allclose(Classifier.load(tmp_path / "export").predict_proba(texts),
                                Classifier.load(save).predict_proba(texts), atol=1e-4)
     assert seen == [24 + 20]  # the contrastive stage saw the examples and the 20 label names
+
+
+def test_pseudo_labels_are_balanced_over_labels_and_keep_the_pool_share_of_empty_texts():
+    from labelwise.training.selftrain import certainty, pseudo_labels
+
+    labels = ["common", "rare"]
+    texts = [f"t{i}" for i in range(12)]
+    probs = np.array([[0.99, 0.01]] * 6 + [[0.6, 0.1], [0.05, 0.9], [0.1, 0.55], [0.02, 0.03], [0.4, 0.45],
+                                           [0.01, 0.02]])
+    thresholds = np.array([0.5, 0.5])
+    assert certainty(probs, thresholds)[0, 0] > certainty(probs, thresholds)[6, 0] > 0
+    guesses = pseudo_labels(texts, probs, thresholds, labels, per_label=2)
+    by_text = {g.text: g.labels for g in guesses}
+    assert by_text["t0"] == ("common",) and by_text["t1"] == ("common",)  # the surest carriers of "common"
+    assert by_text["t7"] == ("rare",) and by_text["t8"] == ("rare",)  # "rare" gets as many, the surest first
+    assert "t6" not in by_text  # 0.6 is a weak "common": six surer texts carry it
+    empty = [t for t, labs in by_text.items() if not labs]
+    assert empty == ["t11"]  # 3 of 12 pool texts look empty (a quarter): 1 of the 5 guesses, the surest one
+
+
+@pytest.mark.integration  # trains two models
+def test_self_training_on_a_pool_leaves_one_checkpoint(tiny_zh_encoder, divorce_small, tmp_path, caplog):
+    pool = tmp_path / "pool.txt"
+    train_texts = (divorce_small / "train.txt").read_text(encoding="utf-8").splitlines()
+    data_texts = (divorce_small / "data.txt").read_text(encoding="utf-8").splitlines()
+    pool.write_text("\n".join(data_texts + [train_texts[0].split("\t")[0]]) + "\n", encoding="utf-8")
+    save = tmp_path / "runs" / "st"
+    with caplog.at_level("INFO", logger="labelwise"):
+        assert main(["-q", "train", "--few_shot", "--dataset_dir", str(divorce_small), "--save_dir", str(save),
+                     "--model_name", str(tiny_zh_encoder), "--max_train_samples", "24", "--max_seq_length", "64",
+                     "--epochs", "2", "--unlabeled_file", str(pool)]) == 0
+    meta = json.loads((save / "labelwise.json").read_text(encoding="utf-8"))
+    assert meta["training_args"]["init_from_ckpt"]  # the student started from the teacher
+    assert meta["training_args"]["batch_size"] == 8  # and kept the few-shot batch size
+    assert sorted(p.name for p in save.parent.iterdir()) == ["st"]  # the teacher's scratch folder is gone
+    assert f"labelled {len(data_texts)} pool texts" in caplog.text  # the train text in the pool was left out
+    Classifier.load(save).predict(["婚后生育一子"])
+
+
+def test_self_training_pool_with_nothing_new_is_one_clear_line(tiny_zh_encoder, divorce_small, tmp_path, capsys):
+    pool = tmp_path / "pool.txt"
+    pool.write_text((divorce_small / "train.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    code = main(["-q", "train", "--dataset_dir", str(divorce_small), "--save_dir", str(tmp_path / "out"),
+                 "--model_name", str(tiny_zh_encoder), "--unlabeled_file", str(pool)])
+    err = capsys.readouterr().err
+    assert code != 0 and "pool.txt: no text of the pool is new" in err and "Traceback" not in err
