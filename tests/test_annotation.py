@@ -18,6 +18,7 @@ from labelwise.data.annotation import (
     write_labelled,
 )
 from labelwise.data.dataset import Example, load_dataset, multi_hot, read_examples
+from labelwise.data.labelstudio import read_tasks
 from labelwise.errors import DataError, LabelwiseError
 
 
@@ -223,7 +224,7 @@ def test_read_label_studio_controls_and_text_key(tmp_path):
     two = {"result": choices("a")["result"] + choices("z", name="other")["result"]}
     path = tmp_path / "ls.json"
     path.write_text(json.dumps([ls_task("t", two)]), encoding="utf-8")
-    with pytest.raises(DataError, match="task 1: several classification controls.*`from_name`"):
+    with pytest.raises(DataError, match=r"task 1 \(id 1\): several classification controls.*`from_name`"):
         read_label_studio(path)
     assert read_label_studio(path, from_name="other")[0][0].labels == ("z",)
     path.write_text(json.dumps([{"data": {"review": "only field"}, "annotations": [choices("a")]},
@@ -242,11 +243,39 @@ def test_read_label_studio_json_min_and_bad_labels(tmp_path):
     assert [(e.text, e.labels) for e in examples] == [("a text", ("pos", "neutral")), ("one", ("neg",))]
     assert skipped == 1
     path.write_text(json.dumps([ls_task("t", choices("a,b"))]), encoding="utf-8")
-    with pytest.raises(DataError, match="task 1: label 'a,b' contains a comma"):
+    with pytest.raises(DataError, match=r"task 1 \(id 1\): label 'a,b' contains a comma"):
         read_label_studio(path)
     path.write_text('{"not": "a list"}', encoding="utf-8")
     with pytest.raises(DataError, match="expected a JSON list of tasks"):
         read_label_studio(path)
+
+
+def test_read_tasks_is_the_one_reader_of_label_studio_tasks(tmp_path):
+    other = {"result": choices("pos", name="sentiment")["result"]}
+    tasks = [ls_task("chosen", choices("a", "b")),
+             {"id": 8, "data": {"text": "nothing chosen"}, "annotations": [{"result": []}]},  # a negative example
+             ls_task("only the other control", other),
+             ls_task("   ", choices("a")),
+             {"id": 9, "data": {"title": "x", "body": "y"}, "annotations": [choices("a")]},
+             ls_task("tab\tand\nbreak", choices("b"))]
+    reading = read_tasks(tasks, "posted tasks", from_name="label")
+    assert [(e.text, e.labels) for e in reading.examples] == [
+        ("chosen", ("a", "b")), ("nothing chosen", ()), ("tab and break", ("b",))]
+    assert reading.where == ["task 1 (id 1)", "task 2 (id 8)", "task 6 (id 1)"]
+    assert reading.skipped == {"no_annotation": 0, "other_control": 1}
+    assert reading.problems == [("task 4 (id 1): empty text", "remove the item or give it a text"),
+                                ("task 5 (id 9): no 'text' in the task data", "name the text field with `text_key`")]
+    with pytest.raises(DataError, match=r"^posted tasks: task 2 is not a JSON object"):
+        read_tasks([tasks[0], "not a task"], "posted tasks")
+    # the export-file reader is the same reader: an annotated task without a usable text names the file and task
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps(tasks), encoding="utf-8")
+    with pytest.raises(DataError, match=r"ls.json: task 4 \(id 1\): empty text \(1 more tasks have no usable "
+                                        r"text\) \(remove the item or give it a text\)"):
+        read_label_studio(path, from_name="label")
+    path.write_text(json.dumps(tasks[:3] + tasks[5:]), encoding="utf-8")
+    examples, skipped = read_label_studio(path, from_name="label")
+    assert examples == reading.examples and skipped == 1
 
 
 # ---- label trees ---------------------------------------------------------------------------------------
@@ -336,9 +365,9 @@ def test_bad_label_paths_name_file_and_line(tmp_path, label, message):
 def test_bad_taxonomy_values(tmp_path):
     path = tmp_path / "ls.json"
     path.write_text(json.dumps([taxonomy_task(1, "t", [["体育##足球", "英超"]])], ensure_ascii=False), encoding="utf-8")
-    with pytest.raises(DataError, match=r"task 1: taxonomy name '体育##足球' contains the separator '##'"):
+    with pytest.raises(DataError, match=r"task 1 \(id 1\): taxonomy name '体育##足球' contains the separator '##'"):
         read_label_studio(path)
     assert read_label_studio(path, sep="/")[0][0].labels == ("体育##足球", "体育##足球/英超")
     path.write_text(json.dumps([taxonomy_task(1, "t", ["体育", "足球"])], ensure_ascii=False), encoding="utf-8")
-    with pytest.raises(DataError, match=r"task 1: a taxonomy value must be a list of paths"):
+    with pytest.raises(DataError, match=r"task 1 \(id 1\): a taxonomy value must be a list of paths"):
         read_label_studio(path)

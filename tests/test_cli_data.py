@@ -251,3 +251,28 @@ def test_select_for_label_studio_and_merge(untrained_zh_checkpoint, dataset_copy
     assert main(["-q", "labelstudio", "--labelstudio_file", str(export), "--merge_into", str(data),
                  "--output_file", str(tmp_path / "o.txt")]) == 2
     assert "--output_file and --merge_into do not go together" in capsys.readouterr().err
+
+
+def test_labelstudio_merge_into_a_dataset_whose_tree_is_spelled_with_slashes(tmp_path, capsys):
+    data = tmp_path / "slash"
+    data.mkdir()
+    (data / "label.txt").write_text("体育\n体育/足球\n财经\n", encoding="utf-8")
+    (data / "train.txt").write_text("梅西进球\t体育/足球\n", encoding="utf-8")  # a leaf alone: its parent implied
+    (data / "dev.txt").write_text("央行降准\t财经\n", encoding="utf-8")
+    before = (data / "train.txt").read_bytes()
+    export = tmp_path / "export.json"
+    tasks = [{"id": i + 1, "data": {"text": text}, "annotations": [{"result": [
+        {"from_name": "tax", "to_name": "text", "type": "taxonomy", "value": {"taxonomy": paths}}]}]}
+        for i, (text, paths) in enumerate([("梅西进球", [["体育", "足球"]]), ("C罗转会", [["体育", "足球"]]),
+                                           ("股市大涨", [["财经"]])])]
+    export.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    merge = ["-q", "labelstudio", "--labelstudio_file", str(export), "--merge_into", str(data)]
+    assert main([*merge, "--hierarchy_sep", "/"]) == 0
+    out = capsys.readouterr().out
+    assert "2 new examples appended" in out and "1 already in train" in out and "conflicts" not in out
+    assert (data / "train.txt").read_bytes() == before + "C罗转会\t体育,体育/足球\n股市大涨\t财经\n".encode()
+    assert [e.labels for e in load_dataset(data, hierarchy_sep="/").train] == [
+        ("体育", "体育/足球"), ("体育", "体育/足球"), ("财经",)]
+    # the default separator (##) cannot join the taxonomy path into this dataset's names: nothing is merged
+    assert main(merge) == 2
+    assert "label '体育##足球' is not in" in capsys.readouterr().err

@@ -19,6 +19,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from labelwise.data.dataset import read_examples, read_labels, read_texts
+from labelwise.data.labelstudio import read_tasks
 from labelwise.errors import LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.serve.app import create_app
@@ -233,13 +234,28 @@ def test_annotations_become_examples():
         return {"id": i, "data": {"body": f"{text}{i}"}, "annotations": [{"result": result,
                                                                          "was_cancelled": cancelled}]}
 
-    examples, skipped = examples_from_tasks([task(1, [["x", "y"]]), task(2, [["z"]], cancelled=True),
-                                             {"id": 3, "data": {"body": "t3"}, "annotations": []},
-                                             task(4, [["z"], ["x"]])], control, labels)
-    assert [(e.text, e.labels) for e in examples] == [("t1", ("x", "x##y")), ("t4", ("x", "z"))]
-    assert skipped["no_annotation"] == 2
-    with pytest.raises(LabelwiseError, match="task 5: label 'q##r' is not one of the model's 3 labels"):
+    other = {"id": 6, "data": {"body": "t6"}, "annotations": [{"result": [
+        {"from_name": "mood", "to_name": "doc", "type": "choices", "value": {"choices": ["happy"]}}]}]}
+    unannotated = {"id": 3, "data": {"body": "t3"}, "annotations": []}
+    blank = {**task(7, [["z"]]), "data": {"body": "\t "}}
+    tasks = [task(1, [["x", "y"]]), task(2, [["z"]], cancelled=True), unannotated, task(4, [["z"], ["x"]]), other,
+             blank, task(1, [["z"]])]
+    examples, skipped = examples_from_tasks(tasks, control, labels)
+    # labels in label.txt order; a text annotated twice takes its later annotation
+    assert [(e.text, e.labels) for e in examples] == [("t1", ("z",)), ("t4", ("x", "z"))]
+    assert skipped == {"no_annotation": 2, "other_control": 1, "empty_text": 1}
+    # the same reader as `labelwise labelstudio`'s: the same texts and labels, before the model's label set
+    reading = read_tasks(tasks, text_key="body", from_name="tax")
+    assert [(e.text, e.labels) for e in reading.examples] == [("t1", ("x", "x##y")), ("t4", ("z", "x")), ("t1", ("z",))]
+    with pytest.raises(LabelwiseError, match=r"task 1 \(id 5\): label 'q##r' is not one of the model's 3 labels"):
         examples_from_tasks([task(5, [["q", "r"]])], control, labels)
+    # a path's ancestor may be missing from a leaves-only label set; the path itself may not
+    leaves = ["x##y", "z"]
+    assert [e.labels for e in examples_from_tasks([task(8, [["x", "y"]])], control, leaves)[0]] == [("x##y",)]
+    with pytest.raises(LabelwiseError, match=r"task 1 \(id 9\): label 'x' is not one of the model's 2 labels"):
+        examples_from_tasks([task(9, [["x"]])], control, leaves)
+    with pytest.raises(LabelwiseError, match=r"annotated tasks: task 1 \(id 10\): label 'a,b' contains a comma"):
+        examples_from_tasks([annotated("t10", ["a,b"], 10)], parse_label_config(choices_config(["a"])), ["a"])
 
 
 # ---- retraining --------------------------------------------------------------------------------------------------

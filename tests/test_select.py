@@ -10,6 +10,7 @@ import pytest
 from labelwise.cli.main import main
 from labelwise.data.annotation import read_doccano, read_label_studio
 from labelwise.data.dataset import Example, load_dataset, read_examples
+from labelwise.data.labelstudio import choices_control, prediction_for
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.select.pick import read_pool, select_next
@@ -94,11 +95,19 @@ def test_select_skips_labelled_and_repeated_texts_and_writes_pre_annotations(tin
     ls = write_tasks(sel, tmp_path / "next.json", "labelstudio")
     tasks = json.loads(ls.read_text(encoding="utf-8"))
     assert [t["data"]["text"] for t in tasks] == sel.texts
-    for task, decided in zip(tasks, clf.predict(sel.texts)):
+    control = choices_control(clf.labels)
+    for task, decided, row in zip(tasks, clf.predict(sel.texts), probs):
         (prediction,) = task["predictions"]
-        assert prediction["model_version"].startswith("labelwise") and 0 <= prediction["score"] <= 1
+        assert prediction["model_version"].startswith("labelwise")
+        # the score is the least certain label decision: p for a chosen label, 1 - p for one left out
+        certainty = [p if label in decided.labels else 1 - p for label, p in zip(clf.labels, row)]
+        assert prediction["score"] == pytest.approx(min(certainty), abs=1e-4)
+        # one builder for Label Studio predictions: the service's ML backend sends the very same dict
+        assert prediction == prediction_for(row, decided.labels, clf.labels, control, sel.model_version)
         choices = prediction["result"][0]["value"]["choices"] if prediction["result"] else []
         assert choices == decided.labels
+        if choices:
+            assert prediction["result"][0]["from_name"] == "label" and prediction["result"][0]["to_name"] == "text"
     with pytest.raises(LabelwiseError):
         write_tasks(sel, ls, "labelstudio")  # exists: not overwritten without overwrite
 
@@ -191,6 +200,34 @@ def test_merge_keeps_the_file_as_it_was_and_skips_test_texts(dataset, tmp_path):
     assert after == kept + f"{NEW[4]}\t{ds.labels[2]}\r\n{NEW[5]}\t\r\n".encode()
     assert [e.text for e in read_examples(dataset / "train.txt", ds.labels)][-2:] == NEW[4:6]
     assert (dataset / "test.txt").read_bytes() == test_before
+
+
+def test_merge_reads_the_dataset_with_its_own_separator(tmp_path):
+    data = tmp_path / "slash"
+    data.mkdir()
+    (data / "label.txt").write_text("体育\n体育/足球\n财经\n", encoding="utf-8")
+    (data / "train.txt").write_text("梅西进球\t体育/足球\n央行降准\t财经\n", encoding="utf-8")  # a leaf alone
+    (data / "dev.txt").write_text("湖人夺冠\t体育\n", encoding="utf-8")
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [
+        {"id": 1, "text": "梅西进球", "label": ["体育/足球"]},  # as in train.txt: its parent is implied there
+        {"id": 2, "text": "C罗转会", "label": ["体育/足球"]},
+        {"id": 3, "text": "股市大涨", "label": ["财经"]}]), encoding="utf-8")
+    examples = read_doccano(export, sep="/")
+    assert examples[1].labels == ("体育", "体育/足球")
+    before = (data / "train.txt").read_bytes()
+    report = merge_into_train(examples, data, export, hierarchy_sep="/")
+    assert (report.added, report.already_in_train, report.conflicts) == (2, 1, [])
+    after = (data / "train.txt").read_bytes()
+    assert after == before + "C罗转会\t体育,体育/足球\n股市大涨\t财经\n".encode()
+    ds = load_dataset(data, hierarchy_sep="/")
+    assert [(e.text, e.labels) for e in ds.train[-2:]] == [("C罗转会", ("体育", "体育/足球")), ("股市大涨", ("财经",))]
+    # examples built in Python with a leaf alone get their parents from the dataset's tree
+    report = merge_into_train([Example("国足出线", ("体育/足球",))], data, "python", hierarchy_sep="/")
+    assert report.added == 1 and (data / "train.txt").read_bytes() == after + "国足出线\t体育,体育/足球\n".encode()
+    # read as flat names ("##", the old behaviour), the train line's missing parent looked like a conflict
+    flat = merge_into_train(examples, data, export)
+    assert len(flat.conflicts) == 1 and flat.added == 0
 
 
 # ---- the command line: labelwise select, and its bad input (one line each, naming the file) ---------------------

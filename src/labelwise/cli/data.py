@@ -44,12 +44,12 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
     add_flags(p, LabelPaths, only=("hierarchy_sep",), help_overrides={
         "hierarchy_sep": "separator of label paths in the annotations, and what joins a Label Studio taxonomy path "
-                         "(体育##足球: a tree; each path brings its parents); none: flat names (a taxonomy path: "
-                         "its last element)"})
+                         "(体育##足球: a tree; each path brings its parents), and with --merge_into of the "
+                         "dataset's label names; none: flat names (a taxonomy path: its last element)"})
     p.add_argument("--merge_into", default=None, metavar="DATASET_DIR",
                    help="instead of a new dataset: append the annotated texts that are new to this dataset folder's "
-                        "train.txt (labels checked against its label.txt; texts already in train, dev or test "
-                        "skipped; dev and test untouched; the split flags do not apply)")
+                        "train.txt (labels checked against its label.txt, read with --hierarchy_sep; texts already "
+                        "in train, dev or test skipped; dev and test untouched; the split flags do not apply)")
 
 
 def register(sub) -> None:

@@ -49,6 +49,6 @@ def merge_annotations(examples, args, source: str) -> int:
         if getattr(args, flag, None):
             raise LabelwiseError(f"--{flag} and --merge_into do not go together: --merge_into appends to the "
                                  "dataset's train.txt and checks labels against its label.txt")
-    report = merge_into_train(examples, args.merge_into, source)
+    report = merge_into_train(examples, args.merge_into, source, hierarchy_sep=args.hierarchy_sep)
     print(report.summary())
     return 0

@@ -2,7 +2,8 @@
 
 * :func:`read_doccano`: doccano's text-classification JSONL (``{"id", "text" or "data", "label": [...]}``).
 * :func:`read_label_studio`: Label Studio's JSON export (full: ``annotations[].result[]`` with
-  ``choices`` or ``taxonomy`` values; or JSON-MIN: flat objects).
+  ``choices`` or ``taxonomy`` values; or JSON-MIN: flat objects); it lives in :mod:`labelwise.data.labelstudio`,
+  beside the reader of task lists that the service's retraining uses too, and is imported here as well.
 * :func:`write_dataset`: split annotated examples into ``train/dev/test.txt``, a sorted
   ``label.txt`` and ``data.txt`` (the texts of the last split, as PaddleNLP does). By default the split is
   stratified (iterative stratification, seeded) so each label reaches every split in proportion; a plain
@@ -11,7 +12,7 @@
 * :func:`write_doccano`: examples back to doccano JSONL for (re-)annotation, labels pre-filled.
 
 Texts are cleaned the way the training format needs (tabs and line breaks become spaces); a label
-with a comma, tab or line break is an error naming the file and line (or task).
+with a comma, tab or line break is an error naming the file and line (or task): :mod:`labelwise.data.cleaning`.
 
 Label trees: a ``Taxonomy`` choice (a path from the root, ``["体育", "足球"]``) becomes the label ``体育##足球``
 (joined by ``sep``, PaddleNLP's ``##`` by default); doccano labels may be such paths already. Every path brings its
@@ -31,8 +32,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from labelwise.data.cleaning import checked_example, clean_labels, log_added_parents
 from labelwise.data.dataset import Example, read_labels, read_lines, save_dataset, write_examples, write_lines
 from labelwise.data.hierarchy import DEFAULT_SEP, separator
+from labelwise.data.labelstudio import read_label_studio
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.files import check_outputs
 
@@ -40,67 +43,6 @@ log = logging.getLogger("labelwise")
 
 __all__ = ["ImportReport", "check_splits", "label_counts", "label_matrix", "read_doccano", "read_label_studio",
            "split_indices", "split_warnings", "write_dataset", "write_doccano", "write_labelled"]
-
-
-def _clean_text(text: str) -> str:
-    for ch in "\t\r\n\x00":
-        text = text.replace(ch, " ")
-    return text.strip()
-
-
-def _clean_labels(path: Path, line: int | None, raw, where: str = "", sep: str | None = None,
-                  added: list[int] | None = None) -> tuple[str, ...]:
-    """The labels of one item, stripped, deduplicated, checked; with ``sep``, each path's missing ancestors are
-    put before it (``added[0]`` counts them)."""
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise DataError(path, line, f"{where}'label' must be a list of label names, got {raw!r}")
-    labels: dict[str, None] = {}
-    given = {item.strip() for item in raw}
-    for item in raw:
-        label = item.strip()
-        if not label:
-            continue
-        for bad, name in ((",", "a comma"), ("\t", "a tab"), ("\n", "a line break")):
-            if bad in label:
-                raise DataError(path, line, f"{where}label {label!r} contains {name}, which the training "
-                                "format uses as a separator", "rename the label in the annotation tool")
-        for node in _path_nodes(path, line, label, sep, where):
-            if node not in labels and node not in given and added is not None:
-                added[0] += 1
-            labels[node] = None  # duplicates dropped, first order kept
-    return tuple(labels)
-
-
-def _path_nodes(path: Path, line: int | None, label: str, sep: str | None, where: str) -> list[str]:
-    """``a##b##c`` → ``[a, a##b, a##b##c]`` (a flat label, or no ``sep``: ``[label]``), the path checked."""
-    if not sep or sep not in label:
-        return [label]
-    parts = label.split(sep)
-    if not all(p.strip() for p in parts):
-        raise DataError(path, line, f"{where}label {label!r} has an empty path element (nothing before, after or "
-                        f"between two {sep!r})", f"name every level in the annotation tool: parent{sep}child")
-    parts = [p.strip() for p in parts]
-    repeated = next((p for k, p in enumerate(parts) if p in parts[:k]), None)
-    if repeated is not None:
-        raise DataError(path, line, f"{where}label {label!r} names {repeated!r} twice along one path (a cycle)",
-                        "rename one of them in the annotation tool")
-    return [sep.join(parts[:k]) for k in range(1, len(parts) + 1)]
-
-
-def _log_added(path: Path, added: int, sep: str | None) -> None:
-    if added:
-        log.info("%s: added %d parent labels the annotations left out (a%sb brings a)", path, added, sep)
-
-
-def _example(path: Path, line: int | None, text, labels: tuple[str, ...], where: str = "") -> Example:
-    if not isinstance(text, str):
-        raise DataError(path, line, f"{where}the text must be a string, got {type(text).__name__}")
-    text = _clean_text(text)
-    if not text:
-        raise DataError(path, line, f"{where}empty text", "remove the item or give it a text")
-    return Example(text, labels, line)
 
 
 # ---- readers -----------------------------------------------------------------------------------
@@ -121,99 +63,12 @@ def read_doccano(path: str | os.PathLike, sep: str | None = DEFAULT_SEP) -> list
         key = "text" if "text" in item else "data" if "data" in item else None
         if key is None:
             raise DataError(path, number, "no 'text' (or 'data') field", "is this a doccano text-classification export?")
-        labels = _clean_labels(path, number, item.get("label", item.get("labels", [])), sep=sep, added=added)
-        examples.append(_example(path, number, item[key], labels))
+        labels = clean_labels(path, number, item.get("label", item.get("labels", [])), sep=sep, added=added)
+        examples.append(checked_example(path, number, item[key], labels))
     if not examples:
         raise DataError(path, None, "no annotated example in the file")
-    _log_added(path, added[0], sep)
+    log_added_parents(path, added[0], sep)
     return examples
-
-
-def _taxonomy(path: Path, task_no: int, value, sep: str | None) -> list[str]:
-    """A Taxonomy value's paths (``[["体育", "足球"], ["财经"]]``) as labels: joined by ``sep``, or the last
-    element when there is no separator."""
-    paths = value.get("taxonomy", []) if isinstance(value, dict) else value
-    if not isinstance(paths, list) or not all(isinstance(p, list) and p and all(isinstance(x, str) for x in p)
-                                              for p in paths):
-        raise DataError(path, None, f"task {task_no}: a taxonomy value must be a list of paths (lists of names), "
-                        f"got {paths!r}", "export from Label Studio as JSON")
-    for p in paths:
-        bad = next((x for x in p if sep and sep in x), None)
-        if bad is not None:
-            raise DataError(path, None, f"task {task_no}: taxonomy name {bad!r} contains the separator {sep!r}",
-                            "rename it in the labelling config, or pick another `hierarchy_sep`")
-    return [sep.join(x.strip() for x in p) if sep else p[-1].strip() for p in paths]
-
-
-def _ls_labels(path: Path, task_no: int, results: list, from_name: str | None, sep: str | None,
-               added: list[int]) -> tuple[str, ...]:
-    raw: list[str] = []
-    names = {r.get("from_name") for r in results if r.get("type") in ("choices", "taxonomy")}
-    if from_name is None and len(names) > 1:
-        raise DataError(path, None, f"task {task_no}: several classification controls ({', '.join(sorted(names))})",
-                        "pick one with `from_name`")
-    for r in results:
-        if r.get("type") not in ("choices", "taxonomy") or (from_name and r.get("from_name") != from_name):
-            continue
-        value = r.get("value", {})
-        if r["type"] == "choices":
-            raw += value.get("choices", [])
-        else:  # taxonomy: each choice is a path from the root
-            raw += _taxonomy(path, task_no, value, sep)
-    return _clean_labels(path, None, raw, f"task {task_no}: ", sep, added)
-
-
-def read_label_studio(path: str | os.PathLike, text_key: str = "text", from_name: str | None = None,
-                      sep: str | None = DEFAULT_SEP) -> tuple[list[Example], int]:
-    """Label Studio JSON export → (examples, number of tasks skipped for having no annotation).
-
-    Of a task's annotations the last one not cancelled counts. JSON-MIN exports (flat objects,
-    the choices or taxonomy paths under the control's name) are read too. ``sep``: label paths (module doc).
-    """
-    path, sep, added = Path(path), separator(sep), [0]
-    try:
-        tasks = json.loads("\n".join(read_lines(path)))
-    except json.JSONDecodeError as err:
-        raise DataError(path, err.lineno, f"not valid JSON ({err.msg})", "export from Label Studio as JSON") from None
-    if not isinstance(tasks, list):
-        raise DataError(path, None, "expected a JSON list of tasks", "export from Label Studio as JSON or JSON-MIN")
-    examples, skipped = [], 0
-    for task_no, task in enumerate(tasks, start=1):
-        if not isinstance(task, dict):
-            raise DataError(path, None, f"task {task_no} is not a JSON object")
-        where = f"task {task_no}: "
-        if "annotations" in task or "data" in task:
-            data = task.get("data", {})
-            done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
-            if not done:
-                skipped += 1
-                continue
-            labels = _ls_labels(path, task_no, done[-1].get("result", []), from_name, sep, added)
-        else:  # JSON-MIN: {"text": ..., "<control>": "a" | {"choices": [...]} | {"taxonomy": [[...]]}, "id": ...}
-            data = task
-            name = from_name or next((k for k, v in task.items() if k != text_key and
-                                      (isinstance(v, dict) and ("choices" in v or "taxonomy" in v))), None)
-            value = task.get(name) if name else None
-            if value is None:
-                skipped += 1
-                continue
-            if isinstance(value, dict) and "taxonomy" in value:
-                value = _taxonomy(path, task_no, value, sep)
-            elif isinstance(value, dict):
-                value = value.get("choices", [])
-            labels = _clean_labels(path, None, value, where, sep, added)
-        text = data.get(text_key)
-        if text is None:
-            strings = [v for v in data.values() if isinstance(v, str)]
-            if len(strings) != 1:
-                raise DataError(path, None, f"{where}no {text_key!r} in the task data",
-                                "name the text field with `text_key`")
-            text = strings[0]
-        examples.append(_example(path, None, text, labels, where))
-    if not examples:
-        raise DataError(path, None, f"no annotated task ({skipped} without annotation)")
-    _log_added(path, added[0], sep)
-    return examples, skipped
 
 
 # ---- splitting ---------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 * :func:`write_tasks` writes doccano JSONL (``{"text", "label": [guesses], "scores", "selection_score"}`` a line:
   doccano shows the labels pre-filled and the rest as metadata) or Label Studio task JSON (``data.text`` plus a
-  ``predictions`` entry carrying ``model_version``, ``score`` and a ``choices`` result), so annotators correct
-  guesses instead of typing every label.
+  ``predictions`` entry carrying ``model_version``, ``score`` and a ``choices`` result, built as the service's ML
+  backend builds its predictions), so annotators correct guesses instead of typing every label.
 * :func:`merge_into_train` appends annotated examples (from ``read_doccano`` / ``read_label_studio``) to a dataset's
   train.txt: labels must be in label.txt, texts already in train, dev or test are skipped and counted (a text whose
   new labels differ from its train.txt ones is reported with its line, and the old labels kept: a merge never
-  changes or drops a labelled line), dev and test are never touched.
+  changes or drops a labelled line), dev and test are never touched. The dataset's label names are read with the
+  separator of label paths the annotations were read with (``hierarchy_sep``, ``--hierarchy_sep``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.data.annotation import write_doccano
-from labelwise.data.dataset import Example, format_example, load_dataset
+from labelwise.data.dataset import Example, complete_ancestors, format_example, load_dataset
+from labelwise.data.hierarchy import DEFAULT_SEP
+from labelwise.data.labelstudio import choices_control, prediction_for
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.files import atomic_write_text, check_outputs
 from labelwise.select.pick import Selection
@@ -30,20 +33,18 @@ FORMATS = ("doccano", "labelstudio")
 
 def label_studio_tasks(selection: Selection, from_name: str = "label", to_name: str = "text") -> list[dict]:
     """Label Studio tasks; ``from_name`` / ``to_name`` are the names of the labelling config's ``Choices`` and
-    ``Text`` tags (``<Choices name="label" toName="text" choice="multiple">``)."""
+    ``Text`` tags (``<Choices name="label" toName="text" choice="multiple">``). With a model, each task carries its
+    guesses as the prediction the service's ML backend would send (:func:`~labelwise.data.labelstudio.prediction_for`,
+    whose ``score`` is the task's least certain label decision)."""
+    control = choices_control(selection.labels, from_name, to_name)
     tasks = []
     for i, text in enumerate(selection.texts):
         task: dict = {"data": {"text": text}, "meta": {"selection_score": selection.scores[i],
                                                       "strategy": selection.strategy}}
-        guesses = selection.predicted(i)
         if selection.probabilities is not None:
-            confidence = min((p for _, p in guesses), default=float(selection.probabilities[i].max()))
-            task["predictions"] = [{
-                "model_version": selection.model_version,
-                "score": round(float(confidence), 4),
-                "result": [{"from_name": from_name, "to_name": to_name, "type": "choices",
-                            "value": {"choices": [label for label, _ in guesses]}}] if guesses else [],
-            }]
+            chosen = [label for label, _ in selection.predicted(i)]
+            task["predictions"] = [prediction_for(selection.probabilities[i], chosen, selection.labels, control,
+                                                  selection.model_version)]
         tasks.append(task)
     return tasks
 
@@ -105,15 +106,20 @@ class MergeReport:
 
 def merge_into_train(examples: Sequence[Example], dataset_dir: str | os.PathLike, source: str | os.PathLike,
                      train_file: str = "train.txt", dev_file: str = "dev.txt", test_file: str = "test.txt",
-                     label_file: str = "label.txt") -> MergeReport:
+                     label_file: str = "label.txt", hierarchy_sep: str | None = DEFAULT_SEP) -> MergeReport:
     """Append the new annotated ``examples`` to ``dataset_dir``'s train file; see the module docstring.
 
     Every label must be in label.txt, else nothing is written (:class:`DataError` naming ``source`` and the
     example's line). train.txt's lines are kept byte for byte (line endings, BOM) and the new ones appended, in one
     atomic write; texts already in train, dev or test are skipped and counted.
+
+    ``hierarchy_sep``: how the dataset's label names spell a tree (None or "none": flat names), the same separator
+    the annotations were read with. With it the train lines and the annotations are compared with every ancestor
+    in place (a train line ``a/b`` is ``a,a/b``), so a text whose labels only differ by a parent left out is no
+    conflict, and the lines added carry their ancestors.
     """
     ds = load_dataset(dataset_dir, train_file=train_file, dev_file=dev_file, test_file=test_file,
-                      label_file=label_file, require=("train",))
+                      label_file=label_file, require=("train",), hierarchy_sep=hierarchy_sep)
     known = set(ds.labels)
     wrong = [e for e in examples if any(label not in known for label in e.labels)]
     if wrong:
@@ -124,6 +130,7 @@ def merge_into_train(examples: Sequence[Example], dataset_dir: str | os.PathLike
         raise DataError(source, first.line, f"{which}label {shorten(label)} is not in "
                         f"{Path(dataset_dir) / label_file}{others}", "fix it in the annotation tool, or add the label "
                         "to label.txt and train again; nothing was merged")
+    examples, _ = complete_ancestors(examples, ds.hierarchy)
     train = {e.text: e for e in ds.train}
     dev = {e.text for e in ds.dev}
     test = {e.text for e in ds.test or []}

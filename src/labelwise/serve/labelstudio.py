@@ -14,7 +14,7 @@ Label Studio then calls, relative to it::
 
 The service's own routes (``/health``, ``/predict``, ...) stay as they are: the prefix keeps the two apart.
 
-Labelling configs (Choices, Taxonomy) and the result format: :mod:`labelwise.serve.labelconfig`. Training (the
+Labelling configs (Choices, Taxonomy) and the result format: :mod:`labelwise.data.labelstudio`. Training (the
 webhook, /train) runs in the background: :mod:`labelwise.serve.retrain`.
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from labelwise.data.labelstudio import SEP, Control, parse_label_config, prediction_for
 from labelwise.errors import LabelwiseError, shorten
 from labelwise.serve.config import ServeConfig
 from labelwise.serve.http import json_response, printable
-from labelwise.serve.labelconfig import SEP, Control, parse_label_config, prediction_for
 from labelwise.serve.retrain import Busy, Retrainer, fetch_annotated_tasks
 from labelwise.serve.slot import ModelSlot
 

@@ -34,18 +34,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, save_dataset
+from labelwise.data.labelstudio import SEP, Control, read_tasks
 from labelwise.errors import LabelwiseError, shorten
 
 if TYPE_CHECKING:
     from labelwise.serve.config import ServeConfig
-    from labelwise.serve.labelconfig import Control
     from labelwise.serve.slot import ModelSlot
 
 log = logging.getLogger("labelwise")
 
 __all__ = ["Busy", "Retrainer", "examples_from_tasks", "fetch_annotated_tasks"]
 
-SEP = "##"
 FETCH_TIMEOUT = 120.0
 
 
@@ -54,60 +53,28 @@ class Busy(LabelwiseError):
 
 
 # ---- annotated tasks → examples ----------------------------------------------------------------------------------
-def _annotation_labels(result: list, control: Control) -> list[tuple[str, bool]] | None:
-    """The labels of one annotation's result for ``control``, each with whether it must be a label of the model
-    (a choice, a taxonomy path) or may be left out (a path's ancestors, labels of their own only in a tree whose
-    every node is one); None where the annotation does not use the control."""
-    found: list[tuple[str, bool]] | None = None
-    for item in result if isinstance(result, list) else []:
-        if not isinstance(item, dict) or item.get("from_name") != control.from_name:
-            continue
-        value = item.get("value") or {}
-        found = found or []
-        if control.kind == "taxonomy":
-            for path in value.get("taxonomy") or []:
-                path = [str(p) for p in (path if isinstance(path, list) else [path])]
-                found += [(SEP.join(path[:depth]), depth == len(path)) for depth in range(1, len(path) + 1)]
-        else:
-            choices = value.get("choices") or []
-            found += [(str(c), True) for c in (choices if isinstance(choices, list) else [choices])]
-    return found
-
-
 def examples_from_tasks(tasks: list, control: Control, labels: list[str]) -> tuple[list[Example], dict]:
-    """Label Studio tasks (JSON export) → examples, one per annotated task (its last annotation not cancelled).
+    """Label Studio tasks (JSON export) → examples, one per annotated text (its last annotation not cancelled),
+    read by :func:`labelwise.data.labelstudio.read_tasks` as ``labelwise labelstudio`` reads an export file.
 
-    Returns the examples and counts of the tasks left out. A label the model does not know is an error (one line
-    naming the task): retraining cannot add a class.
+    Returns the examples (labels in label.txt order; a text annotated twice: the later task) and counts of the
+    tasks left out: ``no_annotation``, ``other_control`` (only another control was used) and ``empty_text`` (no
+    text in the control's data field). A label the model does not know is an error (one line naming the task):
+    retraining cannot add a class. Only a taxonomy path's ancestors may be missing from the model's labels (a
+    tree whose leaves alone are labels); they are left out.
     """
+    reading = read_tasks(tasks, "annotated tasks", control.data_key, control.from_name, SEP)
     known = set(labels)
     examples: dict[str, Example] = {}
-    skipped = {"no_annotation": 0, "other_control": 0, "empty_text": 0}
-    for number, task in enumerate(tasks, 1):
-        if not isinstance(task, dict):
-            raise LabelwiseError(f"annotated task {number} is not a JSON object")
-        done = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-        if not done:
-            skipped["no_annotation"] += 1
-            continue
-        found = _annotation_labels(done[-1].get("result"), control)
-        if found is None:
-            skipped["other_control"] += 1
-            continue
-        data = task.get("data") if isinstance(task.get("data"), dict) else {}
-        text = data.get(control.data_key)
-        if not isinstance(text, str) or not text.strip():
-            skipped["empty_text"] += 1
-            continue
-        for label, required in found:
-            if required and label not in known:
-                raise LabelwiseError(f"task {task.get('id', number)}: label {shorten(label)} is not one of the "
-                                     f"model's {len(labels)} labels; fix the annotation, or add the label to "
-                                     "label.txt and train a new model")
-        chosen = {label for label, _ in found if label in known}
-        text = " ".join(text.split("\t")).strip()  # the data files' fields are tab-separated
-        examples[text] = Example(text, tuple(label for label in labels if label in chosen))  # label.txt order
-    return list(examples.values()), skipped
+    for example, where in zip(reading.examples, reading.where):
+        for label in example.labels:
+            ancestor = any(other.startswith(label + SEP) for other in example.labels)
+            if label not in known and not ancestor:
+                raise LabelwiseError(f"{where}: label {shorten(label)} is not one of the model's {len(labels)} "
+                                     "labels; fix the annotation, or add the label to label.txt and train a new model")
+        chosen = set(example.labels) & known
+        examples[example.text] = Example(example.text, tuple(label for label in labels if label in chosen))
+    return list(examples.values()), {**reading.skipped, "empty_text": len(reading.problems)}
 
 
 # ---- Label Studio's REST API -------------------------------------------------------------------------------------
