@@ -39,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
                    help="plain, few-shot, self-training (few-shot + the draw's unused training texts as an unlabelled "
                         "pool, never test texts; its teacher is the few-shot route), zero-shot")
+    p.add_argument("--first_draw", type=int, default=0)
+    p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
@@ -65,6 +67,19 @@ def score(y, probs, labels, thresholds) -> dict:
 
     m = evaluate_predictions(y, probs, labels, thresholds)
     return {"micro": m["micro"]["f1"], "macro": m["macro"]["f1"]}
+
+
+def keep_probs(args, seed: int, route: str, clf, test_probs, y_test, dev, ds) -> None:
+    """With --probs DIR: the route's dev and test probabilities, labels and thresholds (float16), to compare
+    decision rules afterwards without training again."""
+    if not args.probs:
+        return
+    from labelwise.data.dataset import multi_hot
+
+    Path(args.probs).mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(Path(args.probs) / f"draw{seed}-{route}.npz", test=test_probs.astype(np.float16),
+                        y_test=y_test.astype(bool), dev=clf.predict_proba([e.text for e in dev]).astype(np.float16),
+                        y_dev=multi_hot(dev, ds.labels).astype(bool), thresholds=np.asarray(clf.thresholds))
 
 
 def run_draw(args, ds, seed: int, work: Path) -> dict:
@@ -103,7 +118,9 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
                 probs = result.teacher.predict_proba(texts)
                 out["few-shot"] = {"tuned": score(y, probs, ds.labels, result.teacher.thresholds),
                                    "0.5": score(y, probs, ds.labels, 0.5), "minutes": float("nan")}
+                keep_probs(args, seed, "few-shot", result.teacher, probs, y, [ds.train[i] for i in dev_idx], ds)
         probs = clf.predict_proba(texts)
+        keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds)
         out[route] = {"tuned": score(y, probs, ds.labels, clf.thresholds), "0.5": score(y, probs, ds.labels, 0.5),
                       "minutes": (time.perf_counter() - start) / 60}
         print(f"draw {seed} {route}: {out[route]}", file=sys.stderr, flush=True)
@@ -123,7 +140,8 @@ def main(argv=None) -> str:
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        draws = [run_draw(args, ds, seed, Path(scratch)) for seed in range(args.draws)]
+        draws = [run_draw(args, ds, seed, Path(scratch))
+                 for seed in range(args.first_draw, args.first_draw + args.draws)]
     if args.out:
         Path(args.out).write_text(json.dumps(draws, ensure_ascii=False, indent=2))
     section = format_section(args, draws, started, load_before, os.getloadavg()[0])
@@ -139,7 +157,8 @@ def format_section(args, draws, started, load_before, load_after) -> str:
     lines = [f"## Few-shot and zero-shot: {Path(args.dataset_dir).name}, {args.per_label} examples per label "
              f"({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
              f"Encoder: {args.model_name}. Per draw: train {first['train']}, dev {first['dev']}, test {first['test']} "
-             f"(random, from the remaining training examples); {len(draws)} draws (seeds 0..{len(draws) - 1}); "
+             f"(random, from the remaining training examples); {len(draws)} draws (seeds {args.first_draw}.."
+             f"{args.first_draw + len(draws) - 1}); "
              f"load average before/after {load_before:.1f} / {load_after:.1f}", "",
              "| route | test micro-F1 (dev-tuned thresholds) | test macro-F1 (dev-tuned) | micro / macro at 0.5 "
              "| minutes per run |", "|---|---:|---:|---:|---:|"]

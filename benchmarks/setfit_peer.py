@@ -49,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--first_draw", type=int, default=0)
     p.add_argument("--test_size", type=int, default=2000)
+    p.add_argument("--num_iterations", type=int, default=None,
+                   help="SetFit's pairs per text (positives and as many negatives); default: SetFit's own "
+                        "oversampling of every pair. 10 = labelwise's contrastive budget")
     p.add_argument("--out", required=True, help="per-draw results (JSON); draws already there are kept")
     return p.parse_args(argv)
 
@@ -70,6 +73,7 @@ def run_draw(args, ds, seed: int) -> dict:
     data = HFDataset.from_dict({"text": [e.text for e in train],
                                 "label": multi_hot(train, ds.labels).astype(int).tolist()})
     training = TrainingArguments(max_length=128, seed=seed, report_to="none", save_strategy="no",
+                                 num_iterations=args.num_iterations,
                                  show_progress_bar=False, output_dir=f"/tmp/setfit-draw{seed}")
     Trainer(model=model, args=training, train_dataset=data).train()
     train_minutes = (time.perf_counter() - start) / 60
@@ -81,7 +85,7 @@ def run_draw(args, ds, seed: int) -> dict:
     dev_probs, test_probs = probs(dev), probs(test)
     thresholds = tune_thresholds(multi_hot(dev, ds.labels), dev_probs)
     y = multi_hot(test, ds.labels)
-    return {"draw": seed, "train": len(train), "dev": len(dev), "test": len(test),
+    return {"draw": seed, "num_iterations": args.num_iterations, "train": len(train), "dev": len(dev), "test": len(test),
             "tuned": score(y, test_probs, ds.labels, thresholds), "0.5": score(y, test_probs, ds.labels, 0.5),
             "no_label_at_0.5": int((test_probs >= 0.5).sum(1).__eq__(0).sum()),
             "minutes": (time.perf_counter() - start) / 60, "train_minutes": train_minutes}

@@ -102,6 +102,8 @@ def test_pseudo_labels_are_balanced_over_labels_and_keep_the_pool_share_of_empty
     assert "t6" not in by_text  # 0.6 is a weak "common": six surer texts carry it
     empty = [t for t, labs in by_text.items() if not labs]
     assert empty == ["t11"]  # 3 of 12 pool texts look empty (a quarter): 1 of the 5 guesses, the surest one
+    strict = pseudo_labels(texts, probs, thresholds, labels, per_label=2, empty=False)
+    assert [g.text for g in strict] == [g.text for g in guesses if g.labels]  # every text has a label: misses left out
 
 
 @pytest.mark.integration  # trains two models

@@ -44,12 +44,14 @@ def certainty(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def pseudo_labels(texts: list[str], probs: np.ndarray, thresholds: np.ndarray, labels: list[str],
-                  per_label: int = PSEUDO_PER_LABEL) -> list[Example]:
+                  per_label: int = PSEUDO_PER_LABEL, empty: bool = True) -> list[Example]:
     """The teacher's surest guesses, balanced over labels.
 
     A text's guess is sure when all its label decisions are far from their thresholds (the smallest
     :func:`certainty`). Label by label, the ``per_label`` surest texts predicted to carry it are taken (a text
-    once); then texts predicted to carry no label, the surest first, as many as keeps their share of the pool.
+    once); then, with ``empty``, texts predicted to carry no label, the surest first, as many as keeps their
+    share of the pool. Without ``empty`` (data where every text carries a label) those are the teacher's misses,
+    not examples of "no label", and are left out.
     """
     probs = np.asarray(probs, dtype=np.float64)
     chosen = probs >= np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape)
@@ -59,10 +61,11 @@ def pseudo_labels(texts: list[str], probs: np.ndarray, thresholds: np.ndarray, l
     for j in range(len(labels)):
         carriers = [i for i in by_sureness if chosen[i, j] and i not in taken][:per_label]
         taken.update(dict.fromkeys(carriers))
-    empty = [i for i in by_sureness if not chosen[i].any()]
-    share = len(empty) / max(1, len(texts))
-    n_empty = min(len(empty), int(round(len(taken) * share / max(1e-9, 1 - share)))) if share < 1 else 0
-    taken.update(dict.fromkeys(empty[:n_empty]))
+    if empty:
+        unlabelled = [i for i in by_sureness if not chosen[i].any()]
+        share = len(unlabelled) / max(1, len(texts))
+        n_empty = min(len(unlabelled), int(round(len(taken) * share / max(1e-9, 1 - share)))) if share < 1 else 0
+        taken.update(dict.fromkeys(unlabelled[:n_empty]))
     return [Example(texts[i], tuple(labels[j] for j in np.flatnonzero(chosen[i]))) for i in taken]
 
 
@@ -81,7 +84,8 @@ def self_train(cfg, ds: Dataset, fit: Callable):
                                           baseline=False), ds)
         clf = teacher.classifier
         probs = clf.predict_proba(pool, batch_size=64)
-        guesses = pseudo_labels(pool, probs, np.asarray(clf.thresholds), ds.labels)
+        guesses = pseudo_labels(pool, probs, np.asarray(clf.thresholds), ds.labels,
+                                empty=any(not e.labels for e in ds.train))
         extra = []
         if cfg.few_shot:  # the teacher trained on the label names too; the student keeps them
             label_file = Path(cfg.dataset_dir) / cfg.label_file
