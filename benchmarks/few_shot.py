@@ -58,6 +58,19 @@ def draw(examples, labels, per_label: int, rng) -> tuple[list[int], list[int]]:
     return train, dev
 
 
+def split_draw(ds, per_label: int, test_size: int, seed: int):
+    """(train, dev, test indices into ds.train, pool texts) of draw ``seed``. The pool (unlabelled texts for
+    self-training) is every other training text whose string is in no split: never a test text, not even a
+    duplicate of one."""
+    rng = np.random.default_rng(seed)
+    train_idx, dev_idx = draw(ds.train, ds.labels, per_label, rng)
+    rest = np.setdiff1d(np.arange(len(ds.train)), train_idx + dev_idx)
+    test_idx = rng.choice(rest, size=min(test_size, len(rest)), replace=False)
+    used = {ds.train[i].text for i in [*train_idx, *dev_idx, *test_idx]}
+    pool = list(dict.fromkeys(ds.train[i].text for i in np.setdiff1d(rest, test_idx) if ds.train[i].text not in used))
+    return train_idx, dev_idx, test_idx, pool
+
+
 def write_split(folder: Path, name: str, examples) -> None:
     folder.joinpath(name).write_text("".join(f"{e.text}\t{','.join(e.labels)}\n" for e in examples), encoding="utf-8")
 
@@ -89,10 +102,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     from labelwise.training.finetune import train
     from labelwise.training.zeroshot import zero_shot
 
-    rng = np.random.default_rng(seed)
-    train_idx, dev_idx = draw(ds.train, ds.labels, args.per_label, rng)
-    rest = np.setdiff1d(np.arange(len(ds.train)), train_idx + dev_idx)
-    test_idx = rng.choice(rest, size=min(args.test_size, len(rest)), replace=False)
+    train_idx, dev_idx, test_idx, pool = split_draw(ds, args.per_label, args.test_size, seed)
     test = [ds.train[i] for i in test_idx]
     folder = work / f"draw{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,8 +110,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
                                       encoding="utf-8")
     write_split(folder, "train.txt", [ds.train[i] for i in train_idx])
     write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
-    pool = np.setdiff1d(rest, test_idx)  # unlabelled texts for self-training: never test
-    (folder / "pool.txt").write_text("".join(ds.train[i].text + "\n" for i in pool), encoding="utf-8")
+    (folder / "pool.txt").write_text("".join(text + "\n" for text in pool), encoding="utf-8")
     texts, y = [e.text for e in test], multi_hot(test, ds.labels)
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:
