@@ -37,8 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--test_size", type=int, default=2000)
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
-                   help="plain, few-shot, self-training (few-shot + the draw's unused training texts as an unlabelled "
-                        "pool, never test texts; its teacher is the few-shot route), zero-shot")
+                   choices=["plain", "few-shot", "zero-shot"])
     p.add_argument("--first_draw", type=int, default=0)
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
@@ -59,16 +58,12 @@ def draw(examples, labels, per_label: int, rng) -> tuple[list[int], list[int]]:
 
 
 def split_draw(ds, per_label: int, test_size: int, seed: int):
-    """(train, dev, test indices into ds.train, pool texts) of draw ``seed``. The pool (unlabelled texts for
-    self-training) is every other training text whose string is in no split: never a test text, not even a
-    duplicate of one."""
+    """(train, dev, test) indices into ds.train of draw ``seed``."""
     rng = np.random.default_rng(seed)
     train_idx, dev_idx = draw(ds.train, ds.labels, per_label, rng)
     rest = np.setdiff1d(np.arange(len(ds.train)), train_idx + dev_idx)
     test_idx = rng.choice(rest, size=min(test_size, len(rest)), replace=False)
-    used = {ds.train[i].text for i in [*train_idx, *dev_idx, *test_idx]}
-    pool = list(dict.fromkeys(ds.train[i].text for i in np.setdiff1d(rest, test_idx) if ds.train[i].text not in used))
-    return train_idx, dev_idx, test_idx, pool
+    return train_idx, dev_idx, test_idx
 
 
 def write_split(folder: Path, name: str, examples) -> None:
@@ -102,7 +97,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     from labelwise.training.finetune import train
     from labelwise.training.zeroshot import zero_shot
 
-    train_idx, dev_idx, test_idx, pool = split_draw(ds, args.per_label, args.test_size, seed)
+    train_idx, dev_idx, test_idx = split_draw(ds, args.per_label, args.test_size, seed)
     test = [ds.train[i] for i in test_idx]
     folder = work / f"draw{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,7 +105,6 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
                                       encoding="utf-8")
     write_split(folder, "train.txt", [ds.train[i] for i in train_idx])
     write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
-    (folder / "pool.txt").write_text("".join(text + "\n" for text in pool), encoding="utf-8")
     texts, y = [e.text for e in test], multi_hot(test, ds.labels)
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:
@@ -118,16 +112,9 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         if route == "zero-shot":
             clf = zero_shot(str(folder), str(folder / route), args.model_name)
         else:
-            result = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                       few_shot=route in ("few-shot", "self-training"), progress=False, seed=seed,
-                                       baseline=route == "plain",
-                                       unlabeled_file=str(folder / "pool.txt") if route == "self-training" else None))
-            clf = result.classifier
-            if result.teacher is not None and "few-shot" not in args.routes:  # the teacher is the few-shot route
-                probs = result.teacher.predict_proba(texts)
-                out["few-shot"] = {"tuned": score(y, probs, ds.labels, result.teacher.thresholds),
-                                   "0.5": score(y, probs, ds.labels, 0.5), "minutes": float("nan")}
-                keep_probs(args, seed, "few-shot", result.teacher, probs, y, [ds.train[i] for i in dev_idx], ds)
+            clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
+                                    few_shot=route == "few-shot", progress=False, seed=seed,
+                                    baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
         keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds)
         out[route] = {"tuned": score(y, probs, ds.labels, clf.thresholds), "0.5": score(y, probs, ds.labels, 0.5),
@@ -171,8 +158,7 @@ def format_section(args, draws, started, load_before, load_after) -> str:
              f"load average before/after {load_before:.1f} / {load_after:.1f}", "",
              "| route | test micro-F1 (dev-tuned thresholds) | test macro-F1 (dev-tuned) | micro / macro at 0.5 "
              "| minutes per run |", "|---|---:|---:|---:|---:|"]
-    shown = (["few-shot"] if "self-training" in args.routes and "few-shot" not in args.routes else []) + args.routes
-    for route in [*shown, "TF-IDF + linear SVM"]:
+    for route in [*args.routes, "TF-IDF + linear SVM"]:
         def stat(setting, metric):
             values = [d[route][setting][metric] for d in draws]
             return f"{np.mean(values):.2f} ± {np.std(values):.2f}"

@@ -1,13 +1,12 @@
 """Small real datasets: `labelwise train`'s defaults vs the built-in TF-IDF + linear SVM on 1–2k training examples.
 
-    python benchmarks/small_data.py --dataset_dir data/divorce --size 1500 --draws 2 [--routes default self-training] [--write]
+    python benchmarks/small_data.py --dataset_dir data/divorce --size 1500 --draws 2 [--write]
     python benchmarks/small_data.py --dataset_dir data/goemotions --model_name all-minilm-l6-v2 --size 1500 --draws 2
 
 Each draw (seed = draw number): ``--size`` random training examples (the user's labelled data, as it comes, rare
 labels rare) and ``--dev_size`` other training examples for dev; test is the dataset's test split, or its dev
-split where it has no test (divorce). Routes: `default` (`labelwise train` with its defaults), `self-training`
-(the same with ``--unlabeled_file`` = the training texts no split uses), and the baseline every `labelwise train`
-fits beside the model. Reported: test micro/macro-F1 at each route's own decision (tuned thresholds for the
+split where it has no test (divorce). Routes: `default` (`labelwise train` with its defaults) and the baseline
+every `labelwise train` fits beside the model. Reported: test micro/macro-F1 at each route's own decision (tuned thresholds for the
 models, the SVM's sign for the baseline), mean ± std over draws, and the test F1 of the rarest labels (fewest
 examples in the draw's train).
 """
@@ -37,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=1500)
     p.add_argument("--dev_size", type=int, default=300)
     p.add_argument("--draws", type=int, default=2)
-    p.add_argument("--routes", nargs="+", default=["default"], choices=["default", "self-training"])
+    p.add_argument("--routes", nargs="+", default=["default"], choices=["default"])
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
@@ -57,7 +56,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds.train))
-    train_idx, dev_idx, rest = order[:args.size], order[args.size:args.size + args.dev_size], order[args.size + args.dev_size:]
+    train_idx, dev_idx = order[:args.size], order[args.size:args.size + args.dev_size]
     test = ds.test or ds.dev
     folder = work / f"draw{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +64,6 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     train_set = [ds.train[i] for i in train_idx]
     write_split(folder, "train.txt", train_set)
     write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
-    (folder / "pool.txt").write_text("".join(ds.train[i].text + "\n" for i in rest), encoding="utf-8")
     texts, y = [e.text for e in test], multi_hot(test, ds.labels).astype(bool)
     counts = multi_hot(train_set, ds.labels).sum(0)
     rarest = [int(j) for j in np.argsort(counts, kind="stable")[:RAREST]]
@@ -87,8 +85,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     for route in args.routes:
         start = time.perf_counter()
         clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                progress=False, seed=seed, baseline=False,
-                                unlabeled_file=str(folder / "pool.txt") if route == "self-training" else None)).classifier
+                                progress=False, seed=seed, baseline=False)).classifier
         probs = clf.predict_proba(texts, batch_size=64)
         record(route, probs >= np.asarray(clf.thresholds), (time.perf_counter() - start) / 60)
     return out

@@ -61,9 +61,6 @@ class TrainConfig:
                              help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
     few_shot: bool = setting(False, help="for a few examples per label: contrastive pairs + label names, then the "
                              "head (see docs/few-shot.md)")
-    unlabeled_file: str | None = setting(
-        None, help="texts without labels, one a line: self-training — the trained model labels them and a second "
-                   "model learns from its surest guesses, the same number for every label (see docs/few-shot.md)")
     bf16: bool | None = setting(None, action="bool",
                                 help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 "
                                      "elsewhere, with a warning). Default: on only on CPUs with AMX, where it was "

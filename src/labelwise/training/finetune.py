@@ -50,7 +50,6 @@ from labelwise.training.resume import (
     state_dir,
 )
 from labelwise.training.scoring import evaluate_model, log_summary, score_checkpoint
-from labelwise.training.selftrain import self_train
 
 log = logging.getLogger("labelwise")
 
@@ -69,7 +68,6 @@ class TrainResult:
     train_seconds: float = 0.0
     train_samples_per_second: float = 0.0
     classifier: Classifier | None = None  # the best epoch, in memory, with its tuned thresholds
-    teacher: Classifier | None = None  # self-training (``unlabeled_file``): the first model, in memory only
 
     def predict(self, texts, **options):
         """Shortcut for ``result.classifier.predict``."""
@@ -84,15 +82,6 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     """
     cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
-    if cfg.unlabeled_file:  # teacher, guesses on the pool, student (labelwise.training.selftrain)
-        prepare_output_dir(cfg.save_dir, CHECKPOINT, overwrite=cfg.overwrite, inputs={"dataset_dir": cfg.dataset_dir,
-                                                                                     "unlabeled_file": cfg.unlabeled_file})
-        return self_train(cfg, ds or _load(cfg), _fit)
-    return _fit(cfg, ds)
-
-
-def _fit(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
-    """One training run (``train`` without a pool of unlabelled texts)."""
     cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot))
     run = _processes(cfg)
     if run.main:  # before any work: save_dir is new, empty, a checkpoint, or --overwrite allows it; never the data
@@ -101,7 +90,8 @@ def _fit(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
     torch.manual_seed(cfg.seed)
 
     # 1. data: the splits, random subsets of them for quick runs
-    ds = ds or _load(cfg)
+    ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
+                            test_file=cfg.test_file, label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep)
     train_set, dev_set = _splits(cfg, ds)
 
     # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new
@@ -203,11 +193,6 @@ def _config_and_data(cfg, options: dict) -> tuple[TrainConfig, Dataset | None]:
     if isinstance(cfg, (str, os.PathLike)):
         return TrainConfig(dataset_dir=str(cfg), **options), None
     raise TypeError(f"train() takes a TrainConfig, a Dataset or a dataset folder, not {type(cfg).__name__}")
-
-
-def _load(cfg: TrainConfig) -> Dataset:
-    return load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file, test_file=cfg.test_file,
-                        label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep)
 
 
 def _processes(cfg: TrainConfig) -> _Processes:
