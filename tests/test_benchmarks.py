@@ -128,3 +128,25 @@ def test_few_shot_draws_are_disjoint_and_reproducible():
     assert not set(train_idx) & set(dev_idx) and not set(test_idx) & set(train_idx + dev_idx)
     assert all(sum(labels[k] in ds.train[i].labels for i in train_idx) == 2 for k in range(2))  # 2 per label
     assert list(split_draw(ds, per_label=2, test_size=20, seed=0)[2]) == list(test_idx)
+
+
+def test_small_data_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path, capsys):
+    """benchmarks/small_data.py end to end on a tiny encoder: the model and the baseline are scored on test, the
+    rarest labels are the ones with the fewest training examples, and RESULTS.md is left alone."""
+    import small_data
+
+    results = Path(small_data.__file__).parent / "RESULTS.md"
+    before = results.read_bytes()
+    out_json = tmp_path / "sd.json"
+    small_data.main(["--dataset_dir", str(goemotions_small), "--model_name", str(tiny_en_encoder), "--size", "60",
+                     "--dev_size", "30", "--draws", "1", "--out", str(out_json)])
+    assert results.read_bytes() == before
+    import json
+
+    draw = json.loads(out_json.read_text())[0]
+    assert draw["train"] == 60 and draw["test"] == 80
+    assert [r["train"] for r in draw["rarest"]] == sorted(r["train"] for r in draw["rarest"])
+    for route in ("TF-IDF + linear SVM", "default"):
+        assert 0 <= draw[route]["macro"] <= draw[route]["micro"] + 100 and len(draw[route]["rarest"]) == 3
+    text = capsys.readouterr().out
+    assert "## Small data: goemotions_small" in text and "| default |" in text and "Rarest 3 labels" in text
