@@ -70,6 +70,14 @@ def write_split(folder: Path, name: str, examples) -> None:
     folder.joinpath(name).write_text("".join(f"{e.text}\t{','.join(e.labels)}\n" for e in examples), encoding="utf-8")
 
 
+def write_draw(folder: Path, dataset_dir, train, dev) -> None:
+    """A draw's dataset folder: the dataset's label.txt, and the draw's train and dev examples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "label.txt").write_text((Path(dataset_dir) / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    write_split(folder, "train.txt", train)
+    write_split(folder, "dev.txt", dev)
+
+
 def score(y, probs, labels, thresholds) -> dict:
     from labelwise.evaluation.metrics import evaluate_predictions
 
@@ -100,11 +108,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     train_idx, dev_idx, test_idx = split_draw(ds, args.per_label, args.test_size, seed)
     test = [ds.train[i] for i in test_idx]
     folder = work / f"draw{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "label.txt").write_text((Path(args.dataset_dir) / "label.txt").read_text(encoding="utf-8"),
-                                      encoding="utf-8")
-    write_split(folder, "train.txt", [ds.train[i] for i in train_idx])
-    write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
+    write_draw(folder, args.dataset_dir, [ds.train[i] for i in train_idx], [ds.train[i] for i in dev_idx])
     texts, y = [e.text for e in test], multi_hot(test, ds.labels)
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_shot import draw, score  # noqa: E402  (the same draws and scoring as labelwise's routes)
+from few_shot import score, split_draw  # noqa: E402  (the same draws and scoring as labelwise's routes)
 
 
 
@@ -63,11 +63,8 @@ def run_draw(args, ds, seed: int) -> dict:
     from labelwise.data.dataset import multi_hot
     from labelwise.evaluation.metrics import tune_thresholds
 
-    rng = np.random.default_rng(seed)  # the draw exactly as few_shot.py makes it
-    train_idx, dev_idx = draw(ds.train, ds.labels, args.per_label, rng)
-    rest = np.setdiff1d(np.arange(len(ds.train)), train_idx + dev_idx)
-    test = [ds.train[i] for i in rng.choice(rest, size=min(args.test_size, len(rest)), replace=False)]
-    train, dev = [ds.train[i] for i in train_idx], [ds.train[i] for i in dev_idx]
+    train_idx, dev_idx, test_idx = split_draw(ds, args.per_label, args.test_size, seed)  # as few_shot.py draws
+    train, dev, test = ([ds.train[i] for i in idx] for idx in (train_idx, dev_idx, test_idx))
     start = time.perf_counter()
     model = SetFitModel.from_pretrained(encoder_path(args.model_name), multi_target_strategy="one-vs-rest")
     data = HFDataset.from_dict({"text": [e.text for e in train],

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results, machine, run_started  # noqa: E402
-from few_shot import write_split  # noqa: E402
+from few_shot import write_draw  # noqa: E402
 
 RAREST = 3
 
@@ -59,11 +59,8 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     train_idx, dev_idx = order[:args.size], order[args.size:args.size + args.dev_size]
     test = ds.test or ds.dev
     folder = work / f"draw{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "label.txt").write_text((Path(args.dataset_dir) / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
     train_set = [ds.train[i] for i in train_idx]
-    write_split(folder, "train.txt", train_set)
-    write_split(folder, "dev.txt", [ds.train[i] for i in dev_idx])
+    write_draw(folder, args.dataset_dir, train_set, [ds.train[i] for i in dev_idx])
     texts, y = [e.text for e in test], multi_hot(test, ds.labels).astype(bool)
     counts = multi_hot(train_set, ds.labels).sum(0)
     rarest = [int(j) for j in np.argsort(counts, kind="stable")[:RAREST]]
