@@ -39,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
                    choices=["plain", "few-shot", "zero-shot"])
     p.add_argument("--first_draw", type=int, default=0)
+    p.add_argument("--few_shot_head", default="random", choices=["random", "prototype"],
+                   help="how the few-shot route's head starts (TrainConfig.few_shot_head)")
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
@@ -85,17 +87,24 @@ def score(y, probs, labels, thresholds) -> dict:
     return {"micro": m["micro"]["f1"], "macro": m["macro"]["f1"]}
 
 
-def keep_probs(args, seed: int, route: str, clf, test_probs, y_test, dev, ds) -> None:
+def keep_probs(args, seed: int, route: str, clf, test_probs, y_test, dev, ds, train=(), test=()) -> None:
     """With --probs DIR: the route's dev and test probabilities, labels and thresholds (float16), to compare
-    decision rules afterwards without training again."""
+    decision rules afterwards without training again; for the few-shot route also the text vectors the head
+    reads (test, dev, train, and the label names), to try other heads on the tuned encoder."""
     if not args.probs:
         return
-    from labelwise.data.dataset import multi_hot
+    from labelwise.data.dataset import multi_hot, read_label_words
 
+    vectors = {}
+    if route == "few-shot":
+        names = list(read_label_words(Path(args.dataset_dir) / "label.txt").values())
+        vectors = {f"f_{split}": clf.features([e.text for e in examples]).astype(np.float16)
+                   for split, examples in (("test", test), ("dev", dev), ("train", train))}
+        vectors.update(f_names=clf.features(names).astype(np.float16), y_train=multi_hot(train, ds.labels).astype(bool))
     Path(args.probs).mkdir(parents=True, exist_ok=True)
     np.savez_compressed(Path(args.probs) / f"draw{seed}-{route}.npz", test=test_probs.astype(np.float16),
                         y_test=y_test.astype(bool), dev=clf.predict_proba([e.text for e in dev]).astype(np.float16),
-                        y_dev=multi_hot(dev, ds.labels).astype(bool), thresholds=np.asarray(clf.thresholds))
+                        y_dev=multi_hot(dev, ds.labels).astype(bool), thresholds=np.asarray(clf.thresholds), **vectors)
 
 
 def run_draw(args, ds, seed: int, work: Path) -> dict:
@@ -118,9 +127,11 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         else:
             clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
                                     few_shot=route == "few-shot", progress=False, seed=seed,
+                                    few_shot_head=args.few_shot_head,
                                     baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
-        keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds)
+        keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds,
+                   train=[ds.train[i] for i in train_idx], test=test)
         out[route] = {"tuned": score(y, probs, ds.labels, clf.thresholds), "0.5": score(y, probs, ds.labels, 0.5),
                       "minutes": (time.perf_counter() - start) / 60}
         print(f"draw {seed} {route}: {out[route]}", file=sys.stderr, flush=True)
