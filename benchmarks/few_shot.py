@@ -39,8 +39,6 @@ def parse_args(argv=None):
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
                    choices=["plain", "few-shot", "zero-shot"])
     p.add_argument("--first_draw", type=int, default=0)
-    p.add_argument("--few_shot_head", default="random", choices=["random", "prototype"],
-                   help="how the few-shot route's head starts (TrainConfig.few_shot_head)")
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
@@ -127,7 +125,6 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         else:
             clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
                                     few_shot=route == "few-shot", progress=False, seed=seed,
-                                    few_shot_head=args.few_shot_head,
                                     baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
         keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds,

@@ -13,7 +13,8 @@ training is used.) Per draw: SetFit 1.2 with a one-vs-rest logistic-regression h
 trained on the draw's train examples with SetFit's own defaults (contrastive pairs by oversampling, batch 16,
 one epoch, body learning rate 2e-5), ``max_length`` 128 as labelwise's. Thresholds tuned on the draw's dev
 with labelwise's rule (what labelwise's routes get), and 0.5 (SetFit's own decision). Test micro/macro-F1,
-texts left without a label, minutes. ``few_shot.py --setfit runs/setfit_divorce.json`` adds it as a row.
+texts left without a label, minutes, one JSON record per draw in ``--out`` (benchmarks/RESULTS.md's SetFit row
+is their mean).
 """
 from __future__ import annotations
 

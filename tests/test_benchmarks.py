@@ -130,6 +130,33 @@ def test_few_shot_draws_are_disjoint_and_reproducible():
     assert list(split_draw(ds, per_label=2, test_size=20, seed=0)[2]) == list(test_idx)
 
 
+def test_few_shot_heads_read_the_stored_vectors(tmp_path, capsys):
+    """benchmarks/few_shot_heads.py: heads fitted on a draw's stored train vectors find labels that the vectors
+    separate, and the fine-tuned head's row is the stored probabilities' score."""
+    from few_shot_heads import heads, main
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16) * 4
+
+    def texts(n):
+        y = np.eye(3, dtype=bool)[rng.integers(0, 3, n)]
+        return (y @ centres + rng.normal(size=(n, 16))).astype(np.float16), y
+
+    (f_train, y_train), (f_dev, y_dev), (f_test, y_test) = texts(12), texts(30), texts(200)
+    stored = {"f_train": f_train, "y_train": y_train, "f_dev": f_dev, "y_dev": y_dev, "f_test": f_test,
+              "y_test": y_test, "f_names": centres.astype(np.float16), "thresholds": np.full(3, 0.5),
+              "dev": y_dev * 0.8 + 0.1, "test": y_test * 0.8 + 0.1}  # a head that is always right
+    np.savez(tmp_path / "draw0-few-shot.npz", **stored)
+    found = heads(np.load(tmp_path / "draw0-few-shot.npz"))
+    for name in ("nearest label mean", "logistic regression"):
+        dev, test = found[name]
+        assert dev.shape == (30, 3) and test.shape == (200, 3)
+        assert (test.argmax(1) == y_test.argmax(1)).mean() > 0.9, name  # each text's best label is its own
+    table = main(["--probs", str(tmp_path)])
+    assert "| logistic regression |" in table and "Draws: draw0" in table
+    assert "| fine-tuned head | 100.00 | 100.00 |" in table
+
+
 def test_small_data_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path, capsys):
     """benchmarks/small_data.py end to end on a tiny encoder: the model and the baseline are scored on test, the
     rarest labels are the ones with the fewest training examples, and RESULTS.md is left alone."""

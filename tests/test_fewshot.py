@@ -85,28 +85,3 @@ def test_few_shot_makes_an_ordinary_checkpoint(tiny_zh_encoder, divorce_small, t
                                Classifier.load(save).predict_proba(texts), atol=1e-4)
     assert seen == [24 + 20]  # the contrastive stage saw the examples and the 20 label names
 
-
-
-def test_prototype_head_starts_each_label_at_its_examples(tiny_zh_encoder):
-    import torch
-
-    from labelwise.data.dataset import Example
-    from labelwise.model.encoders import build_model
-    from labelwise.training.fewshot import prototype_head
-
-    examples = [Example("原告与被告婚后育有一子", ("子女",)), Example("婚生子由原告抚养", ("子女",)),
-                Example("双方有共同存款十万元", ("财产",)), Example("房屋一套为夫妻共同财产", ("财产",)),
-                Example("原告要求离婚", ())]
-    labels = ["子女", "财产", "债务"]  # 债务 has no example: it keeps its random start
-    model, tokenizer, _ = build_model(str(tiny_zh_encoder), labels, "mean")
-    before = model.head.weight[2].clone()
-    prototype_head(model, tokenizer, examples, labels, max_len=32)
-    assert torch.equal(model.head.weight[2], before)
-    model.eval()
-    from labelwise.training.fewshot import _embed
-    with torch.no_grad():
-        logits = model.head(_embed(model, tokenizer, [e.text for e in examples], 32, "cpu"))
-    y = torch.tensor([[label in e.labels for label in labels[:2]] for e in examples])
-    for j in range(2):  # the label's examples' mean lands at +2, the others' at -2
-        assert logits[y[:, j], j].mean() == pytest.approx(2.0, abs=1e-3)
-        assert logits[~y[:, j], j].mean() == pytest.approx(-2.0, abs=1e-3)

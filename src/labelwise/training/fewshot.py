@@ -93,30 +93,6 @@ def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int 
     return float(np.mean(losses))
 
 
-def prototype_head(model, tokenizer, examples: list[Example], labels: list[str], *, max_len: int = 128,
-                   device: str = "cpu", margin: float = 2.0) -> None:
-    """Start the head at the examples instead of at random: each label's weight is the difference between the
-    mean vector of its examples and the mean of the others, scaled so that those two means land at logits
-    ``+margin`` and ``-margin``; texts nearer the label's examples start above 0.5, the others below.
-
-    A label without examples (or with every example) keeps the random weight and a bias at its frequency.
-    """
-    y = np.array([[label in e.labels for label in labels] for e in examples], dtype=bool)
-    with torch.no_grad():
-        model.eval()
-        vectors = torch.cat([_embed(model, tokenizer, [e.text for e in examples[i:i + 32]], max_len, device)
-                             for i in range(0, len(examples), 32)]).double()
-        for j in range(len(labels)):
-            pos, neg = y[:, j], ~y[:, j]
-            if not pos.any() or not neg.any():
-                continue
-            direction = vectors[pos].mean(0) - vectors[neg].mean(0)
-            mean_pos, mean_neg = float(vectors[pos].mean(0) @ direction), float(vectors[neg].mean(0) @ direction)
-            scale = 2 * margin / max(mean_pos - mean_neg, 1e-6)
-            model.head.weight[j] = (scale * direction).to(model.head.weight.dtype)
-            model.head.bias[j] = -scale * (mean_pos + mean_neg) / 2
-
-
 @dataclass
 class FewShotStart:
     """What the contrastive stage hands fine-tuning: the tuned model and the label names as examples."""
@@ -147,12 +123,9 @@ def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -
     start = time.perf_counter()
     loss = contrastive_tune(model.to(device), tokenizer, list(train_set) + label_anchors, max_len=cfg.max_seq_length,
                             seed=cfg.seed, device=device, show=cfg.progress)
-    if cfg.few_shot_head == "prototype":
-        prototype_head(model, tokenizer, list(train_set) + label_anchors, ds.labels, max_len=cfg.max_seq_length,
-                       device=device)
     log.info("few-shot: contrastive stage done in %.0f s (loss %.4f); fine-tuning on the examples and label names",
              time.perf_counter() - start, loss)
     return FewShotStart(model.cpu(), tokenizer, label_anchors)
 
 
-__all__ = ['FewShotStart', 'anchors', 'contrastive_stage', 'contrastive_tune', 'make_pairs', 'prototype_head']
+__all__ = ['FewShotStart', 'anchors', 'contrastive_stage', 'contrastive_tune', 'make_pairs']

@@ -234,7 +234,7 @@ def _starting_model(cfg: TrainConfig, labels: list[str], y_train: np.ndarray, st
         check_same_labels(old_meta.labels, labels, cfg.init_from_ckpt, Path(cfg.dataset_dir) / cfg.label_file)
         return model, tokenizer, old_meta.base_model
     model, tokenizer = (start.model, start.tokenizer) if start else build_model(cfg.model_name, labels, cfg.pooling)[:2]
-    if cfg.head_prior and not (start and cfg.few_shot_head == "prototype"):  # a prototype head has its own bias
+    if cfg.head_prior:
         with torch.no_grad():
             model.head.bias.copy_(prior_logits(y_train))
     return model, tokenizer, cfg.model_name
