@@ -37,7 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--dev_size", type=int, default=300)
     p.add_argument("--draws", type=int, default=2)
     p.add_argument("--routes", nargs="+", default=["default"], choices=["default"])
-    p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
+    p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON); draws already there "
+                   "are kept and not run again, and the section covers them all")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
 
@@ -64,7 +65,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     texts, y = [e.text for e in test], multi_hot(test, ds.labels).astype(bool)
     counts = multi_hot(train_set, ds.labels).sum(0)
     rarest = [int(j) for j in np.argsort(counts, kind="stable")[:RAREST]]
-    out = {"train": len(train_set), "test": len(test),
+    out = {"draw": seed, "train": len(train_set), "test": len(test),
            "rarest": [{"label": ds.labels[j], "train": int(counts[j]), "test": int(y[:, j].sum())} for j in rarest]}
 
     def record(name, predicted, minutes):
@@ -94,12 +95,20 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
+    draws = []
+    if args.out and Path(args.out).exists():  # earlier draws (records without a number are seeds 0, 1, ...)
+        draws = [{"draw": k, **d} for k, d in enumerate(json.loads(Path(args.out).read_text(encoding="utf-8")))]
     with tempfile.TemporaryDirectory() as scratch:
-        draws = []
         for seed in range(args.draws):
+            if any(d["draw"] == seed for d in draws):
+                continue
             draws.append(run_draw(args, ds, seed, Path(scratch)))
             if args.out:
-                Path(args.out).write_text(json.dumps(draws, ensure_ascii=False, indent=2))
+                tmp = Path(args.out).with_suffix(".tmp")
+                tmp.write_text(json.dumps(sorted(draws, key=lambda d: d["draw"]), ensure_ascii=False, indent=2),
+                               encoding="utf-8")
+                tmp.replace(args.out)
+    draws.sort(key=lambda d: d["draw"])
     section = format_section(args, draws, started, load_before, os.getloadavg()[0])
     print(section)
     if args.write:
@@ -114,7 +123,7 @@ def format_section(args, draws, started, load_before, load_after) -> str:
              f"({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
              f"Encoder: {args.model_name}. Per draw: train {args.size} random training examples, dev {args.dev_size} "
              f"others, test {draws[0]['test']} (the dataset's {'test' if 'goemotions' in args.dataset_dir else 'dev'} "
-             f"split); {len(draws)} draws (seeds 0..{len(draws) - 1}); load average before/after "
+             f"split); {len(draws)} draws (seeds {', '.join(str(d['draw']) for d in draws)}); load average before/after "
              f"{load_before:.1f} / {load_after:.1f}", "",
              "| route | test micro-F1 | test macro-F1 | minutes per run |", "|---|---:|---:|---:|"]
     for route in routes:
@@ -125,9 +134,9 @@ def format_section(args, draws, started, load_before, load_after) -> str:
                      f"{np.mean([d[route]['minutes'] for d in draws]):.1f} |")
     lines += ["", f"Rarest {RAREST} labels of each draw (examples in train / in test): test F1 per route", "",
               "| draw | label | train / test | " + " | ".join(routes) + " |", "|---|---|---:|" + "---:|" * len(routes)]
-    for seed, d in enumerate(draws):
+    for d in draws:
         for k, rare in enumerate(d["rarest"]):
-            lines.append(f"| {seed} | {rare['label']} | {rare['train']} / {rare['test']} | "
+            lines.append(f"| {d['draw']} | {rare['label']} | {rare['train']} / {rare['test']} | "
                          + " | ".join(f"{d[r]['rarest'][k]:.1f}" for r in routes) + " |")
     return "\n".join(lines) + "\n"
 

@@ -173,6 +173,13 @@ def test_small_data_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path,
     draw = json.loads(out_json.read_text())[0]
     assert draw["train"] == 60 and draw["test"] == 80
     assert [r["train"] for r in draw["rarest"]] == sorted(r["train"] for r in draw["rarest"])
+    draw["default"]["micro"] = 12.5  # a second call keeps the draws already in --out and runs only the new ones
+    out_json.write_text(json.dumps([draw]))
+    section = small_data.main(["--dataset_dir", str(goemotions_small), "--model_name", str(tiny_en_encoder),
+                               "--size", "60", "--dev_size", "30", "--draws", "2", "--out", str(out_json)])
+    draws = json.loads(out_json.read_text())
+    assert [d["draw"] for d in draws] == [0, 1] and draws[0]["default"]["micro"] == 12.5
+    assert "2 draws (seeds 0, 1)" in section
     for route in ("TF-IDF + linear SVM", "default"):
         assert 0 <= draw[route]["macro"] <= draw[route]["micro"] + 100 and len(draw[route]["rarest"]) == 3
     text = capsys.readouterr().out
