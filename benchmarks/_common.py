@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine description and appending to RESULTS.md."""
+"""Shared bits of the benchmark scripts: machine description, appending to RESULTS.md, per-draw record files."""
 from __future__ import annotations
 
 import os
@@ -79,6 +79,23 @@ def append_results(section: str) -> None:
         RESULTS.write_text("# Benchmark results\n\nEach section: the command, the machine and the date.\n\n")
     with RESULTS.open("a", encoding="utf-8") as handle:
         handle.write(section.rstrip() + "\n\n")
+
+
+def read_draws(path: str | os.PathLike | None) -> list[dict]:
+    """The per-draw records already in the JSON file ``path`` (none when it is missing or not given); a record
+    without a ``draw`` number is seed 0, 1, ... by its place in the file."""
+    import json
+
+    if not path or not Path(path).exists():
+        return []
+    return [{"draw": k, **d} for k, d in enumerate(json.loads(Path(path).read_text(encoding="utf-8")))]
+
+
+def write_draws(path: str | os.PathLike, draws: list[dict]) -> None:
+    """``draws`` sorted by draw number into the JSON file ``path``, atomically: a run cut short keeps what finished."""
+    from labelwise.files import atomic_write_json
+
+    atomic_write_json(path, sorted(draws, key=lambda d: d["draw"]))
 
 
 def publish(section: str, write: bool) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import read_draws, write_draws  # noqa: E402
 from few_shot import score, split_draw  # noqa: E402  (the same draws and scoring as labelwise's routes)
 
 
@@ -94,18 +94,14 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     ds = load_dataset(args.dataset_dir)
-    out = Path(args.out)
-    done = json.loads(out.read_text()) if out.exists() else []
+    done = read_draws(args.out)
     for seed in range(args.first_draw, args.first_draw + args.draws):
         if any(d["draw"] == seed for d in done):
             continue
         result = run_draw(args, ds, seed)
         print(f"draw {seed} SetFit: {result}", file=sys.stderr, flush=True)
         done.append(result)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(sorted(done, key=lambda d: d["draw"]), indent=2))
-        tmp.replace(out)
+        write_draws(args.out, done)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ examples in the draw's train).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import append_results, machine, read_draws, run_started, write_draws  # noqa: E402
 from few_shot import write_draw  # noqa: E402
 
 RAREST = 3
@@ -95,19 +94,14 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
-    draws = []
-    if args.out and Path(args.out).exists():  # earlier draws (records without a number are seeds 0, 1, ...)
-        draws = [{"draw": k, **d} for k, d in enumerate(json.loads(Path(args.out).read_text(encoding="utf-8")))]
+    draws = read_draws(args.out)
     with tempfile.TemporaryDirectory() as scratch:
         for seed in range(args.draws):
             if any(d["draw"] == seed for d in draws):
                 continue
             draws.append(run_draw(args, ds, seed, Path(scratch)))
             if args.out:
-                tmp = Path(args.out).with_suffix(".tmp")
-                tmp.write_text(json.dumps(sorted(draws, key=lambda d: d["draw"]), ensure_ascii=False, indent=2),
-                               encoding="utf-8")
-                tmp.replace(args.out)
+                write_draws(args.out, draws)
     draws.sort(key=lambda d: d["draw"])
     section = format_section(args, draws, started, load_before, os.getloadavg()[0])
     print(section)
