@@ -34,7 +34,7 @@ from _common import append_results, machine, run_started  # noqa: E402
 from few_shot import draw, write_split  # noqa: E402
 
 STRATEGIES = ("random", "auto", "uncertainty", "cardinality", "diversity")
-VARIANTS = ("kcenter2n", "dedup95", "blend30")
+VARIANTS = ("kcenter2n", "dedup95", "blend30", "blend50", "blend70", "rare1", "rare05", "likely")
 LMBD = 1e-3  # L2 strength of the frozen-vector head (the value labelwise's dirty-data head uses)
 
 
@@ -111,7 +111,7 @@ def simulate(strategy: str, seed: int, start: list[int], dev: list[int], x_pool,
         step = min(args.step, args.budget - len(labelled), len(rest))
         thresholds = np.full(y_pool.shape[1], threshold)
         if strategy in VARIANTS:
-            chosen = variant_rank(strategy, step, probs_rest, x_pool[rest], thresholds)
+            chosen = variant_rank(strategy, step, probs_rest, x_pool[rest], thresholds, y_pool[labelled])
         else:
             chosen, _ = rank(strategy, step, probs=probs_rest, thresholds=thresholds,
                              vectors=x_pool[rest] if strategy == "diversity" else None,
@@ -133,9 +133,32 @@ def dev_threshold(y_dev: np.ndarray, probs_dev: np.ndarray) -> float:
     return float(grid[len(grid) - 1 - int(np.argmax(scores[::-1]))])
 
 
-def variant_rank(name: str, n: int, probs: np.ndarray, vectors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def rare_quota(n: int, probs: np.ndarray, thresholds: np.ndarray, y_labelled: np.ndarray, power: float) -> np.ndarray:
+    """`auto`'s turns (each label's most doubtful text), but each label's share of the batch ∝ 1 / (its labelled
+    positives + 1) ** power, the rarest label first; what the shares leave over goes as `auto` picks."""
+    from labelwise.select.strategies import by_label, margins
+
+    positives = y_labelled.sum(axis=0)
+    weight = 1.0 / (positives + 1.0) ** power
+    quota = np.maximum(1, np.round(n * weight / weight.sum())).astype(int)
+    order = np.argsort(margins(probs, thresholds), axis=0, kind="stable")
+    chosen: dict[int, None] = {}
+    for label in np.argsort(positives, kind="stable"):
+        picked = [int(i) for i in order[:, label] if int(i) not in chosen][:quota[label]]
+        chosen.update(dict.fromkeys(picked))
+    rest = [int(i) for i in by_label(probs, thresholds, len(probs)) if int(i) not in chosen]
+    return np.asarray((list(chosen) + rest)[:n])
+
+
+def variant_rank(name: str, n: int, probs: np.ndarray, vectors: np.ndarray, thresholds: np.ndarray,
+                 y_labelled: np.ndarray) -> np.ndarray:
     """The measured-and-rejected mixes (see VARIANTS): row indices of ``n`` texts to annotate next."""
     from labelwise.select.strategies import by_label, diverse_pick, uncertainty
+
+    if name.startswith("rare"):  # rare1, rare05: rarer labels get more of the batch
+        return rare_quota(n, probs, thresholds, y_labelled, 1.0 if name == "rare1" else 0.5)
+    if name == "likely":  # each label in turn takes its most probable text (likely positives, not doubtful ones)
+        return np.asarray(list(dict.fromkeys(np.argsort(-probs, axis=0, kind="stable").ravel().tolist()))[:n])
 
     order = np.argsort(-uncertainty(probs, thresholds), kind="stable")
     if name == "kcenter2n":  # k-center over the 2·n most uncertain texts
@@ -149,7 +172,8 @@ def variant_rank(name: str, n: int, probs: np.ndarray, vectors: np.ndarray, thre
             if len(chosen) == n:
                 break
         return np.asarray(chosen)
-    chosen = by_label(probs, thresholds, round(0.3 * n)).tolist()  # blend30: 30% as `auto` picks, then uncertainty
+    share = int(name.removeprefix("blend")) / 100  # blend30/50/70: that share as `auto` picks, then uncertainty
+    chosen = by_label(probs, thresholds, round(share * n)).tolist()
     taken = set(chosen)
     chosen += [int(i) for i in order if int(i) not in taken][:n - len(chosen)]
     return np.asarray(chosen)

@@ -37,7 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--test_size", type=int, default=2000)
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
-                   choices=["plain", "few-shot", "zero-shot"])
+                   choices=["plain", "few-shot", "few-shot+augment", "few-shot+consistency", "zero-shot"])
+    p.add_argument("--create_n", type=int, default=4, help="few-shot+augment: new texts per example (synonym mix)")
+    p.add_argument("--consistency", type=float, default=1.0, help="few-shot+consistency: its weight (R-Drop)")
     p.add_argument("--first_draw", type=int, default=0)
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
@@ -76,6 +78,15 @@ def write_draw(folder: Path, dataset_dir, train, dev) -> None:
     (folder / "label.txt").write_text((Path(dataset_dir) / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
     write_split(folder, "train.txt", train)
     write_split(folder, "dev.txt", dev)
+
+
+def augmented_draw(folder: Path, dataset_dir, train, dev, create_n: int, seed: int) -> None:
+    """The draw with each training example followed by ``create_n`` rewrites of it (``labelwise data augment``'s
+    synonym mix: substitute, insert, delete, swap in turn); dev is left as it is."""
+    from labelwise.analysis.augment import WordAugmenter, augment_examples
+
+    created, _ = augment_examples(train, WordAugmenter("mix", "synonym", create_n=create_n, seed=seed))
+    write_draw(folder, dataset_dir, list(train) + created, dev)
 
 
 def score(y, probs, labels, thresholds) -> dict:
@@ -120,11 +131,17 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:
         start = time.perf_counter()
+        data = folder
+        if route == "few-shot+augment":
+            data = work / f"draw{seed}-augment"
+            augmented_draw(data, args.dataset_dir, [ds.train[i] for i in train_idx], [ds.train[i] for i in dev_idx],
+                           args.create_n, seed)
         if route == "zero-shot":
             clf = zero_shot(str(folder), str(folder / route), args.model_name)
         else:
-            clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                    few_shot=route == "few-shot", progress=False, seed=seed,
+            clf = train(TrainConfig(dataset_dir=str(data), save_dir=str(folder / route), model_name=args.model_name,
+                                    few_shot=route.startswith("few-shot"), progress=False, seed=seed,
+                                    consistency=args.consistency if route == "few-shot+consistency" else 0.0,
                                     baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
         keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds,
