@@ -8,7 +8,8 @@ Each round adds --step texts chosen from the rest of train.txt by a strategy of 
 (labelwise.select.strategies: random, auto = each label's most doubtful text in turn, uncertainty, cardinality,
 diversity), "annotates" them with their gold labels, and retrains, up to --budget labelled texts.
 VARIANTS are ways of mixing diversity or rare labels into the uncertain batches that were measured against plain
-uncertainty before choosing `auto` (`--strategies ... kcenter2n dedup95 blend30`); none is shipped. One fixed test
+uncertainty before choosing `auto` (`--strategies ... kcenter2n dedup95 blend30 blend50 blend70 rare1 rare05
+likely`); none is shipped. One fixed test
 set: test.txt, or dev.txt where there is no test split (divorce).
 
 How a round retrains (measured, see the section): a logistic head on frozen vectors (the encoder's mean-pooled

@@ -37,9 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--test_size", type=int, default=2000)
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
-                   choices=["plain", "few-shot", "few-shot+augment", "few-shot+consistency", "zero-shot"])
+                   choices=["plain", "few-shot", "few-shot+augment", "zero-shot"])
     p.add_argument("--create_n", type=int, default=4, help="few-shot+augment: new texts per example (synonym mix)")
-    p.add_argument("--consistency", type=float, default=1.0, help="few-shot+consistency: its weight (R-Drop)")
     p.add_argument("--first_draw", type=int, default=0)
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
@@ -141,7 +140,6 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         else:
             clf = train(TrainConfig(dataset_dir=str(data), save_dir=str(folder / route), model_name=args.model_name,
                                     few_shot=route.startswith("few-shot"), progress=False, seed=seed,
-                                    consistency=args.consistency if route == "few-shot+consistency" else 0.0,
                                     baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
         keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds,

@@ -130,6 +130,41 @@ def test_few_shot_draws_are_disjoint_and_reproducible():
     assert list(split_draw(ds, per_label=2, test_size=20, seed=0)[2]) == list(test_idx)
 
 
+def test_augmented_draw_keeps_the_examples_and_their_labels_and_leaves_dev_alone(tmp_path):
+    """few_shot.py's few-shot+augment route: each training example, then its rewrites with the same labels."""
+    from few_shot import augmented_draw
+
+    from labelwise.data.dataset import Example, load_dataset
+
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "label.txt").write_text("joy\nanger\n", encoding="utf-8")
+    train = [Example("I really enjoyed the wonderful concert yesterday evening", ("joy",)),
+             Example("The terrible delay made everybody furious and tired", ("anger",))]
+    dev = [Example("What a lovely surprise party", ("joy",))]
+    augmented_draw(tmp_path / "draw", tmp_path / "source", train, dev, create_n=2, seed=0)
+    ds = load_dataset(tmp_path / "draw")
+    assert ds.train[:2] == train and len(ds.train) == 6  # 2 originals + 2 rewrites each
+    assert {e.text for e in ds.train[2:]}.isdisjoint(e.text for e in train)
+    assert [e.labels for e in ds.train[2:]] == [("joy",)] * 2 + [("anger",)] * 2
+    assert ds.dev == dev
+
+
+def test_active_learning_variants_pick_distinct_texts_and_favour_rare_labels():
+    """The measured-and-rejected batch mixes of active_learning.py: n distinct rows; rare1 gives the label with
+    the fewest labelled positives the largest share of the batch."""
+    from active_learning import VARIANTS, variant_rank
+
+    rng = np.random.default_rng(0)
+    probs, vectors = rng.random((200, 3)), rng.normal(size=(200, 8))
+    y_labelled = np.array([[1, 0, 0]] * 30 + [[0, 1, 0]] * 30 + [[0, 0, 1]] * 2)
+    for name in VARIANTS:
+        chosen = variant_rank(name, 20, probs, vectors, np.full(3, 0.5), y_labelled)
+        assert len(chosen) == len(set(chosen.tolist())) == 20, name
+    chosen = variant_rank("rare1", 20, probs, vectors, np.full(3, 0.5), y_labelled)
+    nearest = np.abs(probs - 0.5).argmin(axis=1)  # the label each picked text is most doubtful about
+    assert np.bincount(nearest[chosen], minlength=3)[2] >= 14  # label 2: 2 positives, 1/3 vs 1/31 of the weight
+
+
 def test_few_shot_heads_read_the_stored_vectors(tmp_path, capsys):
     """benchmarks/few_shot_heads.py: heads fitted on a draw's stored train vectors find labels that the vectors
     separate, and the fine-tuned head's row is the stored probabilities' score."""

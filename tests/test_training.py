@@ -23,7 +23,7 @@ from labelwise.predict.classifier import Classifier
 from labelwise.training import finetune as training
 from labelwise.training.config import TrainConfig
 from labelwise.training.finetune import train
-from labelwise.training.losses import MultiLabelLoss, auto_pos_weight, consistency
+from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
 from labelwise.training.resume import load_state, restore_random_states, save_state
 from labelwise.training.scoring import evaluate_model
 
@@ -43,17 +43,6 @@ def test_losses_fall_when_logits_move_towards_targets(kind):
     unsure = loss(torch.zeros_like(targets), targets)
     right = loss(3 * (2 * targets - 1), targets)
     assert wrong > unsure > right >= 0
-
-
-def test_consistency_is_a_symmetric_divergence_between_two_passes():
-    a = torch.tensor([[2.0, -1.0, 0.0], [-3.0, 0.5, 4.0]])
-    b = torch.tensor([[1.0, -1.5, 0.3], [-2.0, 1.5, 3.0]])
-    assert consistency(a, a).item() == pytest.approx(0.0, abs=1e-7)
-    assert consistency(a, b).item() == pytest.approx(consistency(b, a).item())
-    assert 0 < consistency(a, b) < consistency(a, b * 3)  # further apart, larger
-    p, q = torch.sigmoid(a), torch.sigmoid(b)  # the Bernoulli KL both ways, by hand
-    kl = lambda x, y: x * torch.log(x / y) + (1 - x) * torch.log((1 - x) / (1 - y))  # noqa: E731
-    assert consistency(a, b).item() == pytest.approx(((kl(p, q) + kl(q, p)) / 2).mean().item(), rel=1e-5)
 
 
 def test_auto_pos_weight_is_neg_over_pos_clipped():
@@ -247,25 +236,6 @@ def test_loss_and_pos_weight_change_training(tiny_zh_encoder, divorce_small, tmp
         assert (head - bce_head).abs().max() > 0.05  # the head learnt something else
     # weighting the positives up pushes the predicted probabilities up
     assert weighted_prob > bce_prob
-
-
-def test_consistency_runs_two_dropout_passes_and_is_recorded(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch):
-    data = make_subset(divorce_small, tmp_path / "data", 32, 16)
-    seen = []
-
-    def recorded(a, b):  # the divergence the loop adds: two passes of one batch, different dropout masks
-        seen.append(float((a - b).abs().max()))
-        return consistency(a, b)
-
-    monkeypatch.setattr(training, "consistency", recorded)
-    plain = train(tiny_config(tiny_zh_encoder, data, tmp_path / "plain", epochs=1, seed=7, baseline=False))
-    assert not seen
-    both = train(tiny_config(tiny_zh_encoder, data, tmp_path / "both", epochs=1, seed=7, baseline=False,
-                             consistency=1.0))
-    assert len(seen) == 2 and max(seen) > 0  # 32 texts in batches of 16; dropout made the passes differ
-    assert np.isfinite(both.history[0]["loss"]) and both.history[0]["loss"] != plain.history[0]["loss"]
-    meta = json.loads((tmp_path / "both" / "labelwise.json").read_text())
-    assert meta["training_args"]["consistency"] == 1.0
 
 
 def free_port() -> int:

@@ -18,8 +18,9 @@ vectors, so the same code serves ``labelwise select`` and the simulation in ``be
 by measurement (benchmarks/RESULTS.md, "Active learning"): on divorce and GoEmotions it was the only strategy whose
 learning curve lies above random sampling's on both micro- and macro-F1; plain uncertainty (the text's most
 doubtful label) wins micro-F1 on divorce but falls below random on GoEmotions. Mixing diversity into uncertain
-batches (k-center over the 2·n most uncertain, skipping near-duplicates) did not help; exact duplicates are dropped
-from the pool before any strategy runs.
+batches (k-center over the 2·n most uncertain, skipping near-duplicates) did not help, nor did shares of the batch
+weighted towards rare labels (level with ``auto`` over the curve); exact duplicates are dropped from the pool before
+any strategy runs.
 """
 from __future__ import annotations
 

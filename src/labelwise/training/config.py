@@ -61,8 +61,6 @@ class TrainConfig:
                              help="skip the TF-IDF + linear SVM baseline trained (in seconds) beside the model")
     few_shot: bool = setting(False, help="for a few examples per label: contrastive pairs + label names, then the "
                              "head (see docs/few-shot.md)")
-    consistency: float = setting(0.0, help="weight of a consistency loss between two dropout passes of each batch "
-                                 "(R-Drop); 0: off", minimum=0)
     bf16: bool | None = setting(None, action="bool",
                                 help="bfloat16 autocast (GPUs with bf16, CPUs with AVX-512 BF16 or AMX; fp32 "
                                      "elsewhere, with a warning). Default: on only on CPUs with AMX, where it was "

@@ -38,7 +38,7 @@ from labelwise.training.baseline import fit_baseline
 from labelwise.training.config import TrainConfig
 from labelwise.training.fewshot import FewShotStart, contrastive_stage
 from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
-from labelwise.training.losses import MultiLabelLoss, auto_pos_weight, consistency
+from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
 from labelwise.training.resume import (
     data_order,
@@ -272,11 +272,8 @@ def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, ru
         batch = {k: torch.from_numpy(v).to(run.device) for k, v in pad_batch(enc, rows, pad_id).items()}
         targets = torch.from_numpy(y_train[rows]).to(run.device)
         with autocast:
-            logits = forward(**batch).logits.float()
-            if not cfg.consistency:
-                return loss_fn(logits, targets)
-            again = forward(**batch).logits.float()  # a second pass: other dropout masks
-        return (loss_fn(logits, targets) + loss_fn(again, targets)) / 2 + cfg.consistency * consistency(logits, again)
+            logits = forward(**batch).logits
+        return loss_fn(logits.float(), targets)
 
     return batch_loss
 

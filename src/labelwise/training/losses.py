@@ -15,15 +15,6 @@ def auto_pos_weight(y: np.ndarray, max_weight: float = 50.0) -> np.ndarray:
     return np.clip(neg / np.maximum(pos, 1.0), 1.0, max_weight).astype(np.float32)
 
 
-def consistency(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
-    """Symmetric KL divergence between the per-label Bernoulli distributions of two forward passes of the same
-    texts (R-Drop, Liang et al. 2021, for sigmoid outputs), averaged over texts and labels."""
-    log_p, log_q = F.logsigmoid(logits_a), F.logsigmoid(logits_b)
-    log_not_p, log_not_q = F.logsigmoid(-logits_a), F.logsigmoid(-logits_b)
-    p, q = log_p.exp(), log_q.exp()
-    return 0.5 * ((p - q) * (log_p - log_q) + ((1 - p) - (1 - q)) * (log_not_p - log_not_q)).mean()
-
-
 class MultiLabelLoss(torch.nn.Module):
     """``kind``: bce | focal (gamma=2) | asymmetric (Ridnik et al. 2021: gamma-=4, gamma+=0, clip 0.05)."""
 
