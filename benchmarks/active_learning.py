@@ -147,8 +147,10 @@ def rare_quota(n: int, probs: np.ndarray, thresholds: np.ndarray, y_labelled: np
     for label in np.argsort(positives, kind="stable"):
         picked = [int(i) for i in order[:, label] if int(i) not in chosen][:quota[label]]
         chosen.update(dict.fromkeys(picked))
-    rest = [int(i) for i in by_label(probs, thresholds, len(probs)) if int(i) not in chosen]
-    return np.asarray((list(chosen) + rest)[:n])
+    if len(chosen) < n:  # the shares rounded down: `auto`'s turns fill the batch
+        fill = by_label(probs, thresholds, n + len(chosen))  # holds at least n texts not chosen yet
+        chosen.update(dict.fromkeys(int(i) for i in fill if int(i) not in chosen))
+    return np.asarray(list(chosen)[:n])
 
 
 def variant_rank(name: str, n: int, probs: np.ndarray, vectors: np.ndarray, thresholds: np.ndarray,

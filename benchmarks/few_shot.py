@@ -123,9 +123,9 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     from labelwise.training.zeroshot import zero_shot
 
     train_idx, dev_idx, test_idx = split_draw(ds, args.per_label, args.test_size, seed)
-    test = [ds.train[i] for i in test_idx]
+    train_set, dev_set, test = ([ds.train[i] for i in idx] for idx in (train_idx, dev_idx, test_idx))
     folder = work / f"draw{seed}"
-    write_draw(folder, args.dataset_dir, [ds.train[i] for i in train_idx], [ds.train[i] for i in dev_idx])
+    write_draw(folder, args.dataset_dir, train_set, dev_set)
     texts, y = [e.text for e in test], multi_hot(test, ds.labels)
     out = {"train": len(train_idx), "dev": len(dev_idx), "test": len(test)}
     for route in args.routes:
@@ -133,8 +133,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         data = folder
         if route == "few-shot+augment":
             data = work / f"draw{seed}-augment"
-            augmented_draw(data, args.dataset_dir, [ds.train[i] for i in train_idx], [ds.train[i] for i in dev_idx],
-                           args.create_n, seed)
+            augmented_draw(data, args.dataset_dir, train_set, dev_set, args.create_n, seed)
         if route == "zero-shot":
             clf = zero_shot(str(folder), str(folder / route), args.model_name)
         else:
@@ -142,14 +141,12 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
                                     few_shot=route.startswith("few-shot"), progress=False, seed=seed,
                                     baseline=route == "plain")).classifier
         probs = clf.predict_proba(texts)
-        keep_probs(args, seed, route, clf, probs, y, [ds.train[i] for i in dev_idx], ds,
-                   train=[ds.train[i] for i in train_idx], test=test)
+        keep_probs(args, seed, route, clf, probs, y, dev_set, ds, train=train_set, test=test)
         out[route] = {"tuned": score(y, probs, ds.labels, clf.thresholds), "0.5": score(y, probs, ds.labels, 0.5),
                       "minutes": (time.perf_counter() - start) / 60}
         print(f"draw {seed} {route}: {out[route]}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    base = LinearBaseline().fit([ds.train[i].text for i in train_idx], multi_hot([ds.train[i] for i in train_idx],
-                                                                                  ds.labels))
+    base = LinearBaseline().fit([e.text for e in train_set], multi_hot(train_set, ds.labels))
     predicted = base.predict(texts)
     out["TF-IDF + linear SVM"] = {"tuned": score(y, predicted, ds.labels, 0.5), "0.5": score(y, predicted, ds.labels, 0.5),
                                   "minutes": (time.perf_counter() - start) / 60}
