@@ -79,9 +79,10 @@ class Decision:
         None, help="one threshold for every label (default: the checkpoint's tuned thresholds, else 0.5)")
     top_k_min: int = setting(0, help="always return at least this many labels (1 = never empty)")
     top_k_max: int | None = setting(None, help="return at most this many labels")
-    long_text: str = setting("truncate", choices=("truncate", "slide"),
-                             help="texts longer than max_seq_length: cut (PaddleNLP's way) or slide overlapping "
-                                  "windows and take each label's max probability")
+    long_text: str = setting("auto", choices=("auto", "truncate", "slide"),
+                             help="texts longer than max_seq_length: auto = as the model was trained (cut, or read "
+                                  "in windows: labelwise.json's long_text); truncate = cut (PaddleNLP's way); slide = "
+                                  "overlapping windows, each label's logit pooled as in training (max by default)")
     hierarchy: str = setting("consistent", choices=HIERARCHY_MODES,
                              help="label trees (体育##足球): consistent = a child only with its parent, a predicted "
                                   "child brings its parent; leaves = print only the deepest predicted labels; none "

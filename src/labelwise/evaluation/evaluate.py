@@ -57,7 +57,7 @@ class Evaluation:
 
 
 def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
-             threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str = "truncate",
+             threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str | None = None,
              top_k_min: int = 0, top_k_max: int | None = None, hierarchy: str = "consistent",
              **file_names) -> Evaluation:
     """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number

@@ -24,6 +24,7 @@ import numpy as np
 
 from labelwise.data.dataset import multi_hot
 from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.choices import describe_choices
 from labelwise.evaluation.levels import format_levels
 from labelwise.files import atomic_write_text, check_outputs
 
@@ -269,6 +270,11 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
         ("counts", "Labels per example: predicted vs gold", _count_histogram(y, pred)),
         ("bad", "Bad cases", _bad_cases(evaluation, pred, max_bad_cases)),
     ]
+    if classifier is not None:  # what the training defaults chose (encoder and why, windows, thresholds)
+        chosen = describe_choices(classifier.meta) + [
+            "Thresholds: per label, tuned on dev." if classifier.meta.thresholds is not None else "Thresholds: 0.5."]
+        sections.insert(0, ("choices", "What the defaults chose",
+                            "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in chosen) + "</ul>"))
     nav = " · ".join(f"<a href='#{key}'>{name}</a>" for key, name, _ in sections)
     body = "".join(f"<section id='{key}'><h2>{name}</h2>{content}</section>" for key, name, content in sections)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"

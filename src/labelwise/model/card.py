@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labelwise.files import atomic_write_text
+from labelwise.evaluation.choices import describe_choices
 from labelwise.model.encoders import HUB_MODELS
 
 log = logging.getLogger("labelwise")
@@ -171,8 +172,8 @@ def _summary(meta, kind: str, dataset: str, encoder: str) -> str:
             else "a labelwise checkpoint (PyTorch, safetensors)")
     return (f"A multi-label text classifier, {what}: the `{encoder}` encoder with {meta.pooling} pooling and one "
             f"sigmoid per label, trained on `{dataset}` for {len(meta.labels)} labels. A text gets every label "
-            f"whose probability reaches that label's threshold, so it can get several labels, or none. Texts are "
-            f"cut at {meta.max_seq_length} tokens.")
+            f"whose probability reaches that label's threshold, so it can get several labels, or none.\n\n"
+            + "\n".join(f"* {line}" for line in describe_choices(meta)))
 
 
 def _labels_section(meta, metrics: dict) -> str:
@@ -316,7 +317,9 @@ def _limits_section(meta, metrics: dict, dataset: str) -> str:
     points = [(f"Made for texts like those of `{dataset}`, and only for its {len(meta.labels)} labels: it never "
                "predicts another label, and texts from another domain or language get unreliable probabilities."),
               (f"Only the first {meta.max_seq_length} tokens of a text are read (`labelwise predict --long_text "
-               "slide` reads longer texts in windows)."),
+               "slide` reads longer texts in windows)." if getattr(meta, "long_text", "truncate") != "slide" else
+               "Long texts are read in windows: the plain-library snippet above cuts them instead (labelwise reads "
+               "them whole)."),
               "A text can get no label at all (`top_k_min 1` always gives at least one)."]
     rows = [r for r in metrics.get("per_label", []) if isinstance(r, dict)] \
         if isinstance(metrics.get("per_label"), list) else []

@@ -34,6 +34,9 @@ class CheckpointMeta:
     pooling: str = "mean"  # how the head reads the encoder: mean | cls (see labelwise.model.network)
     normalize: bool = False  # unit-length pooled vectors before the head (few-shot / zero-shot models)
     hierarchy_sep: str | None = "##"  # label names holding it are tree paths (labelwise.data.hierarchy); None: flat
+    long_text: str = "truncate"  # how a text longer than max_seq_length is read: truncate | slide (windows)
+    window_pool: str = "max"  # with slide: how the windows' logits become the text's (max | mean)
+    choices: dict[str, Any] = field(default_factory=dict)  # what the defaults chose, and why (encoder, reading)
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -61,6 +64,12 @@ class CheckpointMeta:
             return f'"thresholds" is not a list of {len(labels)} numbers between 0 and 1, one per label'
         if self.hierarchy_sep is not None and not isinstance(self.hierarchy_sep, str):
             return f'"hierarchy_sep" is {shorten(self.hierarchy_sep)}, not a separator such as "##" (or null)'
+        if self.long_text not in ("truncate", "slide"):
+            return f'"long_text" is {shorten(self.long_text)}, not truncate or slide'
+        if self.window_pool not in ("max", "mean"):
+            return f'"window_pool" is {shorten(self.window_pool)}, not max or mean'
+        if not isinstance(self.choices, dict):
+            return f'"choices" is {shorten(self.choices)}, not an object'
         if self.pooling not in ("mean", "cls"):
             return f'"pooling" is {shorten(self.pooling)}, not mean or cls'
         if type(self.format_version) is not int or self.format_version > FORMAT_VERSION:

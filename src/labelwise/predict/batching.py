@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 LONG_TEXT_MODES = ("truncate", "slide")
+WINDOW_POOLS = ("max", "mean")  # how the windows' logits of one text become its logits
 PAD_SLACK_TOKENS, PAD_SLACK_FRACTION = 8, 0.1  # inference batches: padding allowed per row
 
 
@@ -44,6 +45,22 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, long_text: str = "t
         owner = np.arange(len(texts), dtype=np.int64)
     type_ids = out.get("token_type_ids")
     return Encoded(list(out["input_ids"]), list(type_ids) if type_ids is not None else None, owner)
+
+
+def pool_windows(window_logits: np.ndarray, owner: np.ndarray, n_texts: int, how: str = "max") -> np.ndarray:
+    """Each text's logits from its windows' (rows of ``window_logits``, text ``owner[row]``): the max or the mean.
+
+    Training pools the same way (:func:`labelwise.training.reading.pool_window_logits`), so a model reads a long
+    text at prediction time as it learnt to."""
+    if how not in WINDOW_POOLS:
+        raise ValueError(f"window pool must be one of {WINDOW_POOLS}, got {how!r}")
+    out = np.zeros((n_texts, window_logits.shape[1]), dtype=np.float32)
+    if how == "max":
+        out.fill(-np.inf)
+        np.maximum.at(out, owner, window_logits)
+        return out
+    np.add.at(out, owner, window_logits)
+    return out / np.maximum(np.bincount(owner, minlength=n_texts), 1)[:, None]
 
 
 def pad_batch(encoded: Encoded, rows: Sequence[int], pad_id: int = 0,

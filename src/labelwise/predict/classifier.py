@@ -22,7 +22,7 @@ from labelwise.errors import LabelwiseError
 from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
-from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches
+from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches, pool_windows
 from labelwise.predict.retrieval import INDEX_FILE, open_index
 from labelwise.predict.torch_backend import TorchBackend
 from labelwise.progress import progress as progress_bar
@@ -133,30 +133,43 @@ class Classifier:
 
     # ---- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
-                      long_text: str = "truncate", stride: int | None = None,
+                      long_text: str | None = None, stride: int | None = None,
                       progress: bool = False) -> np.ndarray:
         """Probabilities, shape (len(texts), len(labels)); one string is one text (one row).
 
-        Sliding windows take the max per label.
+        ``long_text``: None or ``auto`` = as the model was trained (``meta.long_text``: truncate, or slide with the
+        windows' logits pooled by ``meta.window_pool``); truncate or slide to force one (slide then pools as the
+        model was trained, max for a model trained on truncated texts).
         """
         texts = _text_list(texts)
         _check_batch_size(batch_size)
+        long_text = self.long_text if long_text in (None, "auto") else long_text
         if long_text not in LONG_TEXT_MODES:
-            raise LabelwiseError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+            raise LabelwiseError(f"long_text must be one of auto, {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return probs
         encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length, long_text, stride)
-        window_probs = np.zeros((len(encoded.owner), len(self.labels)), dtype=np.float32)
+        window_logits = np.zeros((len(encoded.owner), len(self.labels)), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id or 0
         batches = iter_batches(encoded, batch_size, pad_id)
         if progress:
             total = len(length_grouped_batches(encoded.lengths, batch_size, tight=True))
             batches = progress_bar(batches, "predict", total=total)
         for rows, batch in batches:
-            window_probs[rows] = sigmoid(self.backend.logits(batch))
-        np.maximum.at(probs, encoded.owner, window_probs)
-        return probs
+            window_logits[rows] = self.backend.logits(batch)
+        if len(encoded.owner) == len(texts):  # one window per text (the owners are 0..n-1 in order)
+            return sigmoid(window_logits).astype(np.float32)
+        return sigmoid(pool_windows(window_logits, encoded.owner, len(texts), self.window_pool)).astype(np.float32)
+
+    @property
+    def long_text(self) -> str:
+        """How this model reads a text longer than ``max_seq_length``: truncate, or slide (windows)."""
+        return getattr(self.meta, "long_text", "truncate")
+
+    @property
+    def window_pool(self) -> str:
+        return getattr(self.meta, "window_pool", "max")
 
     def features(self, texts: Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
                  progress: bool = False) -> np.ndarray:

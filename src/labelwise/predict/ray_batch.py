@@ -89,7 +89,7 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
                 num_actors: int = 2, threads_per_actor: int = 1, batch_size: int = 256, address: str | None = None,
                 backend: str = "auto", precision: str = "fp32", text_field: str = "text",
                 threshold: float | None = None, top_k_min: int = 0, top_k_max: int | None = None,
-                max_seq_length: int | None = None, long_text: str = "truncate", progress: bool = True,
+                max_seq_length: int | None = None, long_text: str | None = None, progress: bool = True,
                 hierarchy: str = "consistent") -> RayPredictResult:
     """Label every text of ``data_file`` with ``num_actors`` model copies; write ``output`` (a folder)."""
     try:

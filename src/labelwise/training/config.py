@@ -9,12 +9,14 @@ import logging
 from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
-from labelwise.model.encoders import DEFAULT_MODEL, POOLINGS
+from labelwise.model.encoders import POOLINGS
+from labelwise.predict.batching import LONG_TEXT_MODES, WINDOW_POOLS
 from labelwise.settings import check_fields, setting
 
 log = logging.getLogger("labelwise")
 
 LOSSES = ("bce", "focal", "asymmetric")  # implemented in labelwise.training.losses
+LONG_TEXT_CHOICES = ("auto",) + LONG_TEXT_MODES
 
 
 @dataclass
@@ -23,9 +25,19 @@ class TrainConfig:
     save_dir: str = setting("checkpoint", help="where the best checkpoint goes")
     overwrite: bool = setting(False, help="write into --save_dir even when it is a folder labelwise did not write "
                               "(its files of other names stay; the dataset folder is always refused)")
-    model_name: str = setting(DEFAULT_MODEL, help="m3e-small (offline), all-minilm-l6-v2 (offline, English), "
-                              "ernie-3.0-medium-zh etc. (hub, needs internet), any hub id or local folder")
-    max_seq_length: int = setting(128, help="tokens per text; longer texts are cut", minimum=1)
+    model_name: str | None = setting(
+        None, help="default: the offline encoder for the training texts' script (mostly Chinese characters → "
+                   "m3e-small, else all-minilm-l6-v2, English); m3e-small, all-minilm-l6-v2, ernie-3.0-medium-zh "
+                   "etc. (hub, needs internet), any hub id or local folder")
+    max_seq_length: int | None = setting(
+        None, help="tokens per window; default: the shortest of 128 / 256 / 512 that holds 90%% of the training texts "
+                   "whole, else 128 (long texts are then read in windows, see --long_text)", minimum=1)
+    long_text: str = setting("auto", choices=LONG_TEXT_CHOICES,
+                             help="texts longer than max_seq_length: truncate (read the first tokens), slide (read "
+                                  "overlapping windows and pool their logits, in training and prediction alike) or "
+                                  "auto: slide when at least 10%% of the training texts are longer (default)")
+    window_pool: str = setting("max", choices=WINDOW_POOLS, help="with windows: a text's logit per label is the "
+                               "max (default) or the mean of its windows'")
     batch_size: int | None = setting(None, help="default 32; 8 with --few_shot", minimum=1)
     learning_rate: float | None = setting(
         None, help="encoder learning rate (default: 1e-4 for encoders up to 512 wide, 3e-5 for larger ones)")

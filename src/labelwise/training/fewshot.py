@@ -121,7 +121,7 @@ def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -
     log.info("few-shot: contrastive pairs of %d examples + %d label names (%s, %s pooling)", len(train_set),
              len(label_words), cfg.model_name, pooling)
     start = time.perf_counter()
-    loss = contrastive_tune(model.to(device), tokenizer, list(train_set) + label_anchors, max_len=cfg.max_seq_length,
+    loss = contrastive_tune(model.to(device), tokenizer, list(train_set) + label_anchors, max_len=cfg.max_seq_length or 128,
                             seed=cfg.seed, device=device, show=cfg.progress)
     log.info("few-shot: contrastive stage done in %.0f s (loss %.4f); fine-tuning on the examples and label names",
              time.perf_counter() - start, loss)

@@ -31,14 +31,23 @@ from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
+from labelwise.model.language import pick_encoder
 from labelwise.model.network import prior_logits
-from labelwise.predict.batching import encode, length_grouped_batches, pad_batch
+from labelwise.predict.batching import length_grouped_batches, pad_batch
 from labelwise.predict.classifier import Classifier, TorchBackend
 from labelwise.training.baseline import fit_baseline
 from labelwise.training.config import TrainConfig
 from labelwise.training.fewshot import FewShotStart, contrastive_stage
 from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
+from labelwise.training.reading import (
+    WindowIndex,
+    encode_for_training,
+    encoder_limit,
+    plan_reading,
+    pool_window_logits,
+    window_batches,
+)
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
 from labelwise.training.resume import (
     data_order,
@@ -94,20 +103,36 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
                             test_file=cfg.test_file, label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep)
     train_set, dev_set = _splits(cfg, ds)
 
-    # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new
+    # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new;
+    #    with no model_name, the offline encoder for the texts' script (labelwise.model.language)
+    model_name, encoder_choice = (cfg.model_name, None) if cfg.init_from_ckpt else \
+        pick_encoder(cfg.model_name, (e.text for e in train_set))
+    cfg = dataclasses.replace(cfg, model_name=model_name)
     start = contrastive_stage(cfg, ds, train_set, run.device) if cfg.few_shot else None
     train_set = train_set + start.anchors if start else train_set
     y_train = multi_hot(train_set, ds.labels)
     model, tokenizer, base_model = _starting_model(cfg, ds.labels, y_train, start)
     model.to(run.device).train()
 
-    # 3. the recipe: what the settings leave open follows the encoder and the data
-    enc = encode(tokenizer, [e.text for e in train_set], cfg.max_seq_length)
-    steps_per_epoch = len(length_grouped_batches(enc.lengths, cfg.batch_size)) // run.world or 1
+    # 3. the recipe: what the settings leave open follows the encoder and the data (windows: training.reading)
+    reading = plan_reading(tokenizer, [e.text for e in train_set], cfg.max_seq_length, cfg.long_text,
+                           encoder_limit(tokenizer, model))
+    cfg = dataclasses.replace(cfg, max_seq_length=reading.max_seq_length, long_text=reading.long_text)
+    enc = encode_for_training(tokenizer, [e.text for e in train_set], reading)
+    windows = WindowIndex(enc, len(train_set)) if reading.long_text == "slide" else None
+    steps_per_epoch = len(_all_batches(enc, len(train_set), cfg, np.random.default_rng(0))) // run.world or 1
     cfg = _recipe(cfg, model, steps_per_epoch, run)
+    choices = {"reading": reading.to_json()}
+    if encoder_choice:
+        choices["encoder"] = encoder_choice.to_json()
     meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
-                          pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep)
+                          pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep,
+                          long_text=reading.long_text, window_pool=cfg.window_pool, choices=choices)
     if run.main:
+        log.info("reading: %d texts, %d %s of up to %d tokens (%s); %s", reading.texts, reading.windows,
+                 "windows" if windows else "rows", reading.max_seq_length,
+                 "long texts in windows, logits pooled by " + cfg.window_pool if windows else "longer texts cut",
+                 reading.reason)
         log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
                  base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
                  cfg.head_learning_rate)
@@ -117,14 +142,14 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
 
     # 5. epochs: each scored on dev, the best saved; a resumed run goes on after the last saved epoch
     loop = _step_loop(cfg, model, steps_per_epoch, run)
-    batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run)
+    batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run, windows)
     order = data_order(cfg.seed, cfg.batch_size, cfg.max_seq_length, run.world, train_set)
     standing = _resume(cfg, run, model, loop, order) if cfg.resume else _Standing()  # last: it restores random states
     first, last_state_write = standing.epoch + 1, time.perf_counter()
     for epoch in range(first, cfg.epochs + 1):
         if cfg.early_stop and standing.bad_epochs >= cfg.early_stop_nums:
             break
-        losses = loop.epoch(_epoch_batches(enc.lengths, cfg, epoch, run, steps_per_epoch), batch_loss,
+        losses = loop.epoch(_epoch_batches(enc, len(train_set), cfg, epoch, run, steps_per_epoch), batch_loss,
                             f"epoch {epoch}/{cfg.epochs}", count=lambda rows: len(rows) * run.world)
         probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, ds.labels, cfg.batch_size)
         improved = standing.record(epoch, losses.get("loss", []), metrics, model)
@@ -260,8 +285,11 @@ def _step_loop(cfg: TrainConfig, model, steps_per_epoch: int, run: _Processes) -
                     logging_steps=cfg.logging_steps, show=cfg.progress and run.main)
 
 
-def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, run: _Processes):
-    """The loss of a batch (rows of the training set): the forward pass under autocast, the loss in fp32."""
+def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, run: _Processes,
+                windows: WindowIndex | None = None):
+    """The loss of a batch (rows of the training set): the forward pass under autocast, the loss in fp32.
+
+    With ``windows`` a batch row is a text: its windows go through the model and their logits are pooled."""
     autocast = torch.autocast(run.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16)
     pos_weight = torch.from_numpy(auto_pos_weight(y_train)).to(run.device) if cfg.pos_weight == "auto" else None
     loss_fn = MultiLabelLoss(cfg.loss, pos_weight).to(run.device)
@@ -269,20 +297,30 @@ def _batch_loss(cfg: TrainConfig, model, tokenizer, enc, y_train: np.ndarray, ru
     pad_id = tokenizer.pad_token_id or 0
 
     def batch_loss(rows) -> torch.Tensor:
-        batch = {k: torch.from_numpy(v).to(run.device) for k, v in pad_batch(enc, rows, pad_id).items()}
+        window_rows, owner = windows.rows(rows) if windows is not None else (rows, None)
+        batch = {k: torch.from_numpy(v).to(run.device) for k, v in pad_batch(enc, window_rows, pad_id).items()}
         targets = torch.from_numpy(y_train[rows]).to(run.device)
         with autocast:
             logits = forward(**batch).logits
-        return loss_fn(logits.float(), targets)
+        logits = logits.float()
+        if owner is not None:
+            logits = pool_window_logits(logits, torch.from_numpy(owner).to(run.device), len(rows), cfg.window_pool)
+        return loss_fn(logits, targets)
 
     return batch_loss
 
 
-def _epoch_batches(lengths, cfg: TrainConfig, epoch: int, run: _Processes, steps_per_epoch: int) -> list:
+def _all_batches(enc, n_texts: int, cfg: TrainConfig, rng: np.random.Generator) -> list:
+    """One epoch's batches: length-grouped texts, or (windows) whole texts up to ``batch_size`` windows each."""
+    if cfg.long_text == "slide":
+        return window_batches(enc, n_texts, cfg.batch_size, rng)
+    return length_grouped_batches(enc.lengths, cfg.batch_size, shuffle=True, rng=rng)
+
+
+def _epoch_batches(enc, n_texts: int, cfg: TrainConfig, epoch: int, run: _Processes, steps_per_epoch: int) -> list:
     """This process's batches in ``epoch``, in an order drawn from the random seed and the epoch alone."""
     rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-    batches = length_grouped_batches(lengths, cfg.batch_size, shuffle=True, rng=rng)
-    return batches[run.rank::run.world][:steps_per_epoch]
+    return _all_batches(enc, n_texts, cfg, rng)[run.rank::run.world][:steps_per_epoch]
 
 
 def _resume(cfg: TrainConfig, run: _Processes, model, loop: StepLoop, order: dict) -> _Standing:

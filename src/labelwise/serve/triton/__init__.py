@@ -105,6 +105,10 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
     check_outputs([repo_dir], [export_dir], marker="README.md")
     check_hierarchy_mode(hierarchy)
     meta = read_meta(export_dir)
+    if meta.long_text == "slide":
+        raise LabelwiseError(f"{export_dir}: this model reads long texts in windows (long_text slide), which the "
+                             "Triton ensemble (one row per text) cannot do; serve it with `labelwise serve`, or train "
+                             "with `--long_text truncate` for Triton")
     tree = Classifier(None, None, meta, export_dir).hierarchy  # the tree the export's predictions follow
     onnx_path = model_file(export_dir, precision)
     inputs, outputs, dynamic_batch = graph_signature(onnx_path)
