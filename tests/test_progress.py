@@ -35,6 +35,6 @@ def test_training_log_has_no_carriage_returns(tmp_path, tiny_zh_encoder, divorce
     caplog.set_level(logging.INFO, logger="labelwise")
     train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(tmp_path / "ck"), model_name=str(tiny_zh_encoder),
                       epochs=1, learning_rate=1e-3, max_train_samples=64, max_dev_samples=16, batch_size=16,
-                      max_seq_length=32, baseline=False))
+                      max_seq_length=32, long_text="truncate", baseline=False))
     err = capfd.readouterr().err
     assert "\r" not in err and "epoch 1/1: 4/4 (100%)" in err

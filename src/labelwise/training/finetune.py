@@ -40,14 +40,8 @@ from labelwise.training.config import TrainConfig
 from labelwise.training.fewshot import FewShotStart, contrastive_stage
 from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
-from labelwise.training.reading import (
-    WindowIndex,
-    encode_for_training,
-    encoder_limit,
-    plan_reading,
-    pool_window_logits,
-    window_batches,
-)
+from labelwise.training.reading import WindowIndex, encode_for_training, encoder_limit, plan_reading
+from labelwise.training.reading import pool_window_logits, window_batches
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
 from labelwise.training.resume import (
     data_order,

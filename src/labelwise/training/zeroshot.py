@@ -28,7 +28,8 @@ from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
 from labelwise.model.device import resolve_device
-from labelwise.model.encoders import DEFAULT_MODEL, build_model
+from labelwise.model.encoders import build_model
+from labelwise.model.language import pick_encoder
 from labelwise.predict.classifier import Classifier, TorchBackend
 
 log = logging.getLogger("labelwise")
@@ -56,8 +57,8 @@ def label_texts(label_words: dict[str, str], hierarchy: Hierarchy, naming: str =
     return out
 
 
-def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = DEFAULT_MODEL,
-              pooling: str = "auto", max_seq_length: int = 128, device: str | None = None,
+def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str | None = None,
+              pooling: str = "auto", max_seq_length: int | None = 128, device: str | None = None,
               label_file: str = "label.txt", overwrite: bool = False, hierarchy_sep: str | None = DEFAULT_SEP,
               label_naming: str = LABEL_NAMINGS[0]) -> Classifier:
     """A classifier from label names alone; thresholds tuned on dev.txt when the folder has one.
@@ -74,6 +75,8 @@ def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str = 
     device = resolve_device(device)
     ds = load_dataset(dataset_dir, label_file=label_file, require=(), hierarchy_sep=hierarchy_sep)
     label_words = label_texts(read_label_words(Path(dataset_dir) / label_file), ds.hierarchy, label_naming)
+    max_seq_length = max_seq_length or 128
+    model_name, _ = pick_encoder(model_name, list(label_words.values()) + [e.text for e in ds.dev], "the label names and dev texts")
     model, tokenizer, pooling = build_model(model_name, ds.labels, pooling)
     model.normalize = True
     model.to(device).eval()
