@@ -66,43 +66,6 @@ def test_train_without_model_name_picks_the_encoder_of_the_data(offline_tiny, tm
     assert f"Encoder `{expected}`, chosen because" in card
 
 
-def _long_rows(rng, n, filler_words=60):
-    """Texts of filler words; label ``early`` has its keyword first, ``late`` only after ~60 words."""
-    rows = []
-    for _ in range(n):
-        early, late = bool(rng.integers(2)), bool(rng.integers(2))
-        words = [str(w) for w in rng.choice(["river", "table", "green", "window", "music", "paper"], filler_words)]
-        text = " ".join((["zebra"] if early else ["lemon"]) + words + (["violin"] if late else ["carpet"]))
-        rows.append((text, [name for name, on in (("early", early), ("late", late)) if on]))
-    return rows
-
-
-@pytest.mark.slow
-def test_a_label_whose_evidence_sits_past_the_window_is_learnt_with_windows_only(tiny_en_encoder, tmp_path):
-    from labelwise.evaluation.evaluate import evaluate
-    from labelwise.predict.classifier import Classifier
-    from labelwise.training.config import TrainConfig
-    from labelwise.training.finetune import train
-
-    rng = np.random.default_rng(0)
-    data = tmp_path / "long"
-    _write_dataset(data, _long_rows(rng, 160), ["early", "late"])
-    (data / "dev.txt").write_text("".join(f"{t}\t{','.join(ls)}\n" for t, ls in _long_rows(rng, 60)), encoding="utf-8")
-    f1 = {}
-    for mode in ("truncate", "slide"):
-        save = tmp_path / mode
-        train(TrainConfig(dataset_dir=str(data), save_dir=str(save), model_name=str(tiny_en_encoder), epochs=8,
-                          learning_rate=3e-3, batch_size=16, max_seq_length=32, long_text=mode, progress=False,
-                          seed=1, baseline=False))
-        clf = Classifier.load(save)
-        assert clf.long_text == mode  # recorded in the checkpoint, and prediction follows it
-        per_label = {r["label"]: r["f1"] for r in evaluate(clf, str(data)).metrics["per_label"]}
-        f1[mode] = per_label
-    assert f1["slide"]["late"] > 90, f1
-    assert f1["truncate"]["late"] < 75, f1  # past token 32 the truncating model cannot see the keyword
-    assert f1["truncate"]["early"] > 90 and f1["slide"]["early"] > 90, f1
-
-
 def test_auto_reading_keeps_short_data_as_it_was_and_windows_long_data(tiny_en_encoder):
     from transformers import AutoTokenizer
 
