@@ -146,7 +146,7 @@ def teacher(tmp_path_factory, divorce_small) -> Path:
     tiny_bert(len(tokenizer), num_attention_heads=4, num_hidden_layers=4).save_pretrained(root / "encoder")
     tokenizer.save_pretrained(root / "encoder")
     train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(root / "checkpoint"), model_name=str(root / "encoder"),
-                      epochs=3, learning_rate=3e-3, batch_size=16, max_seq_length=64, progress=False, seed=1,
+                      epochs=3, learning_rate=3e-3, batch_size=16, max_seq_length=64, long_text="truncate", progress=False, seed=1,
                       baseline=False))
     return root / "checkpoint"
 

@@ -30,7 +30,7 @@ from labelwise.training.scoring import evaluate_model
 
 def tiny_config(encoder, dataset, save_dir, **overrides) -> TrainConfig:
     options = dict(dataset_dir=str(dataset), save_dir=str(save_dir), model_name=str(encoder), epochs=2,
-                   learning_rate=3e-3, batch_size=16, max_seq_length=48, progress=False)
+                   learning_rate=3e-3, batch_size=16, max_seq_length=48, long_text="truncate", progress=False)
     options.update(overrides)
     return TrainConfig(**options)
 
@@ -176,7 +176,7 @@ def test_init_from_ckpt_needs_the_same_labels(tiny_zh_checkpoint, tmp_path):
 def test_init_from_ckpt_starts_from_its_weights(tiny_zh_checkpoint, divorce_small, tmp_path):
     result = train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(tmp_path / "c"), epochs=1,
                                learning_rate=1e-9, init_from_ckpt=str(tiny_zh_checkpoint), progress=False,
-                               max_seq_length=64))
+                               max_seq_length=64, long_text="truncate"))
     before = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text())["metrics"]["dev@0.5"]
     after = result.metrics["dev@0.5"]
     assert after["micro_f1"] == pytest.approx(before["micro_f1"], abs=0.5)  # lr≈0: the same model
