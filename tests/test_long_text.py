@@ -72,12 +72,12 @@ def test_auto_reading_keeps_short_data_as_it_was_and_windows_long_data(tiny_en_e
     from labelwise.training.reading import plan_reading
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_en_encoder))
-    short = plan_reading(tokenizer, ["a short text"] * 20, None, "auto", 512)
+    short, _ = plan_reading(tokenizer, ["a short text"] * 20, None, "auto", 512)
     assert (short.max_seq_length, short.long_text, short.windows) == (128, "truncate", 20)
     long_texts = [" ".join(["word"] * 900)] * 5
-    long = plan_reading(tokenizer, long_texts, None, "auto", 512)
+    long, _ = plan_reading(tokenizer, long_texts, None, "auto", 512)
     assert long.long_text == "slide" and long.max_seq_length == 128 and long.windows > 5 * 8
-    middle = plan_reading(tokenizer, [" ".join(["word"] * 200)] * 10, None, "auto", 512)
+    middle, _ = plan_reading(tokenizer, [" ".join(["word"] * 200)] * 10, None, "auto", 512)
     assert (middle.max_seq_length, middle.long_text) == (256, "truncate")  # held whole at 256
 
 

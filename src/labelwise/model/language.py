@@ -1,7 +1,7 @@
 """Which offline encoder suits a set of texts: the one for their script.
 
-When no ``model_name`` is given, every command that needs an encoder without a checkpoint (``train``,
-``train --few_shot``, ``zeroshot``, ``index``, ``select``'s cold start) asks :func:`choose_encoder`:
+When no ``model_name`` is given, ``train``, ``train --few_shot`` and ``zeroshot`` ask :func:`pick_encoder`
+(``index`` and ``select``'s cold start still default to m3e-small):
 texts written mostly in Chinese characters get m3e-small, everything else (Latin and other scripts)
 all-minilm-l6-v2. A mixed set gets its majority's encoder, with a warning naming the shares. The choice and
 its reason are recorded in the checkpoint (``labelwise.json``'s ``choices``) and its model card.
@@ -46,6 +46,11 @@ class EncoderChoice:
     reason: str
     cjk_share: float  # of the texts that have letters
 
+    @property
+    def mixed(self) -> bool:
+        """Both scripts above ``MIXED_SHARE`` of the texts: the choice is warned about."""
+        return min(self.cjk_share, 1 - self.cjk_share) > MIXED_SHARE
+
     def to_json(self) -> dict:
         return {"model_name": self.model_name, "reason": self.reason, "cjk_share": round(self.cjk_share, 4)}
 
@@ -62,16 +67,18 @@ def choose_encoder(texts: Iterable[str], what: str = "the training texts") -> En
     total = counts["cjk"] + counts["other"]
     cjk_share = counts["cjk"] / total if total else 1.0
     name = CJK_ENCODER if cjk_share >= 0.5 else OTHER_ENCODER
+    choice = EncoderChoice(name, "", cjk_share)
     if not total:
         reason = f"{what} have no letters to tell a language by; {CJK_ENCODER} is the fallback"
-    elif min(cjk_share, 1 - cjk_share) > MIXED_SHARE:
+    elif choice.mixed:
         reason = (f"{what} are mixed: {100 * cjk_share:.0f}% mostly Chinese characters, "
                   f"{100 * (1 - cjk_share):.0f}% other scripts; the majority's encoder")
     else:
         script = "mostly Chinese characters" if name == CJK_ENCODER else "in Latin or other non-Chinese scripts"
         share = cjk_share if name == CJK_ENCODER else 1 - cjk_share
         reason = f"{100 * share:.0f}% of {what} are {script}"
-    return EncoderChoice(name, reason, cjk_share)
+    choice.reason = reason
+    return choice
 
 
 def pick_encoder(model_name: str | None, texts: Iterable[str], what: str = "the training texts"
@@ -81,11 +88,9 @@ def pick_encoder(model_name: str | None, texts: Iterable[str], what: str = "the 
     if model_name:
         return model_name, None
     choice = choose_encoder(texts, what)
-    mixed = 0.5 > min(choice.cjk_share, 1 - choice.cjk_share) > MIXED_SHARE
-    (log.warning if mixed else log.info)(
+    (log.warning if choice.mixed else log.info)(
         "encoder %s: %s (--model_name picks another)", choice.model_name, choice.reason)
     return choice.model_name, choice
 
 
 __all__ = ["CJK_ENCODER", "OTHER_ENCODER", "EncoderChoice", "choose_encoder", "pick_encoder", "text_script"]
-

@@ -40,7 +40,7 @@ from labelwise.training.config import TrainConfig
 from labelwise.training.fewshot import FewShotStart, contrastive_stage
 from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
-from labelwise.training.reading import WindowIndex, encode_for_training, encoder_limit, plan_reading
+from labelwise.training.reading import WindowIndex, encoder_limit, plan_reading
 from labelwise.training.reading import pool_window_logits, window_batches
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
 from labelwise.training.resume import (
@@ -109,10 +109,9 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     model.to(run.device).train()
 
     # 3. the recipe: what the settings leave open follows the encoder and the data (windows: training.reading)
-    reading = plan_reading(tokenizer, [e.text for e in train_set], cfg.max_seq_length, cfg.long_text,
-                           encoder_limit(tokenizer, model))
+    reading, enc = plan_reading(tokenizer, [e.text for e in train_set], cfg.max_seq_length, cfg.long_text,
+                                encoder_limit(tokenizer, model))
     cfg = dataclasses.replace(cfg, max_seq_length=reading.max_seq_length, long_text=reading.long_text)
-    enc = encode_for_training(tokenizer, [e.text for e in train_set], reading)
     windows = WindowIndex(enc, len(train_set)) if reading.long_text == "slide" else None
     steps_per_epoch = len(_all_batches(enc, len(train_set), cfg, np.random.default_rng(0))) // run.world or 1
     cfg = _recipe(cfg, model, steps_per_epoch, run)

@@ -61,8 +61,10 @@ def encoder_limit(tokenizer, model) -> int:
     return min(limits) if limits else 512
 
 
-def plan_reading(tokenizer, texts: list[str], max_seq_length: int | None, long_text: str, limit: int) -> Reading:
-    """``max_seq_length`` and ``long_text`` for these training texts: the given ones, else the data's (module doc)."""
+def plan_reading(tokenizer, texts: list[str], max_seq_length: int | None, long_text: str, limit: int
+                 ) -> tuple[Reading, Encoded]:
+    """``max_seq_length`` and ``long_text`` for these training texts (the given ones, else the data's: module doc),
+    and the texts encoded that way."""
     lengths = token_lengths(tokenizer, texts)
     why = []
     if max_seq_length is None:
@@ -76,15 +78,10 @@ def plan_reading(tokenizer, texts: list[str], max_seq_length: int | None, long_t
         long_text = "slide" if long_share >= LONG_SHARE else "truncate"
         why.append(f"long_text {long_text}: {100 * long_share:.1f}% of the texts are longer than {max_seq_length} "
                    f"tokens ({'≥' if long_text == 'slide' else '<'} {100 * LONG_SHARE:.0f}%)")
-    windows = len(texts)
-    if long_text == "slide":
-        step = max(1, max_seq_length - 2 - max(1, max_seq_length // 4))  # new tokens per window (minus [CLS] [SEP])
-        windows = int(sum(1 + max(0, -(-(int(n) - max_seq_length) // step)) for n in lengths))
-    return Reading(max_seq_length, long_text, len(texts), long_share, windows, "; ".join(why) or "as given")
-
-
-def encode_for_training(tokenizer, texts: list[str], reading: Reading) -> Encoded:
-    return encode(tokenizer, texts, reading.max_seq_length, reading.long_text)
+    encoded = encode(tokenizer, texts, max_seq_length, long_text)
+    reading = Reading(max_seq_length, long_text, len(texts), long_share, len(encoded.owner),
+                      "; ".join(why) or "as given")
+    return reading, encoded
 
 
 def window_batches(encoded: Encoded, n_texts: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -132,5 +129,5 @@ def pool_window_logits(logits, owner, n_texts: int, how: str):
     return out.scatter_reduce(0, index, logits, reduce="mean", include_self=False)
 
 
-__all__ = ["LENGTHS", "LONG_SHARE", "Reading", "WindowIndex", "encode_for_training", "encoder_limit",
+__all__ = ["LENGTHS", "LONG_SHARE", "Reading", "WindowIndex", "encoder_limit",
            "plan_reading", "pool_window_logits", "token_lengths", "window_batches"]
