@@ -311,9 +311,11 @@ def _all_batches(enc, n_texts: int, cfg: TrainConfig, rng: np.random.Generator) 
 
 
 def _epoch_batches(enc, n_texts: int, cfg: TrainConfig, epoch: int, run: _Processes, steps_per_epoch: int) -> list:
-    """This process's batches in ``epoch``, in an order drawn from the random seed and the epoch alone."""
+    """This process's ``steps_per_epoch`` batches in ``epoch``, in an order drawn from the random seed and the epoch
+    alone. Every process takes the same count (window batches vary in number with the draw; DDP waits for all)."""
     rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-    return _all_batches(enc, n_texts, cfg, rng)[run.rank::run.world][:steps_per_epoch]
+    mine = _all_batches(enc, n_texts, cfg, rng)[run.rank::run.world]
+    return [mine[i % len(mine)] for i in range(steps_per_epoch)] if mine else []
 
 
 def _resume(cfg: TrainConfig, run: _Processes, model, loop: StepLoop, order: dict) -> _Standing:
