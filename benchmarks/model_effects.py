@@ -160,7 +160,7 @@ def main(argv=None) -> str:
     timings = time_models(exports, texts, args.batch_size, args.rounds)
     load_after = os.getloadavg()[0]
 
-    baseline = fit_baseline(ds.train, ds.dev, [], ds.labels)
+    baseline, _ = fit_baseline(ds.train, ds.dev, [], ds.labels)
     from labelwise.training.baseline import LinearBaseline
 
     svm = LinearBaseline().fit([e.text for e in ds.train], multi_hot(ds.train, ds.labels))

@@ -28,6 +28,7 @@ import numpy as np
 from labelwise.errors import LabelwiseError
 from labelwise.files import EXPORT, apply_umask, atomic_dir, atomic_write_json, folder_size, prepare_output_dir
 from labelwise.model.card import write_model_card
+from labelwise.model.blend import BASELINE_DIR
 from labelwise.model.checkpoint import META_FILE, read_meta
 from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, OnnxBackend
 
@@ -273,6 +274,8 @@ def _copy_side_files(params_path: Path, target: Path) -> None:
     for name in (META_FILE, "config.json", *TOKENIZER_FILES):
         if (params_path / name).exists():
             shutil.copy2(params_path / name, target / name)
+    if (params_path / BASELINE_DIR).is_dir():  # the blend's linear baseline: applied after the graph's logits
+        shutil.copytree(params_path / BASELINE_DIR, target / BASELINE_DIR)
     if not (target / "tokenizer.json").exists():
         raise LabelwiseError(f"{params_path}: no tokenizer.json; the ONNX runtime needs a fast tokenizer "
                              "(re-save the checkpoint with a recent transformers)")

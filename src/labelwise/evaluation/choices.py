@@ -25,6 +25,19 @@ def describe_choices(meta) -> list[str]:
                      f"{'windows' if long_text == 'slide' else 'rows'} ({reading.get('reason')}).")
     else:
         lines.append(f"Reading: {how}.")
+    blend = getattr(meta, "blend", None)
+    if isinstance(blend, dict) and isinstance(blend.get("weights"), list):
+        weights = blend["weights"]
+        leaning = sorted(zip(weights, meta.labels))[:3]
+        named = ", ".join(f"{label} {w:.2f}" for w, label in leaning if w < 1)
+        lines.append(f"Blend: {sum(w < 1 for w in weights)} of {len(weights)} labels mix the TF-IDF + linear SVM "
+                     f"baseline's scores into the model's, where that helped on dev (model weight, lowest first: "
+                     f"{named}; `--blend off` trains without).")
+    elif choices:
+        args = getattr(meta, "training_args", None) or {}
+        lines.append("Blend: off (`--blend off` or `--no_baseline`)." if args.get("blend") == "off"
+                     or args.get("baseline") is False else
+                     "Blend: none; the model alone scored at least as well as any mix with the baseline on dev.")
     return lines
 
 

@@ -37,6 +37,7 @@ class CheckpointMeta:
     long_text: str = "truncate"  # how a text longer than max_seq_length is read: truncate | slide (windows)
     window_pool: str = "max"  # with slide: how the windows' logits become the text's (max | mean)
     choices: dict[str, Any] = field(default_factory=dict)  # what the defaults chose, and why (encoder, reading)
+    blend: dict[str, Any] | None = None  # the linear baseline mixed in per label (labelwise.model.blend), or None
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -70,6 +71,12 @@ class CheckpointMeta:
             return f'"window_pool" is {shorten(self.window_pool)}, not max or mean'
         if not isinstance(self.choices, dict):
             return f'"choices" is {shorten(self.choices)}, not an object'
+        if self.blend is not None and (
+                not isinstance(self.blend, dict) or not isinstance(self.blend.get("weights"), list)
+                or len(self.blend["weights"]) != len(labels)
+                or not all(type(w) in (int, float) and 0 <= w <= 1 for w in self.blend["weights"])
+                or not all(type(self.blend.get(k)) in (int, float) for k in ("scale", "shift"))):
+            return f'"blend" is not weights (one per label, between 0 and 1), scale and shift'
         if self.pooling not in ("mean", "cls"):
             return f'"pooling" is {shorten(self.pooling)}, not mean or cls'
         if type(self.format_version) is not int or self.format_version > FORMAT_VERSION:
@@ -120,7 +127,7 @@ def read_meta(folder: str | os.PathLike) -> CheckpointMeta:
 
 
 def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: CheckpointMeta, *,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, blend=None) -> Path:
     """Write the whole checkpoint to a temporary folder, then swap it in (the old one survives a crash).
 
     ``folder`` must be missing, empty or a labelwise checkpoint; ``overwrite`` allows any other folder, and
@@ -128,7 +135,8 @@ def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: Checkpoin
 
     Layout: ``encoder/`` (config.json + model.safetensors: ``AutoModel.from_pretrained`` loads it),
     ``head.safetensors`` (``weight``, ``bias``), tokenizer files, ``labelwise.json`` (labels, pooling,
-    thresholds, training arguments, metrics). There is deliberately no top-level config.json: the stock
+    thresholds, training arguments, metrics); with a ``blend`` (:mod:`labelwise.model.blend`), ``baseline/``.
+    There is deliberately no top-level config.json: the stock
     ``AutoModelForSequenceClassification`` would build a different head (the [CLS] pooler and a random
     layer) and give other probabilities, so it fails to load the folder instead.
     """
@@ -146,6 +154,8 @@ def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: Checkpoin
         save_file({"weight": model.head.weight.detach().float().contiguous().cpu(),
                    "bias": model.head.bias.detach().float().contiguous().cpu()}, tmp / HEAD_FILE)
         tokenizer.save_pretrained(tmp)
+        if blend is not None:
+            blend.save(tmp)  # baseline/ (labelwise.model.blend)
         atomic_write_json(tmp / META_FILE, meta.to_json())
         write_model_card(tmp, meta)  # README.md: the Hugging Face model card (labelwise.model.card)
     return Path(folder)

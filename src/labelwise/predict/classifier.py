@@ -20,6 +20,7 @@ import numpy as np
 from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import LabelwiseError
 from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
+from labelwise.model.blend import Blend, load_blend
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
 from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches, pool_windows
@@ -67,8 +68,10 @@ def detect_kind(path: str | os.PathLike) -> str:
 class Classifier:
     """A trained multi-label classifier: predict probabilities and label names for texts."""
 
-    def __init__(self, backend, tokenizer, meta: CheckpointMeta, path: str | os.PathLike | None = None):
+    def __init__(self, backend, tokenizer, meta: CheckpointMeta, path: str | os.PathLike | None = None,
+                 blend: Blend | None = None):
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
+        self.blend = blend  # the linear baseline mixed into the logits (labelwise.model.blend), or None
         self.labels: list[str] = list(meta.labels)
         self.max_seq_length: int = int(meta.max_seq_length)
         self.path: Path | None = Path(path) if path is not None else None  # the folder it came from, if any
@@ -119,7 +122,8 @@ class Classifier:
                                  f"{path} is a {KIND_NAMES[backend]}, which runs in fp32")
         if backend == "torch":
             model, tokenizer, meta = load_checkpoint(path)
-            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
+            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path,
+                       load_blend(path, meta))
         if backend == "retrieval":
             return cls(*open_index(path, device=device, **backend_options), path=path)
         try:
@@ -129,7 +133,7 @@ class Classifier:
         meta = read_meta(path)
         onnx = OnnxBackend.load(path, device=device, num_threads=num_threads, precision=precision or "fp32",
                                 **backend_options)
-        return cls(onnx, load_tokenizer(path), meta, path)
+        return cls(onnx, load_tokenizer(path), meta, path, load_blend(path, meta))
 
     # ---- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
@@ -158,9 +162,11 @@ class Classifier:
             batches = progress_bar(batches, "predict", total=total)
         for rows, batch in batches:
             window_logits[rows] = self.backend.logits(batch)
-        if len(encoded.owner) == len(texts):  # one window per text (the owners are 0..n-1 in order)
-            return sigmoid(window_logits).astype(np.float32)
-        return sigmoid(pool_windows(window_logits, encoded.owner, len(texts), self.window_pool)).astype(np.float32)
+        logits = window_logits if len(encoded.owner) == len(texts) else \
+            pool_windows(window_logits, encoded.owner, len(texts), self.window_pool)  # one row per text
+        if getattr(self, "blend", None) is not None:
+            logits = self.blend.apply(logits, texts)
+        return sigmoid(logits).astype(np.float32)
 
     @property
     def long_text(self) -> str:

@@ -73,13 +73,31 @@ class LinearBaseline:
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return (self.decision_function(texts) > 0).astype(np.int64)
 
+    def scorer(self):
+        """The fitted model as plain arrays (:class:`labelwise.model.blend.LinearScorer`), to store beside a model."""
+        from labelwise.model.blend import LinearScorer
+
+        vocab = self.vectorizer_.vocabulary_
+        columns = [""] * len(vocab)
+        for gram, j in vocab.items():
+            columns[j] = gram
+        weight = np.zeros((len(self.model_.estimators_), len(columns)))
+        bias = np.zeros(len(self.model_.estimators_))
+        for j, est in enumerate(self.model_.estimators_):
+            if hasattr(est, "coef_"):
+                weight[j], bias[j] = np.ravel(est.coef_), float(np.ravel(est.intercept_)[0])
+            else:  # a label constant in the training data: scikit-learn's constant predictor answers 0 or 1
+                bias[j] = float(np.ravel(getattr(est, "y_", [0]))[0])
+        ngrams = self.vectorizer_.ngram_range
+        return LinearScorer(self.analyzer_, tuple(ngrams), columns, np.asarray(self.vectorizer_.idf_), weight, bias)
+
     def describe(self) -> str:
         grams = "character 1-3-grams" if self.analyzer_ == "char" else "word 1-2-grams"
         return f"TF-IDF {grams} + LinearSVC (C {self.C})"
 
 
-def fit_baseline(train_set, dev_set, test_set, labels) -> dict:
-    """Fit the TF-IDF + linear SVM baseline; score it on dev (and test, when there is one)."""
+def fit_baseline(train_set, dev_set, test_set, labels) -> tuple[dict, LinearBaseline]:
+    """Fit the TF-IDF + linear SVM baseline; score it on dev (and test, when there is one): (scores, model)."""
     base = LinearBaseline().fit([e.text for e in train_set], multi_hot(train_set, labels))
     result = {"model": base.describe(), "fit_seconds": round(base.fit_seconds, 2)}
     for split, examples in (("dev", dev_set), ("test", test_set)):
@@ -88,4 +106,4 @@ def fit_baseline(train_set, dev_set, test_set, labels) -> dict:
             result[f"{split}@0.5"] = headline(evaluate_predictions(multi_hot(examples, labels), predicted, labels, 0.5))
     log.info("baseline %s: dev micro-F1 %.2f macro-F1 %.2f (%.1f s)", result["model"],
              result["dev@0.5"]["micro_f1"], result["dev@0.5"]["macro_f1"], base.fit_seconds)
-    return result
+    return result, base

@@ -131,7 +131,8 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
                  cfg.head_learning_rate)
 
     # 4. the linear baseline, fitted beside the model and reported with it
-    baseline = fit_baseline(train_set, dev_set, ds.test, ds.labels) if cfg.baseline and run.main else None
+    baseline, svm = fit_baseline(train_set, dev_set, ds.test, ds.labels) if cfg.baseline and run.main else (None,) * 2
+    linear = svm.scorer() if svm is not None and cfg.blend == "auto" else None  # for the blend (model.blend)
 
     # 5. epochs: each scored on dev, the best saved; a resumed run goes on after the last saved epoch
     loop = _step_loop(cfg, model, steps_per_epoch, run)
@@ -147,9 +148,10 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
         probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, ds.labels, cfg.batch_size)
         improved = standing.record(epoch, losses.get("loss", []), metrics, model)
         if improved and run.main:  # thresholds and metrics first: the checkpoint is written once, complete
-            score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
-                             tune=cfg.threshold_tuning, batch_size=cfg.batch_size, train_size=len(train_set))
-            save_checkpoint(Path(cfg.save_dir), model, tokenizer, meta, overwrite=cfg.overwrite)
+            blend = score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
+                                     tune=cfg.threshold_tuning, batch_size=cfg.batch_size, train_size=len(train_set),
+                                     linear=linear)
+            save_checkpoint(Path(cfg.save_dir), model, tokenizer, meta, overwrite=cfg.overwrite, blend=blend)
         if run.main:
             _log_epoch(standing.history[-1], baseline, improved)
             if epoch == first or time.perf_counter() - last_state_write >= STATE_INTERVAL_SECONDS:

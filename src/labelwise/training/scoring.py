@@ -13,6 +13,7 @@ import numpy as np
 
 from labelwise.data.dataset import multi_hot
 from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.decision import sigmoid
 from labelwise.evaluation.levels import format_levels
 from labelwise.evaluation.metrics import (
     PRIOR_STRENGTH,
@@ -20,6 +21,7 @@ from labelwise.evaluation.metrics import (
     headline,
     tune_thresholds,
 )
+from labelwise.model.blend import Blend, LinearScorer, fit_blend
 from labelwise.predict.classifier import Classifier, TorchBackend
 
 log = logging.getLogger("labelwise")
@@ -30,11 +32,11 @@ def model_hierarchy(meta) -> Hierarchy:
     return Classifier(None, None, meta).hierarchy
 
 
-def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tuple[np.ndarray, dict]:
-    """Probabilities and metrics at 0.5 of an in-memory model on ``examples``; leaves it in train mode.
-
-    A label tree is decided by the consistent rule, as the saved model will predict."""
-    clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta)
+def evaluate_model(model, tokenizer, meta, examples, labels, batch_size, blend: Blend | None = None
+                   ) -> tuple[np.ndarray, dict]:
+    """Probabilities and metrics at 0.5 of an in-memory model (with ``blend``, when given) on ``examples``; leaves
+    it in train mode. A label tree is decided by the consistent rule, as the saved model will predict."""
+    clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta, blend=blend)
     probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
     model.train()
     return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5, hierarchy=clf.hierarchy)
@@ -42,9 +44,10 @@ def evaluate_model(model, tokenizer, meta, examples, labels, batch_size) -> tupl
 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
                      tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH,
-                     train_size: int | None = None) -> None:
-    """Into ``meta``: per-label thresholds tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline,
-    per-label support and F1 with the model's thresholds and the data sizes (for the model card).
+                     train_size: int | None = None, linear: LinearScorer | None = None) -> Blend | None:
+    """Into ``meta``: the blend with the ``linear`` baseline (when given and it helps on dev), per-label thresholds
+    tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline, per-label support and F1 with the model's
+    thresholds and the data sizes (for the model card). Returns the blend, which the checkpoint must store.
 
     ``prior_strength``: see :func:`labelwise.evaluation.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
     """
@@ -55,6 +58,16 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
         return evaluate_predictions(y, probs, labels, thresholds, hierarchy=tree)
 
     y_dev = multi_hot(dev_set, labels)
+    blend, model_dev = None, None
+    if linear is not None:
+        texts = [e.text for e in dev_set]
+        p = np.clip(dev_probs.astype(np.float64), 1e-7, 1 - 1e-7)
+        logits = np.log(p / (1 - p))
+        blend = fit_blend(logits, linear.decision_function(texts), y_dev, linear)
+        if blend is not None:
+            model_dev = headline(score(y_dev, dev_probs, 0.5))
+            dev_probs = sigmoid(blend.apply(logits, texts)).astype(np.float32)
+    meta.blend = blend.to_json() if blend is not None else None
     thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
     metrics = {"epoch": epoch, "dev@0.5": headline(score(y_dev, dev_probs, 0.5))}
@@ -62,13 +75,15 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
         metrics["dev@tuned"] = headline(score(y_dev, dev_probs, meta.thresholds))
         metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
     if test_set:
-        test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size)
+        test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size, blend)
         y_test = multi_hot(test_set, labels)
         metrics["test@0.5"] = headline(score(y_test, test_probs, 0.5))
         if thresholds is not None:
             metrics["test@tuned"] = headline(score(y_test, test_probs, meta.thresholds))
     if baseline:
         metrics["baseline"] = baseline
+    if model_dev is not None:  # what the blend added on dev
+        metrics["blend"] = {"labels": blend.blended, "model alone dev@0.5": model_dev}
     final = meta.thresholds if thresholds is not None else 0.5  # what the model predicts with
     splits = {"dev": score(y_dev, dev_probs, final)}
     if test_set:
@@ -83,6 +98,7 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
         metrics["levels"] = {split: {**m["hierarchy"], "size": m["size"]} for split, m in splits.items()}
     metrics["sizes"] = {"train": train_size, "dev": len(dev_set), "test": len(test_set or [])}
     meta.metrics = metrics
+    return blend
 
 
 def log_summary(metrics: dict) -> None:
