@@ -1,12 +1,13 @@
 """Small real datasets: `labelwise train`'s defaults vs the built-in TF-IDF + linear SVM on 1–2k training examples.
 
     python benchmarks/small_data.py --dataset_dir data/divorce --size 1500 --draws 2 [--write]
-    python benchmarks/small_data.py --dataset_dir data/goemotions --model_name all-minilm-l6-v2 --size 1500 --draws 2
+    python benchmarks/small_data.py --dataset_dir data/goemotions --size 1500 --draws 2
 
 Each draw (seed = draw number): ``--size`` random training examples (the user's labelled data, as it comes, rare
 labels rare) and ``--dev_size`` other training examples for dev; test is the dataset's test split, or its dev
 split where it has no test (divorce). Routes: `default` (`labelwise train` with its defaults) and the baseline
-every `labelwise train` fits beside the model. Reported: test micro/macro-F1 at each route's own decision (tuned thresholds for the
+every `labelwise train` fits beside the model; from the same trained model, the blend with that baseline
+(labelwise.model.blend) turned off, and refitted with other shrinkage strengths. Reported: test micro/macro-F1 at each route's own decision (tuned thresholds for the
 models, the SVM's sign for the baseline), mean ± std over draws, and the test F1 of the rarest labels (fewest
 examples in the draw's train).
 """
@@ -26,12 +27,13 @@ from _common import append_results, machine, read_draws, run_started, write_draw
 from few_shot import write_draw  # noqa: E402
 
 RAREST = 3
+RARE_TRAIN = 50  # the blend variants that leave labels with this many training examples or more to the model
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
+    p.add_argument("--model_name", default=None, help="default: as `labelwise train` chooses (the texts' script)")
     p.add_argument("--size", type=int, default=1500)
     p.add_argument("--dev_size", type=int, default=300)
     p.add_argument("--draws", type=int, default=2)
@@ -82,10 +84,46 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     for route in args.routes:
         start = time.perf_counter()
         clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                progress=False, seed=seed, baseline=False)).classifier
+                                progress=False, seed=seed)).classifier
+        minutes = (time.perf_counter() - start) / 60
         probs = clf.predict_proba(texts, batch_size=64)
-        record(route, probs >= np.asarray(clf.thresholds), (time.perf_counter() - start) / 60)
+        record(route, probs >= np.asarray(clf.thresholds), minutes)
+        out[route]["blended_labels"] = clf.blend.blended if clf.blend else 0
+        out["encoder"] = clf.meta.base_model
+        blend_variants(clf, base.scorer(), [ds.train[i] for i in dev_idx], texts, ds.labels, record, route, counts)
     return out
+
+
+def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_counts) -> None:
+    """The same trained model without the blend, and with other shrinkage strengths, each with thresholds tuned
+    on dev as training tunes them."""
+    from labelwise.data.dataset import multi_hot
+    from labelwise.evaluation.decision import sigmoid
+    from labelwise.evaluation.metrics import tune_thresholds
+    from labelwise.model.blend import fit_blend
+
+    clf.blend = None
+    dev_texts, y_dev = [e.text for e in dev_set], multi_hot(dev_set, labels)
+    dev_p, test_p = clf.predict_proba(dev_texts, batch_size=64), clf.predict_proba(texts, batch_size=64)
+    record(f"{route}, blend off", test_p >= tune_thresholds(y_dev, dev_p), None)
+
+    def logit(p):
+        p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    svm_dev = scorer.decision_function(dev_texts)
+    rare = train_counts < RARE_TRAIN
+    for name, k, eligible in (("k 0 (own weight)", 0.0, None), ("k ∞ (one shared weight)", 1e12, None),
+                              ("k 10, all labels", 10.0, None),
+                              (f"k 10, labels with < {RARE_TRAIN} training examples", 10.0, rare),
+                              (f"k 0, labels with < {RARE_TRAIN} training examples", 0.0, rare)):
+        b = fit_blend(logit(dev_p), svm_dev, y_dev, scorer, shrinkage=k, eligible=eligible)
+        if b is None:
+            record(f"{route}, blend {name}", test_p >= tune_thresholds(y_dev, dev_p), None)
+            continue
+        dev_b = sigmoid(b.apply(logit(dev_p), dev_texts))
+        test_b = sigmoid(b.apply(logit(test_p), texts))
+        record(f"{route}, blend {name}", test_b >= tune_thresholds(y_dev, dev_b), None)
 
 
 def main(argv=None) -> str:
@@ -112,10 +150,10 @@ def main(argv=None) -> str:
 
 def format_section(args, draws, started, load_before, load_after) -> str:
     cmd = "python benchmarks/small_data.py " + " ".join(sys.argv[1:])
-    routes = ["TF-IDF + linear SVM", *args.routes]
+    routes = ["TF-IDF + linear SVM"] + [name for r in args.routes for name in draws[0] if name.startswith(r)]
     lines = [f"## Small data: {Path(args.dataset_dir).name}, {args.size} training examples, defaults vs the baseline "
              f"({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-             f"Encoder: {args.model_name}. Per draw: train {args.size} random training examples, dev {args.dev_size} "
+             f"Encoder: {draws[0].get('encoder', args.model_name)}. Per draw: train {args.size} random training examples, dev {args.dev_size} "
              f"others, test {draws[0]['test']} (the dataset's {'test' if 'goemotions' in args.dataset_dir else 'dev'} "
              f"split); {len(draws)} draws (seeds {', '.join(str(d['draw']) for d in draws)}); load average before/after "
              f"{load_before:.1f} / {load_after:.1f}", "",
@@ -124,8 +162,9 @@ def format_section(args, draws, started, load_before, load_after) -> str:
         def stat(metric):
             values = [d[route][metric] for d in draws]
             return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+        minutes = [d[route]["minutes"] for d in draws if d.get(route, {}).get("minutes") is not None]
         lines.append(f"| {route} | {stat('micro')} | {stat('macro')} | "
-                     f"{np.mean([d[route]['minutes'] for d in draws]):.1f} |")
+                     f"{f'{np.mean(minutes):.1f}' if minutes else 'same run'} |")
     lines += ["", f"Rarest {RAREST} labels of each draw (examples in train / in test): test F1 per route", "",
               "| draw | label | train / test | " + " | ".join(routes) + " |", "|---|---|---:|" + "---:|" * len(routes)]
     for d in draws:

@@ -94,7 +94,8 @@ def _train_tiny(encoder: Path, dataset: Path, save_dir: Path) -> Path:
     from labelwise.training.finetune import train
 
     train(TrainConfig(dataset_dir=str(dataset), save_dir=str(save_dir), model_name=str(encoder), epochs=3,
-                      learning_rate=3e-3, batch_size=16, max_seq_length=64, long_text="truncate", progress=False, seed=1))
+                      learning_rate=3e-3, batch_size=16, max_seq_length=64, long_text="truncate", blend="off",
+                      progress=False, seed=1))
     return save_dir
 
 

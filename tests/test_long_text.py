@@ -66,6 +66,28 @@ def test_train_without_model_name_picks_the_encoder_of_the_data(offline_tiny, tm
     assert f"Encoder `{expected}`, chosen because" in card
 
 
+@pytest.mark.parametrize("texts, expected", [(["婚后生有一女。", "原告要求离婚。"], "m3e-small"),
+                                             (["we had a daughter", "the plaintiff asks for a divorce"],
+                                              "all-minilm-l6-v2")])
+def test_index_and_select_cold_start_pick_the_encoder_of_the_texts(offline_tiny, tmp_path, caplog, texts, expected):
+    from labelwise.cli.main import main
+
+    data = _write_dataset(tmp_path / "data", [(t, ["a" if i % 2 else "b"]) for i, t in enumerate(texts * 4)],
+                          ["a", "b"])
+    (data / "data.txt").write_text("".join(f"{t} {i}\n" for i, t in enumerate(texts * 3)), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="labelwise"):
+        assert main(["-q", "index", "--dataset_dir", str(data), "--index_dir", str(tmp_path / "index"),
+                     "--vector_db", "file"]) == 0
+        assert main(["-q", "select", "--dataset_dir", str(data), "--num", "2",
+                     "--output_file", str(tmp_path / "next.jsonl")]) == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("encoder ")]
+    assert len(said) == 2 and all(line.startswith(f"encoder {expected}:") for line in said), said
+    assert "the texts to index" in said[0] and "the pool's texts" in said[1]
+    info = json.loads((tmp_path / "index" / "index.json").read_text(encoding="utf-8"))
+    assert info["encoder"]  # the index records the encoder it embedded with
+    assert len((tmp_path / "next.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
 def test_auto_reading_keeps_short_data_as_it_was_and_windows_long_data(tiny_en_encoder):
     from transformers import AutoTokenizer
 
@@ -95,3 +117,39 @@ def test_window_pooling_in_numpy_and_torch_agree():
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     np.testing.assert_allclose(pool_windows(logits, owner, 2, "max"), [[3.0, 0.5], [-1.0, 2.0]])
     np.testing.assert_allclose(pool_windows(logits, owner, 2, "mean"), [[2.0, -0.75], [-1.0, 2.0]])
+
+
+def _late_evidence_dataset(folder, n_train=160, n_dev=60):
+    """Each text: filler words, then the one word that decides its label, past the first 48 tokens."""
+    rng = np.random.default_rng(0)
+    filler = "the a of and to in is was for on with as by at from that this it be are".split()
+    cue = {"zebra": "animal", "violin": "music"}
+
+    def rows(n):
+        out = []
+        for i in range(n):
+            word = list(cue)[i % 2]
+            words = list(rng.choice(filler, 60)) + [word] + list(rng.choice(filler, 5))
+            out.append(f"{' '.join(words)}\t{cue[word]}")
+        return out
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.txt").write_text("\n".join(rows(n_train)) + "\n", encoding="utf-8")
+    (folder / "dev.txt").write_text("\n".join(rows(n_dev)) + "\n", encoding="utf-8")
+    (folder / "label.txt").write_text("animal\nmusic\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.integration
+def test_evidence_past_the_window_is_learnt_with_windows_and_missed_without(tiny_en_encoder, tmp_path):
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.finetune import train
+
+    data = _late_evidence_dataset(tmp_path / "late")
+    scores = {}
+    for mode in ("truncate", "slide"):
+        result = train(TrainConfig(dataset_dir=str(data), save_dir=str(tmp_path / mode), model_name=str(tiny_en_encoder),
+                                   epochs=4, learning_rate=3e-3, batch_size=16, max_seq_length=32, long_text=mode,
+                                   progress=False, seed=1, baseline=False, threshold_tuning=False))
+        scores[mode] = result.classifier.meta.metrics["dev@0.5"]["micro_f1"]
+    assert scores["slide"] >= 90 and scores["truncate"] <= 75, scores

@@ -28,8 +28,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("index", help="a retrieval index: labels from the nearest labelled texts, no training")
     add_flags(p, ModelSource, only=("params_path", "index_dir", "batch_size", "device"),
-              defaults={"params_path": "m3e-small", "index_dir": "index"},
-              help_overrides={"params_path": "checkpoint folder or sentence encoder whose vectors to index",
+              defaults={"params_path": None, "index_dir": "index"},
+              help_overrides={"params_path": "checkpoint folder or sentence encoder whose vectors to index "
+                                             "(default: m3e-small for Chinese texts, all-minilm-l6-v2 for others)",
                               "index_dir": "index folder to write"})
     add_flags(p, DatasetFiles, only=("dataset_dir",),
               help_overrides={"dataset_dir": "train.txt (indexed), label.txt, dev.txt (picks k, thresholds)"})

@@ -157,9 +157,9 @@ def _average_precision(y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def fit_blend(model_logits: np.ndarray, svm_decision: np.ndarray, y: np.ndarray, scorer: LinearScorer,
-              shrinkage: float = SHRINKAGE) -> Blend | None:
+              shrinkage: float = SHRINKAGE, eligible: np.ndarray | None = None) -> Blend | None:
     """The blend for dev ``model_logits`` and ``svm_decision`` (texts, labels) against dev labels ``y``;
-    None when the model alone is as good on every label."""
+    None when the model alone is as good on every label. ``eligible``: the labels that may blend (default all)."""
     from sklearn.linear_model import LogisticRegression
 
     y = np.asarray(y)
@@ -177,7 +177,9 @@ def fit_blend(model_logits: np.ndarray, svm_decision: np.ndarray, y: np.ndarray,
     shared = top(ap[has].mean(axis=0))
     best = np.array([top(row) for row in ap])
     n = y.sum(axis=0).astype(np.float64)
-    weights = np.where(has, (n * best + shrinkage * shared) / (n + shrinkage), shared)
+    weights = np.where(has, (n * best + shrinkage * shared) / np.maximum(n + shrinkage, 1e-12), shared)
+    if eligible is not None:
+        weights = np.where(eligible, weights, 1.0)
     weights = np.round(weights, 4)
     if np.all(weights >= 1.0):
         return None

@@ -1,8 +1,7 @@
 """Which offline encoder suits a set of texts: the one for their script.
 
-When no ``model_name`` is given, ``train``, ``train --few_shot`` and ``zeroshot`` ask :func:`pick_encoder`
-(``index`` and ``select``'s cold start still default to m3e-small):
-texts written mostly in Chinese characters get m3e-small, everything else (Latin and other scripts)
+When no ``model_name`` is given, ``train``, ``train --few_shot``, ``zeroshot``, ``index`` and ``select``'s cold
+start ask :func:`pick_encoder`: texts written mostly in Chinese characters get m3e-small, everything else (Latin and other scripts)
 all-minilm-l6-v2. A mixed set gets its majority's encoder, with a warning naming the shares. The choice and
 its reason are recorded in the checkpoint (``labelwise.json``'s ``choices``) and its model card.
 """

@@ -20,6 +20,7 @@ import numpy as np
 
 from labelwise.data.dataset import Dataset, check_same_labels, read_lines
 from labelwise.errors import DataError, LabelwiseError
+from labelwise.model.language import pick_encoder
 from labelwise.predict.classifier import Classifier
 from labelwise.predict.retrieval import open_encoder
 from labelwise.select.strategies import STRATEGIES, rank
@@ -111,7 +112,7 @@ def _unique_new(pool: list[str], dataset: Dataset | None) -> tuple[list[str], in
 
 
 def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier: Classifier | None = None,
-                dataset: Dataset | None = None, encoder: str = "m3e-small", seed: int = 3, batch_size: int = 32,
+                dataset: Dataset | None = None, encoder: str | None = None, seed: int = 3, batch_size: int = 32,
                 device: str | None = None, progress: bool = False, source: str | os.PathLike | None = None
                 ) -> Selection:
     """Choose ``num`` texts of ``pool`` to annotate next; see the module docstring. ``source``: the pool's file,
@@ -136,7 +137,8 @@ def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier
         probs = classifier.predict_proba(texts, batch_size=batch_size, progress=progress)
         if strategy == "diversity":  # the model's own vectors
             vectors = _vectors(classifier, texts, batch_size, progress)
-    elif strategy in ("auto", "diversity"):  # a cold start: the encoder's vectors
+    elif strategy in ("auto", "diversity"):  # a cold start: the encoder's vectors (by default the texts' script's)
+        encoder, _ = pick_encoder(encoder, texts, "the pool's texts")
         vectors = Classifier(*open_encoder(encoder, device)).features(texts, batch_size=batch_size, progress=progress)
     mean_labels = (float(np.mean([len(e.labels) for e in dataset.train])) if dataset is not None and dataset.train
                    else 1.0)

@@ -31,7 +31,8 @@ class SelectConfig:
     output_file: str = setting("next.jsonl", help="the tasks to import into the annotation tool")
     format: str = setting("doccano", help="doccano (JSONL) or labelstudio (task JSON with predictions)",
                           choices=FORMATS)
-    model_name: str = setting("m3e-small", help="encoder for a cold start (no --params_path)")
+    model_name: str | None = setting(None, help="encoder for a cold start (no --params_path); default: m3e-small for "
+                                                "Chinese texts, all-minilm-l6-v2 for others")
     from_name: str = setting("label", help="labelstudio: name of the labelling config's Choices tag")
     to_name: str = setting("text", help="labelstudio: name of the labelling config's Text tag")
     seed: int = setting(3, help="random seed of the random strategy")

@@ -35,6 +35,7 @@ from labelwise.errors import LabelwiseError, shorten
 from labelwise.evaluation.metrics import evaluate_predictions, tune_thresholds
 from labelwise.files import INDEX, prepare_output_dir
 from labelwise.model.checkpoint import META_FILE, read_meta
+from labelwise.model.language import CJK_ENCODER, pick_encoder
 from labelwise.predict.classifier import Classifier
 from labelwise.predict.retrieval import (
     FORMAT_VERSION,
@@ -127,12 +128,13 @@ def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Seque
     return choice, thresholds, {"dev@tuned": {"micro_f1": m["micro"]["f1"], "macro_f1": m["macro"]["f1"]}, "k": choice}
 
 
-def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | str = "auto",
+def build_index(params_path: str | None, dataset_dir: str, index_dir: str, *, k: int | str = "auto",
                 label_names: bool = True, approximate: bool = False, vector_db: str | None = None,
                 batch_size: int = 32, device: str | None = None, progress: bool = True,
                 overwrite: bool = False, hierarchy_sep: str | None = AUTO_SEP) -> Classifier:
     """Embed the training texts (+ label names) of ``dataset_dir`` with ``params_path``; write ``index_dir``
     (missing, empty or an index; ``overwrite``: any other folder, whose files of other names stay).
+    ``params_path`` None: the offline sentence encoder for the texts' script (:mod:`labelwise.model.language`).
 
     ``vector_db``: where the vectors go. None (the default): a Milvus Lite database inside ``index_dir``
     (``milvus.db``) when pymilvus and milvus-lite are installed and the search is not ``approximate``, else
@@ -153,7 +155,9 @@ def build_index(params_path: str, dataset_dir: str, index_dir: str, *, k: int | 
         connect(uri)  # an unreachable Milvus fails now, not after the embedding
     elif vector_db is None and not approximate:
         log.info("vectors go into the index folder (pip install 'labelwise[milvus]' to keep them in Milvus Lite)")
-    ds = load_dataset(dataset_dir, require=("train",), hierarchy_sep=index_hierarchy_sep(params_path, hierarchy_sep))
+    sep = index_hierarchy_sep(params_path or CJK_ENCODER, hierarchy_sep)  # either offline encoder: a sentence encoder
+    ds = load_dataset(dataset_dir, require=("train",), hierarchy_sep=sep)
+    params_path, _ = pick_encoder(params_path, (e.text for e in ds.train), "the texts to index")
     words = read_label_words(Path(dataset_dir) / "label.txt") if label_names else None
     if words:
         from labelwise.training.zeroshot import label_texts
