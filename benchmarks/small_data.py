@@ -85,6 +85,7 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
         start = time.perf_counter()
         clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
                                 progress=False, seed=seed)).classifier
+        assert (clf.blend is None) == (not clf.meta.blend), "the trained model in memory predicts as its folder"
         minutes = (time.perf_counter() - start) / 60
         probs = clf.predict_proba(texts, batch_size=64)
         record(route, probs >= np.asarray(clf.thresholds), minutes)

@@ -82,9 +82,10 @@ def blended_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory):
     from labelwise.training.finetune import train
 
     save = tmp_path_factory.mktemp("blend") / "checkpoint"
-    train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(save), model_name=str(tiny_zh_encoder), epochs=2,
-                      learning_rate=1e-4, batch_size=16, max_seq_length=64, long_text="truncate", progress=False,
-                      seed=1))
+    result = train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(save), model_name=str(tiny_zh_encoder),
+                               epochs=2, learning_rate=1e-4, batch_size=16, max_seq_length=64, long_text="truncate",
+                               progress=False, seed=1))
+    assert result.classifier.blend is not None  # the model in memory predicts as the folder will
     return save
 
 

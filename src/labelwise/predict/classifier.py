@@ -71,6 +71,8 @@ class Classifier:
     def __init__(self, backend, tokenizer, meta: CheckpointMeta, path: str | os.PathLike | None = None,
                  blend: Blend | None = None):
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
+        if blend is None and path is not None and getattr(meta, "blend", None):
+            blend = load_blend(path, meta)  # the folder's baseline/, as its labelwise.json says
         self.blend = blend  # the linear baseline mixed into the logits (labelwise.model.blend), or None
         self.labels: list[str] = list(meta.labels)
         self.max_seq_length: int = int(meta.max_seq_length)
@@ -122,8 +124,7 @@ class Classifier:
                                  f"{path} is a {KIND_NAMES[backend]}, which runs in fp32")
         if backend == "torch":
             model, tokenizer, meta = load_checkpoint(path)
-            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path,
-                       load_blend(path, meta))
+            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
         if backend == "retrieval":
             return cls(*open_index(path, device=device, **backend_options), path=path)
         try:
@@ -133,7 +134,7 @@ class Classifier:
         meta = read_meta(path)
         onnx = OnnxBackend.load(path, device=device, num_threads=num_threads, precision=precision or "fp32",
                                 **backend_options)
-        return cls(onnx, load_tokenizer(path), meta, path, load_blend(path, meta))
+        return cls(onnx, load_tokenizer(path), meta, path)
 
     # ---- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,

@@ -9,9 +9,8 @@ priors and learns faster). Beyond PaddleNLP: imbalance losses, tuned thresholds,
 contrastive few-shot stage (:mod:`labelwise.training.fewshot`) that hands this loop its starting model.
 Each epoch's steps run in :class:`labelwise.training.loop.StepLoop`, shared with pruning and few-shot.
 
-Multi-process (DDP) runs with ``torchrun --nproc_per_node N -m labelwise train ...``: each process takes
-every N-th batch; every process evaluates the (small) dev set itself, so all take the same decisions,
-and only rank 0 writes.
+DDP: ``torchrun --nproc_per_node N -m labelwise train ...``; each process takes every N-th batch and evaluates
+the (small) dev set itself, so all take the same decisions; only rank 0 writes.
 """
 from __future__ import annotations
 
@@ -38,10 +37,9 @@ from labelwise.predict.classifier import Classifier, TorchBackend
 from labelwise.training.baseline import fit_baseline
 from labelwise.training.config import TrainConfig
 from labelwise.training.fewshot import FewShotStart, contrastive_stage
-from labelwise.training.loop import StepLoop, adamw, linear_schedule, random_subset
+from labelwise.training.loop import StepLoop, adamw, estimate_minutes, linear_schedule, random_subset
 from labelwise.training.losses import MultiLabelLoss, auto_pos_weight
-from labelwise.training.reading import WindowIndex, encoder_limit, plan_reading
-from labelwise.training.reading import pool_window_logits, window_batches
+from labelwise.training.reading import WindowIndex, encoder_limit, plan_reading, pool_window_logits, window_batches
 from labelwise.training.recipe import auto_batch_size, auto_epochs, auto_learning_rate, with_defaults
 from labelwise.training.resume import (
     data_order,
@@ -121,11 +119,16 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
                           pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep,
                           long_text=reading.long_text, window_pool=cfg.window_pool, choices=choices)
+    loop = _step_loop(cfg, model, steps_per_epoch, run)
+    batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run, windows)
     if run.main:
-        log.info("reading: %d texts, %d %s of up to %d tokens (%s); %s", reading.texts, reading.windows,
-                 "windows" if windows else "rows", reading.max_seq_length,
+        some = _all_batches(enc, len(train_set), cfg, np.random.default_rng(0))
+        minutes = estimate_minutes(model, batch_loss, some[len(some) // 2], cfg.epochs * steps_per_epoch) \
+            if run.world == 1 else float("nan")  # DDP: one process cannot step alone
+        log.info("reading: %d texts, %d %s of up to %d tokens (%s), about %.0f min of training steps; %s",
+                 reading.texts, reading.windows, "windows" if windows else "rows", reading.max_seq_length,
                  "long texts in windows, logits pooled by " + cfg.window_pool if windows else "longer texts cut",
-                 reading.reason)
+                 minutes, reading.reason)
         log.info("training %s (%s pooling) on %d examples: %d epochs × %d steps, learning rate %.0e (head %.0e)",
                  base_model, model.pooling, len(train_set), cfg.epochs, steps_per_epoch, cfg.learning_rate,
                  cfg.head_learning_rate)
@@ -135,8 +138,6 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     linear = svm.scorer() if svm is not None and cfg.blend == "auto" else None  # for the blend (model.blend)
 
     # 5. epochs: each scored on dev, the best saved; a resumed run goes on after the last saved epoch
-    loop = _step_loop(cfg, model, steps_per_epoch, run)
-    batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run, windows)
     order = data_order(cfg.seed, cfg.batch_size, cfg.max_seq_length, run.world, train_set)
     standing = _resume(cfg, run, model, loop, order) if cfg.resume else _Standing()  # last: it restores random states
     first, last_state_write = standing.epoch + 1, time.perf_counter()

@@ -109,4 +109,20 @@ def linear_schedule(optimizer, total_steps: int, warmup: int = 0):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ['StepLoop', 'adamw', 'linear_schedule', 'random_subset']
+__all__ = ['StepLoop', 'adamw', 'estimate_minutes', 'linear_schedule', 'random_subset']
+
+
+def estimate_minutes(model: torch.nn.Module, batch_loss: Callable, rows, steps: int) -> float:
+    """About how many minutes ``steps`` training steps take, from timing forward and backward on batch ``rows``
+    (the second of two tries: the first pays for warm-up). Weights, gradients and random state are left as they
+    were. Optimiser steps and dev evaluation are not counted."""
+    state = torch.get_rng_state()
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        batch_loss(rows).backward()
+        seconds.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    torch.set_rng_state(state)
+    return seconds[-1] * steps / 60
+
