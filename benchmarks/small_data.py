@@ -40,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--routes", nargs="+", default=["default"], choices=["default"])
     p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON); draws already there "
                    "are kept and not run again, and the section covers them all")
+    p.add_argument("--keep_probs", default=None, metavar="DIR", help="save each draw's dev/test probabilities and "
+                   "baseline decisions here (.npz), to compare blend rules without training again")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
 
@@ -84,18 +86,21 @@ def run_draw(args, ds, seed: int, work: Path) -> dict:
     for route in args.routes:
         start = time.perf_counter()
         clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / route), model_name=args.model_name,
-                                progress=False, seed=seed)).classifier
+                                progress=False, seed=seed, blend="on")).classifier
         assert (clf.blend is None) == (not clf.meta.blend), "the trained model in memory predicts as its folder"
         minutes = (time.perf_counter() - start) / 60
         probs = clf.predict_proba(texts, batch_size=64)
-        record(route, probs >= np.asarray(clf.thresholds), minutes)
-        out[route]["blended_labels"] = clf.blend.blended if clf.blend else 0
+        record(f"{route}, blend on", probs >= np.asarray(clf.thresholds), minutes)
+        out[f"{route}, blend on"]["blended_labels"] = clf.blend.blended if clf.blend else 0
         out["encoder"] = clf.meta.base_model
-        blend_variants(clf, base.scorer(), [ds.train[i] for i in dev_idx], texts, ds.labels, record, route, counts)
+        keep = Path(args.keep_probs) / f"{Path(args.dataset_dir).name}-draw{seed}.npz" if args.keep_probs else None
+        blend_variants(clf, base.scorer(), [ds.train[i] for i in dev_idx], texts, ds.labels, record, route, counts,
+                       keep)
+        out[route]["minutes"] = minutes  # the same model's training time
     return out
 
 
-def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_counts) -> None:
+def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_counts, keep=None) -> None:
     """The same trained model without the blend, and with other shrinkage strengths, each with thresholds tuned
     on dev as training tunes them."""
     from labelwise.data.dataset import multi_hot
@@ -106,25 +111,27 @@ def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_cou
     clf.blend = None
     dev_texts, y_dev = [e.text for e in dev_set], multi_hot(dev_set, labels)
     dev_p, test_p = clf.predict_proba(dev_texts, batch_size=64), clf.predict_proba(texts, batch_size=64)
-    record(f"{route}, blend off", test_p >= tune_thresholds(y_dev, dev_p), None)
+    record(route, test_p >= tune_thresholds(y_dev, dev_p), None)  # the default: blend off
 
     def logit(p):
         p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
         return np.log(p / (1 - p))
 
     svm_dev = scorer.decision_function(dev_texts)
+    if keep:  # what every blend variant is computed from, to try others without training again
+        np.savez_compressed(keep, dev_probs=dev_p, test_probs=test_p, dev_svm=svm_dev, y_dev=y_dev,
+                            test_svm=scorer.decision_function(texts), train_counts=train_counts)
     rare = train_counts < RARE_TRAIN
     for name, k, eligible in (("k 0 (own weight)", 0.0, None), ("k ∞ (one shared weight)", 1e12, None),
-                              ("k 10, all labels", 10.0, None),
                               (f"k 10, labels with < {RARE_TRAIN} training examples", 10.0, rare),
                               (f"k 0, labels with < {RARE_TRAIN} training examples", 0.0, rare)):
         b = fit_blend(logit(dev_p), svm_dev, y_dev, scorer, shrinkage=k, eligible=eligible)
         if b is None:
-            record(f"{route}, blend {name}", test_p >= tune_thresholds(y_dev, dev_p), None)
+            record(f"{route}, blend on, {name}", test_p >= tune_thresholds(y_dev, dev_p), None)
             continue
         dev_b = sigmoid(b.apply(logit(dev_p), dev_texts))
         test_b = sigmoid(b.apply(logit(test_p), texts))
-        record(f"{route}, blend {name}", test_b >= tune_thresholds(y_dev, dev_b), None)
+        record(f"{route}, blend on, {name}", test_b >= tune_thresholds(y_dev, dev_b), None)
 
 
 def main(argv=None) -> str:

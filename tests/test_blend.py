@@ -45,12 +45,19 @@ def test_the_blend_leans_on_the_baseline_only_where_the_model_is_weak():
 
 
 def test_few_dev_examples_pull_a_label_towards_the_shared_weight():
-    model, svm, y = _blend_data(np.random.default_rng(1))
-    y[:, 0], y[:2, 0] = 0, 1  # label 0: two dev positives
-    scorer = LinearScorer("word", (1, 1), ["a"], np.ones(1), np.zeros((2, 1)), np.zeros(2))
+    rng = np.random.default_rng(1)
+    y = (rng.random((400, 6)) < 0.3).astype(int)
+    y[:, 0], y[:2, 0] = 0, 1  # label 0: two dev positives, which only the SVM finds
+    model = np.where(y == 1, 3.0, -3.0) + rng.normal(0, 1.0, y.shape)  # the model finds labels 1-5 ...
+    model[:, 0] = rng.normal(0, 1, len(y))  # ... but not label 0
+    svm = rng.normal(0, 1, y.shape)  # the SVM is noise on labels 1-5 ...
+    svm[:, 0] = np.where(y[:, 0] == 1, 1.0, -1.0) + rng.normal(0, 0.3, len(y))  # ... and finds label 0
+    scorer = LinearScorer("word", (1, 1), ["a"], np.ones(1), np.zeros((6, 1)), np.zeros(6))
     own = fit_blend(model, svm, y, scorer, shrinkage=0)
     shrunk = fit_blend(model, svm, y, scorer, shrinkage=10)
-    assert own.weights[0] == 0.0 and shrunk.weights[0] > 0.5  # (2·0 + 10·shared) / 12
+    assert own.weights[0] < 1 and list(own.weights[1:]) == [1.0] * 5
+    shared = shrunk.weights[0] * 12 / 10 - 2 * own.weights[0] / 10  # (2·own + 10·shared) / 12, solved for shared
+    assert own.weights[0] < shrunk.weights[0] and min(abs(shared - g) for g in (0.25, 0.5, 0.75, 1.0)) < 1e-3
 
 
 def test_no_blend_when_the_model_is_as_good_everywhere():
@@ -77,14 +84,14 @@ def test_a_damaged_baseline_folder_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def blended_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory):
-    """A tiny random encoder barely learns in 2 epochs; the character n-gram SVM does, so the blend is chosen."""
+    """A tiny random encoder barely learns in 2 epochs; the character n-gram SVM does, so `--blend on` blends."""
     from labelwise.training.config import TrainConfig
     from labelwise.training.finetune import train
 
     save = tmp_path_factory.mktemp("blend") / "checkpoint"
     result = train(TrainConfig(dataset_dir=str(divorce_small), save_dir=str(save), model_name=str(tiny_zh_encoder),
                                epochs=2, learning_rate=1e-4, batch_size=16, max_seq_length=64, long_text="truncate",
-                               progress=False, seed=1))
+                               blend="on", progress=False, seed=1))
     assert result.classifier.blend is not None  # the model in memory predicts as the folder will
     return save
 
@@ -116,5 +123,5 @@ def test_triton_refuses_a_blended_model_with_one_line(blended_checkpoint, tmp_pa
     from labelwise.serve.triton import write_triton_repo
 
     export_onnx(blended_checkpoint, tmp_path / "export")
-    with pytest.raises(LabelwiseError, match="--blend off"):
+    with pytest.raises(LabelwiseError, match="without `--blend on`"):
         write_triton_repo(tmp_path / "export", tmp_path / "repo")

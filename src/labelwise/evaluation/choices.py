@@ -32,12 +32,12 @@ def describe_choices(meta) -> list[str]:
         named = ", ".join(f"{label} {w:.2f}" for w, label in leaning if w < 1)
         lines.append(f"Blend: {sum(w < 1 for w in weights)} of {len(weights)} labels mix the TF-IDF + linear SVM "
                      f"baseline's scores into the model's, where that helped on dev (model weight, lowest first: "
-                     f"{named}; `--blend off` trains without).")
+                     f"{named}; `--blend off`, the default, trains without).")
     elif choices:
         args = getattr(meta, "training_args", None) or {}
-        lines.append("Blend: off (`--blend off` or `--no_baseline`)." if args.get("blend") == "off"
-                     or args.get("baseline") is False else
-                     "Blend: none; the model alone scored at least as well as any mix with the baseline on dev.")
+        lines.append("Blend: none; the model alone scored at least as well as any mix with the baseline on dev."
+                     if args.get("blend") == "on" and args.get("baseline") is not False else
+                     "Blend: off (the default; `--blend on` mixes the linear baseline in where that helps on dev).")
     return lines
 
 

@@ -135,7 +135,7 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
 
     # 4. the linear baseline, fitted beside the model and reported with it
     baseline, svm = fit_baseline(train_set, dev_set, ds.test, ds.labels) if cfg.baseline and run.main else (None,) * 2
-    linear = svm.scorer() if svm is not None and cfg.blend == "auto" else None  # for the blend (model.blend)
+    linear = svm.scorer() if svm is not None and cfg.blend == "on" else None  # for the blend (model.blend)
 
     # 5. epochs: each scored on dev, the best saved; a resumed run goes on after the last saved epoch
     order = data_order(cfg.seed, cfg.batch_size, cfg.max_seq_length, run.world, train_set)

@@ -112,7 +112,7 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
     if meta.blend:
         raise LabelwiseError(f"{export_dir}: this model blends a TF-IDF baseline into its scores (labelwise.json "
                              "\"blend\"), which the Triton ensemble cannot compute; serve it with `labelwise serve`, "
-                             "or train with `--blend off` for Triton")
+                             "or train without `--blend on` for Triton")
     tree = Classifier(None, None, meta, export_dir).hierarchy  # the tree the export's predictions follow
     onnx_path = model_file(export_dir, precision)
     inputs, outputs, dynamic_batch = graph_signature(onnx_path)
