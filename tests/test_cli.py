@@ -155,7 +155,7 @@ DEFAULTS = {
     "train": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
     "zeroshot": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d"), LabelPaths()]),
     "demo": ([], [TrainConfig(dataset_dir="data/divorce", max_train_samples=2000, epochs=2)]),  # a short run
-    "index": ([], [ModelSource(params_path="m3e-small", index_dir="index"), DatasetFiles(),
+    "index": ([], [ModelSource(params_path=None, index_dir="index"), DatasetFiles(),
                    LabelPaths(hierarchy_sep="auto")]),  # writes an index; its separator: the model's
     "predict": ([], [ModelSource(), Decision(), DatasetFiles()]),
     "evaluate": (["--dataset_dir", "d"], [ModelSource(), Decision(), DatasetFiles(dataset_dir="d"), RunOptions()]),
