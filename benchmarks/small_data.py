@@ -104,7 +104,7 @@ def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_cou
     """The same trained model without the blend, and with other shrinkage strengths, each with thresholds tuned
     on dev as training tunes them."""
     from labelwise.data.dataset import multi_hot
-    from labelwise.evaluation.decision import sigmoid
+    from labelwise.evaluation.decision import logit, sigmoid
     from labelwise.evaluation.metrics import tune_thresholds
     from labelwise.model.blend import fit_blend
 
@@ -113,24 +113,20 @@ def blend_variants(clf, scorer, dev_set, texts, labels, record, route, train_cou
     dev_p, test_p = clf.predict_proba(dev_texts, batch_size=64), clf.predict_proba(texts, batch_size=64)
     record(route, test_p >= tune_thresholds(y_dev, dev_p), None)  # the default: blend off
 
-    def logit(p):
-        p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-        return np.log(p / (1 - p))
-
-    svm_dev = scorer.decision_function(dev_texts)
+    svm_dev, svm_test = scorer.decision_function(dev_texts), scorer.decision_function(texts)
+    dev_z, test_z = logit(dev_p, eps=1e-7), logit(test_p, eps=1e-7)  # as training inverts them (training.scoring)
     if keep:  # what every blend variant is computed from, to try others without training again
         np.savez_compressed(keep, dev_probs=dev_p, test_probs=test_p, dev_svm=svm_dev, y_dev=y_dev,
-                            test_svm=scorer.decision_function(texts), train_counts=train_counts)
+                            test_svm=svm_test, train_counts=train_counts)
     rare = train_counts < RARE_TRAIN
     for name, k, eligible in (("k 0 (own weight)", 0.0, None), ("k ∞ (one shared weight)", 1e12, None),
                               (f"k 10, labels with < {RARE_TRAIN} training examples", 10.0, rare),
                               (f"k 0, labels with < {RARE_TRAIN} training examples", 0.0, rare)):
-        b = fit_blend(logit(dev_p), svm_dev, y_dev, scorer, shrinkage=k, eligible=eligible)
+        b = fit_blend(dev_z, svm_dev, y_dev, scorer, shrinkage=k, eligible=eligible)
         if b is None:
             record(f"{route}, blend on, {name}", test_p >= tune_thresholds(y_dev, dev_p), None)
             continue
-        dev_b = sigmoid(b.apply(logit(dev_p), dev_texts))
-        test_b = sigmoid(b.apply(logit(test_p), texts))
+        dev_b, test_b = sigmoid(b.mix(dev_z, svm_dev)), sigmoid(b.mix(test_z, svm_test))
         record(f"{route}, blend on, {name}", test_b >= tune_thresholds(y_dev, dev_b), None)
 
 

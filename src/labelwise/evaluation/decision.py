@@ -34,7 +34,7 @@ from labelwise.errors import LabelwiseError
 
 __all__ = ['HIERARCHY_MODES', 'CONFLICT_RULES', 'check_hierarchy_mode', 'check_thresholds', 'check_top_k',
            'check_decision', 'chosen_ids', 'decide', 'decision_matrix', 'inconsistent_count', 'margins',
-           'shown_ids', 'shown_matrix', 'sigmoid']
+           'logit', 'shown_ids', 'shown_matrix', 'sigmoid']
 
 HIERARCHY_MODES = ("consistent", "leaves", "none")
 CONFLICT_RULES = ("sum", "add", "drop")  # how `consistent` settles a child chosen without its parent
@@ -166,15 +166,16 @@ def chosen_ids(probs: np.ndarray, decisions: np.ndarray) -> list[list[int]]:
     return out
 
 
+def logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    """The inverse of :func:`sigmoid` in float64, ``p`` clipped to [eps, 1 - eps] first."""
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
 def margins(probs: np.ndarray, thresholds) -> np.ndarray:
     """``logit(p) - logit(threshold)`` per label (float64), >= 0 exactly where ``p >= threshold``."""
     probs = np.asarray(probs, dtype=np.float64)
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probs.shape[1:])
-
-    def logit(x):
-        x = np.clip(x, _EPS, 1 - _EPS)
-        return np.log(x) - np.log1p(-x)
-
     out = logit(probs) - logit(thr)
     chosen = probs >= thr  # the sign is the raw decision's, whatever the clipping did
     return np.where(chosen, np.maximum(out, 0.0), np.minimum(out, -_EPS))

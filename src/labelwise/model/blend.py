@@ -133,7 +133,11 @@ class Blend:
 
     def apply(self, logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """The blended logits of ``texts`` from the model's ``logits`` (texts, labels)."""
-        svm = self.scale * self.scorer.decision_function(texts) + self.shift
+        return self.mix(logits, self.scorer.decision_function(texts))
+
+    def mix(self, logits: np.ndarray, svm_decision: np.ndarray) -> np.ndarray:
+        """The blended logits from the model's ``logits`` and the SVM's decision values, both (texts, labels)."""
+        svm = self.scale * svm_decision + self.shift
         return (self.weights * logits + (1.0 - self.weights) * svm).astype(np.float32)
 
     def to_json(self) -> dict:

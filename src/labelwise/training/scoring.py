@@ -13,7 +13,7 @@ import numpy as np
 
 from labelwise.data.dataset import multi_hot
 from labelwise.data.hierarchy import Hierarchy
-from labelwise.evaluation.decision import sigmoid
+from labelwise.evaluation.decision import logit, sigmoid
 from labelwise.evaluation.levels import format_levels
 from labelwise.evaluation.metrics import (
     PRIOR_STRENGTH,
@@ -60,13 +60,11 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
     y_dev = multi_hot(dev_set, labels)
     blend, model_dev = None, None
     if linear is not None:
-        texts = [e.text for e in dev_set]
-        p = np.clip(dev_probs.astype(np.float64), 1e-7, 1 - 1e-7)
-        logits = np.log(p / (1 - p))
-        blend = fit_blend(logits, linear.decision_function(texts), y_dev, linear)
+        logits, svm = logit(dev_probs, eps=1e-7), linear.decision_function([e.text for e in dev_set])
+        blend = fit_blend(logits, svm, y_dev, linear)
         if blend is not None:
             model_dev = headline(score(y_dev, dev_probs, 0.5))
-            dev_probs = sigmoid(blend.apply(logits, texts)).astype(np.float32)
+            dev_probs = sigmoid(blend.mix(logits, svm)).astype(np.float32)
     meta.blend = blend.to_json() if blend is not None else None
     thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
