@@ -90,7 +90,7 @@ def main() -> None:
 
     import os
 
-    from labelwise.training.finetune import bf16_supported
+    from labelwise.model.device import bf16_supported
 
     load_before = os.getloadavg()[0]
     ours, theirs, halves = [], [], []

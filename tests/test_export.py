@@ -37,7 +37,10 @@ def test_export_folder_is_self_contained(export_dir, tiny_zh_checkpoint):
             "tokenizer_config.json", "export.json"} <= names
     assert "model.safetensors" not in names
     meta = json.loads((export_dir / "labelwise.json").read_text(encoding="utf-8"))
-    assert meta == json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))
+    source = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))
+    assert set(meta.pop("checksums")) == {"model.onnx", "model.int8.onnx", "model.fp16.onnx"}  # its own weights
+    assert set(source.pop("checksums")) == {"encoder/model.safetensors", "head.safetensors"}
+    assert meta == source  # the rest as the checkpoint has it
     info = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
     assert info["checks"]["fp32"]["max_abs_logit_diff"] < info["fp32_tolerance"] == 1e-4
     assert info["checks"]["int8"]["max_abs_prob_diff"] < 0.1

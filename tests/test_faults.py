@@ -24,6 +24,7 @@ import pytest
 from labelwise.cli.main import main
 from labelwise.errors import LabelwiseError, OutputExistsError, WriteError
 from labelwise.files import CHECKPOINT, atomic_write_text, prepare_output_dir
+from labelwise.locks import output_lock
 from labelwise.model.checkpoint import load_checkpoint, save_checkpoint
 from labelwise.predict.classifier import Classifier
 
@@ -71,9 +72,18 @@ def export_dir(untrained_zh_checkpoint, tmp_path_factory):
     return folder
 
 
-def copy_of(folder: Path, tmp_path: Path) -> Path:
+def copy_of(folder: Path, tmp_path: Path, checksums: bool = False) -> Path:
+    """A copy to damage; without its checksums (as a folder from before they were kept), so that the checks of
+    each file's form are what meets the damage (tests/test_integrity.py tests the checksums themselves)."""
+    import json
+
     target = tmp_path / folder.name
     shutil.copytree(folder, target)
+    meta = target / "labelwise.json"
+    if not checksums and meta.exists():
+        obj = json.loads(meta.read_text(encoding="utf-8"))
+        obj.pop("checksums", None)
+        meta.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
     return target
 
 
@@ -454,10 +464,12 @@ def test_kill_during_training(tiny_zh_encoder, divorce_small, untrained_zh_check
     proc.wait(30)
     clf = Classifier.load(save_dir)  # whichever epoch was last saved, it is complete
     assert clf.predict_proba(TEXTS).shape == (2, 20)
-    for stale in siblings(save_dir):  # a temporary copy of the killed run, if the kill came mid-write
-        assert stale.endswith(".tmp"), stale
-    prepare_output_dir(save_dir, CHECKPOINT)  # the next run starts by removing them
+    for stale in siblings(save_dir):  # a temporary copy of the killed run if the kill came mid-write; its lock file
+        assert stale.endswith(".tmp") or stale == f".{save_dir.name}.lock", stale
+    with output_lock(save_dir):  # the kernel dropped the killed run's lock: the next run takes it
+        prepare_output_dir(save_dir, CHECKPOINT)  # and starts by removing the temporary copies
     assert not [s for s in siblings(save_dir) if re.match(rf"\.{save_dir.name}\.\d+-", s)]
+    assert f".{save_dir.name}.lock" not in siblings(save_dir)  # and removes the lock file when it is done
 
 
 def test_stale_copies_of_live_runs_stay_and_a_half_swapped_folder_is_put_back(tmp_path):

@@ -6,8 +6,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "labelwise"
 # each folder (or ground-floor module) and its floor: a module may import from its own floor and those below
-FLOORS = {"errors": 0, "progress": 0, "files": 0, "settings": 0, "data": 1, "evaluation": 2, "model": 3, "predict": 4,
-          "training": 5, "compress": 6, "analysis": 6, "select": 6, "serve": 7, "cli": 8, "__init__": 9, "__main__": 9}
+FLOORS = {"errors": 0, "progress": 0, "files": 0, "locks": 0, "settings": 0, "data": 1, "evaluation": 2, "model": 3,
+          "predict": 4, "training": 5, "compress": 6, "analysis": 6, "select": 6, "serve": 7, "cli": 8, "__init__": 9,
+          "__main__": 9}
 MAX_LINES = 400
 
 

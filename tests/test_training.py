@@ -379,8 +379,10 @@ def test_bf16_autocast_trains_and_falls_back_to_fp32_where_unsupported(tiny_zh_e
     (None, "cpu", False),                                          # flags unreadable: stay fp32
 ])
 def test_bf16_default_is_on_only_where_measured_faster(monkeypatch, flags, device, expected):
-    monkeypatch.setattr(training, "_cpu_flags", lambda: flags)
-    assert training.bf16_auto(device) is expected
+    from labelwise.model import device as devices
+
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: flags)
+    assert devices.bf16_auto(device) is expected
 
 
 def test_bf16_default_follows_the_cpu_and_is_recorded(tiny_zh_encoder, divorce_small, tmp_path, monkeypatch, caplog):

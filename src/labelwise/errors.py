@@ -31,6 +31,10 @@ class OutputExistsError(LabelwiseError):
         super().__init__(message)
 
 
+class BrokenModel(LabelwiseError):
+    """A model that gives NaN or infinite scores: its weights are damaged. The service reports itself unhealthy."""
+
+
 class WriteError(LabelwiseError):
     """A write failed for want of space, quota or permission (see :func:`labelwise.files.write_error`).
 

@@ -142,10 +142,17 @@ def write_error(err: BaseException, path: str | os.PathLike, needed: int | None 
         while not where.exists() and where != where.parent:
             where = where.parent
         try:
-            free = f", {human_size(shutil.disk_usage(where).free)} free there"
+            available = shutil.disk_usage(where).free  # measured after the partial files were removed
         except OSError:
-            free = ""
+            available = None
         size = f"{'at least ' if at_least else 'about '}{human_size(needed)}" if needed else "more space"
+        if available is None:
+            free = ""
+        elif needed and available >= needed:  # the result would fit: its temporary copies did not
+            size += " for the result, and more for its temporary copies while it is written"
+            free = f"; {human_size(available)} are free there now that the partial files are removed"
+        else:
+            free = f", {human_size(available)} free there"
         return WriteError(f"{path}: cannot write it: {problem} (it needs {size}{free}); free some space or write "
                           "it elsewhere; nothing was left half-written", path, code, needed)
     return WriteError(f"{path}: cannot write it: {problem}; choose a place you can write to, or fix its "
@@ -382,5 +389,5 @@ def _install(tmp: Path, target: Path, kind: OutputKind | None) -> None:
 
 
 __all__ = ["CHECKPOINT", "EXPORT", "INDEX", "OutputKind", "apply_umask", "atomic_dir", "atomic_write_json",
-           "atomic_write_text", "check_outputs", "folder_size", "human_size", "prepare_output_dir", "remove_stale",
-           "umask", "write_errno", "write_error"]
+           "atomic_write_text", "check_outputs", "folder_size", "human_size", "prepare_output_dir",
+           "remove_stale", "umask", "write_errno", "write_error"]

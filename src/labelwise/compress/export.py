@@ -27,9 +27,11 @@ import numpy as np
 
 from labelwise.errors import LabelwiseError
 from labelwise.files import EXPORT, apply_umask, atomic_dir, atomic_write_json, folder_size, prepare_output_dir
+from labelwise.locks import locks_output
 from labelwise.model.card import write_model_card
 from labelwise.model.blend import BASELINE_DIR
 from labelwise.model.checkpoint import META_FILE, read_meta
+from labelwise.model.integrity import checksums
 from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, OnnxBackend
 
 log = logging.getLogger("labelwise")
@@ -62,6 +64,7 @@ class ExportReport:
         return "\n".join(lines)
 
 
+@locks_output("output_path")  # one run at a time writes the folder
 def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, *, quantize: str | None = None,
                 fp16: bool = False, opset: int = 17, optimize: bool = True, check_texts: Sequence[str] = CHECK_TEXTS,
                 atol: float = FP32_TOLERANCE, features: bool = False, overwrite: bool = False) -> ExportReport:
@@ -122,8 +125,11 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
             convert_fp16(tmp / MODEL_FILES["fp32"], tmp / MODEL_FILES["fp16"])
             report.checks["fp16"] = _compare(tmp, "fp16", samples, reference)
         _copy_side_files(params_path, tmp)
+        meta = read_meta(tmp)
+        meta.checksums = checksums(tmp)  # the export's own weight files, verified at load
+        atomic_write_json(tmp / META_FILE, meta.to_json())
         atomic_write_json(tmp / EXPORT_INFO, _export_info(params_path, opset, atol, report))
-        write_model_card(tmp, read_meta(tmp), kind="export")
+        write_model_card(tmp, meta, kind="export")
     report.files = {p: report.output_path / MODEL_FILES[p] for p in report.checks}
     report.seconds = time.perf_counter() - start
     return report

@@ -36,6 +36,7 @@ from labelwise.compress.config import PruneConfig
 from labelwise.data.dataset import check_same_labels, load_dataset, multi_hot
 from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
+from labelwise.locks import output_lock
 from labelwise.model.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
@@ -169,6 +170,11 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     """Prune checkpoint ``cfg.params_path``; one folder per shape in ``cfg.output_dir``; see the module doc."""
     cfg = dataclasses.replace(cfg, **options) if isinstance(cfg, PruneConfig) else PruneConfig(str(cfg), **options)
     cfg.validate()
+    with output_lock(cfg.output_dir):  # one run at a time writes the folders
+        return _prune(cfg)
+
+
+def _prune(cfg: PruneConfig) -> PruneResult:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)

@@ -70,7 +70,7 @@ class Dataset:
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """Read a UTF-8 text file as lines: BOM and CR dropped, trailing blank lines dropped."""
+    """Read a UTF-8 text file as lines (LF, CRLF or CR-only endings): BOM dropped, trailing blank lines dropped."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, "file not found", "check `dataset_dir` and the file names")
@@ -80,7 +80,8 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lines: list[str] = []
-    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+    newline = b"\n" if b"\n" in raw or b"\r" not in raw else b"\r"  # CR alone: classic Mac OS line endings
+    for number, chunk in enumerate(raw.split(newline), start=1):
         if chunk.endswith(b"\r"):
             chunk = chunk[:-1]
         try:

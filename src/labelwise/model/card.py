@@ -10,6 +10,7 @@ card labelwise wrote, in place and atomically.
 """
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -85,9 +86,14 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
 
 
+def _plain(value: Any) -> str:
+    """A user's text (a label name) for Markdown: HTML in it is shown, never rendered."""
+    return html.escape(str(value), quote=False)
+
+
 def _cell(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _plain(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -156,7 +162,7 @@ def write_model_card(folder: str | os.PathLike, meta, kind: str = "checkpoint", 
                          tags=TAGS + (["onnx"] if kind == "export" else []), pipeline_tag="text-classification",
                          base_model=_hub_id(encoder), metrics=["f1", "accuracy"] if results else None,
                          model_name=title if results else None, eval_results=results or None)
-    sections = [f"# {title}", _summary(meta, kind, dataset, encoder), _labels_section(meta, metrics),
+    sections = [f"# {_plain(title)}", _summary(meta, kind, dataset, encoder), _labels_section(meta, metrics),
                 _figures_section(metrics), f"{TEST_START}\n{_test_from_meta(metrics)}\n{TEST_END}",
                 _data_section(metrics, args), _args_section(args), _encoder_section(meta, encoder)]
     if kind == "export":
@@ -327,7 +333,7 @@ def _limits_section(meta, metrics: dict, dataset: str) -> str:
             or isinstance(r.get("dev_support"), int) and r["dev_support"] < 10]
     if weak:
         points.append(f"Weak or barely measured labels (dev F1 under 50, or fewer than 10 dev examples): "
-                      f"{', '.join(map(str, weak))}.")
+                      f"{', '.join(map(_plain, weak))}.")
     if not rows:
         points.append("Its accuracy per label is not known from this card: measure it on your own data first.")
     points += [("Probabilities are a model's guesses: where a wrong label matters (legal, medical, moderation "

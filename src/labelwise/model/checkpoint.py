@@ -14,6 +14,7 @@ from typing import Any
 from labelwise.errors import LabelwiseError, shorten
 from labelwise.files import CHECKPOINT, atomic_dir, atomic_write_json, prepare_output_dir
 from labelwise.model.encoders import DEFAULT_MODEL, load_pretrained_encoder, quiet_transformers
+from labelwise.model.integrity import checksums, verify_checksums
 
 META_FILE = "labelwise.json"
 FORMAT_VERSION = 2
@@ -38,6 +39,7 @@ class CheckpointMeta:
     window_pool: str = "max"  # with slide: how the windows' logits become the text's (max | mean)
     choices: dict[str, Any] = field(default_factory=dict)  # what the defaults chose, and why (encoder, reading)
     blend: dict[str, Any] | None = None  # the linear baseline mixed in per label (labelwise.model.blend), or None
+    checksums: dict[str, str] = field(default_factory=dict)  # SHA-256 of each weight file (labelwise.model.integrity)
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -77,6 +79,8 @@ class CheckpointMeta:
                 or not all(type(w) in (int, float) and 0 <= w <= 1 for w in self.blend["weights"])
                 or not all(type(self.blend.get(k)) in (int, float) for k in ("scale", "shift"))):
             return f'"blend" is not weights (one per label, between 0 and 1), scale and shift'
+        if not isinstance(self.checksums, dict):
+            return f'"checksums" is {shorten(self.checksums)}, not an object of file paths and SHA-256 digests'
         if self.pooling not in ("mean", "cls"):
             return f'"pooling" is {shorten(self.pooling)}, not mean or cls'
         if type(self.format_version) is not int or self.format_version > FORMAT_VERSION:
@@ -156,6 +160,7 @@ def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: Checkpoin
         tokenizer.save_pretrained(tmp)
         if blend is not None:
             blend.save(tmp)  # baseline/ (labelwise.model.blend)
+        meta.checksums = checksums(tmp)  # of the weight files, verified at load (labelwise.model.integrity)
         atomic_write_json(tmp / META_FILE, meta.to_json())
         write_model_card(tmp, meta)  # README.md: the Hugging Face model card (labelwise.model.card)
     return Path(folder)
@@ -219,6 +224,7 @@ def load_checkpoint(folder: str | os.PathLike, device: str = "cpu"):
             raise damaged(folder / HEAD_FILE, "not found")
         raise LabelwiseError(f"{folder}: no {HEAD_FILE}; is this an ONNX export? load it with `backend` onnx")
     meta = read_meta(folder)
+    verify_checksums(folder, meta.checksums)
     head = _read_head(folder / HEAD_FILE, len(meta.labels))
     encoder = _read_encoder(folder / ENCODER_DIR, meta.pooling)
     model = MultiLabelModel(encoder, len(meta.labels), meta.pooling, meta.normalize)

@@ -18,17 +18,18 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.data.hierarchy import Hierarchy
-from labelwise.errors import LabelwiseError
+from labelwise.errors import BrokenModel, LabelwiseError
 from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
 from labelwise.model.blend import Blend, load_blend
 from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
 from labelwise.model.device import resolve_device
+from labelwise.model.integrity import verify_checksums
 from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches, pool_windows
 from labelwise.predict.retrieval import INDEX_FILE, open_index
 from labelwise.predict.torch_backend import TorchBackend
 from labelwise.progress import progress as progress_bar
 
-__all__ = ['Classifier', 'Prediction', 'TorchBackend']
+__all__ = ['BrokenModel', 'Classifier', 'Prediction', 'TorchBackend']
 
 log = logging.getLogger("labelwise")
 
@@ -132,6 +133,7 @@ class Classifier:
         except ImportError as err:
             raise LabelwiseError(f"the onnx backend needs onnxruntime: pip install 'labelwise[onnx]' ({err})")
         meta = read_meta(path)
+        verify_checksums(path, meta.checksums)
         onnx = OnnxBackend.load(path, device=device, num_threads=num_threads, precision=precision or "fp32",
                                 **backend_options)
         return cls(onnx, load_tokenizer(path), meta, path)
@@ -167,6 +169,11 @@ class Classifier:
             pool_windows(window_logits, encoded.owner, len(texts), self.window_pool)  # one row per text
         if getattr(self, "blend", None) is not None:
             logits = self.blend.apply(logits, texts)
+        broken = ~np.isfinite(logits).all(axis=1)
+        if broken.any():  # damaged weights give NaN: an error, never a row of empty predictions
+            raise BrokenModel(f"{self.path or 'the model'}: it gives NaN or infinite scores for {int(broken.sum())} "
+                              f"of {len(texts)} texts (text {int(np.argmax(broken)) + 1} first): its weight files "
+                              "are damaged; restore the folder from a copy, or train or export it again")
         return sigmoid(logits).astype(np.float32)
 
     @property

@@ -35,12 +35,12 @@ from typing import Literal, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from labelwise.errors import LabelwiseError
+from labelwise.errors import BrokenModel, LabelwiseError
 from labelwise.predict.classifier import Classifier
 from labelwise.serve.batcher import Overloaded
 from labelwise.serve.config import ServeConfig
@@ -62,7 +62,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
 ROUTES = ("/", "/health", "/metrics", "/labels", "/predict", "/models/cls_multi_label", "/docs", "/openapi.json",
           *LABELSTUDIO_ROUTES)
-ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts", "labelstudio_token")  # not shown by /health
+# not shown by /health, which anyone may read: secrets, access rules, the server's own paths and addresses
+ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts", "labelstudio_token", "labelstudio_url",
+                 "labelstudio_dataset_dir", "labelstudio_runs_dir")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 # ---- request and response bodies ---------------------------------------------------------------
@@ -111,7 +114,7 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
 
     app = FastAPI(title="labelwise", version="1", lifespan=lifespan,
                   description="Multi-label text classification: texts in, label names and confidences out.")
-    app.state.slot, app.state.metrics = slot, metrics
+    app.state.slot, app.state.metrics, app.state.config = slot, metrics, config
     add_middleware(app, config, metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -132,6 +135,10 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
     @app.exception_handler(Overloaded)
     async def on_overload(_request: Request, err: Overloaded):
         return error_response(503, str(err), headers={"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(BrokenModel)
+    async def on_broken_model(_request: Request, err: BrokenModel):
+        return error_response(503, str(err))
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, err: Exception):  # a bug, not the user's fault: say so
@@ -168,6 +175,9 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
     @app.get("/health")
     async def health():
         served = slot.current
+        if served.batcher.broken:  # damaged weights: take this instance out of rotation
+            return JSONResponse({"status": "unhealthy", "error": served.batcher.broken, "model": served.info["model"]},
+                                status_code=503)
         return {"status": "ok", **served.info, "labels": len(served.classifier.labels),
                 "max_seq_length": served.classifier.max_seq_length, "config": limits, "stats": served.batcher.stats}
 
@@ -224,7 +234,9 @@ class ServerThread:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        config = getattr(app.state, "config", None) or ServeConfig()
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    timeout_graceful_shutdown=_whole(config.shutdown_timeout)))
         self.host = host
 
     def __enter__(self) -> str:
@@ -258,6 +270,15 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     config = (config or ServeConfig()).validate()
     app = create_app(classifier, config, model_path=str(model_path))
     access = "; API key required on every route but /health" if config.api_key else ""
+    if not config.api_key and host not in LOOPBACK:
+        log.warning("listening on %s without an API key: anyone who can reach this address can predict, retrain "
+                    "and reconfigure the service; set --api_key (or $LABELWISE_API_KEY)", host)
     print(f"serving {model_path} ({classifier.backend.name}) on http://{host}:{port}  (demo page at /, API at /docs, "
           f"metrics at /metrics{access})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                timeout_graceful_shutdown=_whole(config.shutdown_timeout))
+
+
+def _whole(seconds: float) -> int:
+    """uvicorn takes whole seconds."""
+    return max(0, round(seconds))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from labelwise.errors import BrokenModel
 from labelwise.predict.classifier import Classifier
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("labelwise")
 
 __all__ = ["Batcher", "Overloaded"]
+PROBE_TEXT = "labelwise health check"  # one forward pass at start: damaged weights show before the first request
 
 
 class Overloaded(Exception):
@@ -46,11 +48,18 @@ class Batcher:
         self.worker: asyncio.Task | None = None
         self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0, "refused_busy": 0}
         self.pending = 0  # texts admitted and not yet answered
+        self.broken: str | None = None  # why the model cannot be trusted (NaN scores), once a pass has shown it
         self.seconds_per_text = 0.01  # running estimate, for Retry-After
         if metrics is not None:
             metrics.watch_queue(lambda: self.pending)
 
     async def start(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.classifier.predict_proba,
+                                                             [PROBE_TEXT])
+        except BrokenModel as err:
+            self.broken = str(err)
+            log.error("%s; /health answers 503 and every prediction is refused", err)
         if self.config.dynamic_batching:
             self.queue = asyncio.Queue()
             self.worker = asyncio.create_task(self._gather_loop())
@@ -62,8 +71,12 @@ class Batcher:
 
     def _forward(self, texts: list[str], max_seq_length: int | None) -> np.ndarray:
         start = time.perf_counter()
-        probs = self.classifier.predict_proba(texts, batch_size=self.config.max_batch_size,
-                                              max_seq_length=max_seq_length)
+        try:
+            probs = self.classifier.predict_proba(texts, batch_size=self.config.max_batch_size,
+                                                  max_seq_length=max_seq_length)
+        except BrokenModel as err:
+            self.broken = str(err)
+            raise
         self.seconds_per_text = 0.8 * self.seconds_per_text + 0.2 * (time.perf_counter() - start) / len(texts)
         self.stats["forward_passes"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
@@ -72,6 +85,8 @@ class Batcher:
         return probs
 
     async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
+        if self.broken:
+            raise BrokenModel(self.broken)
         if self.pending + len(texts) > self.config.max_queue:
             self.stats["refused_busy"] += 1
             if self.metrics is not None:

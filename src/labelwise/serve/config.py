@@ -55,6 +55,12 @@ class ServeConfig:
     max_chars: int = setting(20_000, help="characters per request, all texts together", minimum=1)
     max_queue: int = setting(512, minimum=1,
                              help="texts queued or running before new requests get 503 + Retry-After")
+    read_timeout: float = setting(30.0, minimum=0.001,
+                                  help="seconds a client has to send a request body whole, else 408 (slow "
+                                       "clients hold no connection longer)")
+    shutdown_timeout: float = setting(20.0, minimum=0,
+                                      help="seconds a stopping server (SIGTERM) gives the requests in flight before "
+                                           "it closes their connections")
     # beyond localhost (docs/deployment.md): the key is never printed, logged or shown by /health
     api_key: str | None = _secret(default_factory=lambda: os.environ.get(API_KEY_ENV) or None, metavar="KEY",
                                   help="require this key on every route but /health (header `Authorization: Bearer "
@@ -89,6 +95,9 @@ class ServeConfig:
     labelstudio_retrain_every: int = setting(
         0, minimum=0, help="also retrain after this many annotation events from Label Studio's webhook (default 0: "
                            "only when training is started in Label Studio)")
+    labelstudio_max_tasks: int = setting(1000, minimum=1,
+                                         help="tasks in one /labelstudio/predict call (each text also within "
+                                              "`max_chars`; they go through the model `max_texts` at a time)")
     labelstudio_max_mb: float = setting(64.0, minimum=0.001,
                                         help="largest request body on /labelstudio/ routes, in MB (Label Studio "
                                              "sends all tasks of a prediction or training call at once)")

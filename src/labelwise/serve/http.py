@@ -11,14 +11,21 @@ Every refusal, whoever makes it (a route, request validation, a middleware below
 * :class:`ApiKey` with ``api_key``: every route but ``/health`` needs ``Authorization: Bearer <key>`` or
   ``X-API-Key: <key>`` (or HTTP basic auth with the key as password, any user name: what Label Studio sends to an
   ML backend), else 401;
-* :class:`BodyLimit`: bodies over the byte limit (larger under some path prefixes) get 413 before they are parsed.
+* :class:`BodyLimit`: bodies over the byte limit (larger under some path prefixes) get 413 before they are parsed;
+* :class:`JsonBodies`: every POST must say ``Content-Type: application/json`` (415), come from no browser page or
+  from an allowed one (403: a page of another site cannot retrain or reconfigure the service), arrive within
+  ``read_timeout`` seconds (408) and nest at most ``MAX_DEPTH`` levels (400); the routes parse only such bodies.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import json
+import re
+
+import numpy as np
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +36,10 @@ from labelwise.serve.metrics import MetricsMiddleware, ServiceMetrics
 __all__ = [
     "ApiKey",
     "BodyLimit",
+    "JsonBodies",
     "JsonRefusals",
+    "MAX_DEPTH",
+    "json_depth",
     "add_middleware",
     "dumps",
     "error_response",
@@ -40,6 +50,9 @@ __all__ = [
 
 OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers and orchestrators probe it
 EXAMPLE = 'a JSON object such as {"texts": ["..."]}'
+MAX_DEPTH = 64  # nesting of arrays and objects; Label Studio's deepest payloads (taxonomy results) nest about 10
+JSON_TYPE = re.compile(rb"\s*application/([a-z0-9.+-]*\+)?json\s*(;.*)?", re.IGNORECASE | re.DOTALL)
+STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 try:  # the `serve` extra brings orjson: serialising the answer is a sizeable share of a request's CPU time
     import orjson
@@ -130,6 +143,85 @@ class BodyLimit:
         return await self.app(scope, limited_receive, send)
 
 
+def json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of JSON text ``raw`` nest (brackets inside strings do not count)."""
+    skeleton = np.frombuffer(STRINGS.sub(b"", raw), dtype=np.uint8)
+    step = np.isin(skeleton, (0x5B, 0x7B)).astype(np.int32) - np.isin(skeleton, (0x5D, 0x7D))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _same_site(origin: str, headers: dict[bytes, bytes]) -> bool:
+    """A page of the service itself (the demo), whatever scheme a proxy in front of it speaks."""
+    return origin.partition("://")[2] == headers.get(b"host", b"").decode("latin-1")
+
+
+class JsonBodies:
+    """ASGI middleware: the checks every POST body passes before a route parses it (see the module's docstring).
+
+    ``origins``: the ``cors_origins`` a browser page may post from, besides the service's own pages (the demo).
+    Requests without an ``Origin`` header (curl, Label Studio, other servers) are not browsers' and pass."""
+
+    def __init__(self, app, origins=(), read_timeout: float = 30.0, max_depth: int = MAX_DEPTH):
+        self.app, self.origins, self.read_timeout, self.max_depth = app, set(origins), read_timeout, max_depth
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        refusal = self._refusal(scope, headers)
+        if refusal is None:
+            body, refusal = await self._read(receive)
+        if refusal is not None:
+            return await error_response(*refusal)(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:  # the body was read whole: what follows is the client going away
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _refusal(self, scope, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        kind = headers.get(b"content-type", b"")
+        if not JSON_TYPE.fullmatch(kind):
+            shown = printable(kind.decode("latin-1"))[:60] or "none"
+            return 415, (f"request body must be sent with Content-Type: application/json (got {shown}); send "
+                         f"{EXAMPLE} with that header")
+        origin = headers.get(b"origin")
+        if origin is not None:
+            origin = origin.decode("latin-1")
+            if not _same_site(origin, headers) and "*" not in self.origins and origin not in self.origins:
+                return 403, (f"a page of {printable(origin)[:80]!r} may not post to this service; its "
+                             "`cors_origins` lists the origins whose pages may")
+        return None
+
+    async def _read(self, receive) -> tuple[bytes, tuple[int, str] | None]:
+        parts, more = [], True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except HTTPException as err:  # BodyLimit's, for a body longer than it said
+                return b"", (err.status_code, str(err.detail))
+            except asyncio.TimeoutError:
+                return b"", (408, f"the request body did not arrive within {self.read_timeout:g} s; send it whole, "
+                                  "or start the server with a larger `read_timeout`")
+            if message["type"] == "http.disconnect":
+                return b"", (400, "the client went away before the request body arrived")
+            parts.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(parts)
+        depth = json_depth(body)
+        if depth > self.max_depth:
+            return body, (400, f"request body nests {depth} levels of arrays and objects; at most {self.max_depth} "
+                               f"are read: send {EXAMPLE}")
+        return body, None
+
+
 def _offered_key(headers: dict[bytes, bytes]) -> bytes | None:
     key = headers.get(b"x-api-key")
     if key is not None:
@@ -215,6 +307,7 @@ def add_middleware(app, config, metrics: ServiceMetrics | None = None) -> None:
     from starlette.middleware.cors import CORSMiddleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+    app.add_middleware(JsonBodies, origins=config.cors_origins, read_timeout=config.read_timeout)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, by_prefix=getattr(config, "body_limits", None))
     if config.api_key:
         app.add_middleware(ApiKey, key=config.api_key)

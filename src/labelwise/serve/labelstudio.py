@@ -130,6 +130,26 @@ class LabelStudioBackend:
             texts.append(text)
         return texts
 
+    def chunks(self, texts: list[str], rows: list[int]) -> list[list[int]]:
+        """``rows`` of ``texts`` in groups within ``max_texts`` texts and ``max_chars`` characters; 413 for a call
+        over ``labelstudio_max_tasks`` tasks or a text over ``max_chars``."""
+        config = self.config
+        if len(texts) > config.labelstudio_max_tasks:
+            raise _bad(413, f"{len(texts)} tasks in one call; the limit is {config.labelstudio_max_tasks} (retrieve "
+                            "predictions for fewer tasks at a time, or start the server with a larger "
+                            "`labelstudio_max_tasks`)")
+        groups, chars = [[]], 0
+        for i in rows:
+            if len(texts[i]) > config.max_chars:
+                raise _bad(413, f"task {i + 1}: its text has {len(texts[i])} characters; the limit is "
+                                f"{config.max_chars} (start the server with a larger `max_chars`)")
+            if len(groups[-1]) == config.max_texts or chars + len(texts[i]) > config.max_chars:
+                groups.append([])
+                chars = 0
+            groups[-1].append(i)
+            chars += len(texts[i])
+        return [g for g in groups if g]
+
     async def predict(self, payload: dict) -> dict:
         control = self.control(payload)
         texts = self.texts(payload.get("tasks"), control)
@@ -137,9 +157,7 @@ class LabelStudioBackend:
         labels, version = served.classifier.labels, served.info["model_version"]
         probs = np.zeros((len(texts), len(labels)), dtype=np.float32)
         live = [i for i, t in enumerate(texts) if t.strip()]  # an empty text gets an empty prediction, score 0
-        step = self.config.max_texts
-        for start in range(0, len(live), step):  # at most max_texts in the queue from this request at a time
-            rows = live[start:start + step]
+        for rows in self.chunks(texts, live):  # /predict's limits on each pass: max_texts, max_chars
             probs[rows] = await served.batcher.proba([texts[i] for i in rows])
         decided = served.classifier.decode(probs)
         results = []

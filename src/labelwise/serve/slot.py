@@ -101,6 +101,9 @@ class ModelSlot:
             batcher = Batcher(classifier, self.config, self.metrics)
             batcher.stats = old.batcher.stats  # the counters go on across models
             await batcher.start()
+            if batcher.broken:
+                await batcher.stop()
+                raise LabelwiseError(f"the new model was not swapped in: {batcher.broken}")
             new = Served(classifier, model_info(classifier, model_path), batcher,
                          str(model_path or getattr(classifier, "path", "") or ""), time.time())
             with self._lock:

@@ -27,8 +27,9 @@ import torch
 from labelwise.data.dataset import Dataset, Example, check_same_labels, load_dataset, multi_hot
 from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
+from labelwise.locks import output_lock
 from labelwise.model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from labelwise.model.device import resolve_device
+from labelwise.model.device import bf16_auto, bf16_supported, resolve_device
 from labelwise.model.encoders import build_model
 from labelwise.model.language import pick_encoder
 from labelwise.model.network import prior_logits
@@ -83,7 +84,11 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     """
     cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
-    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot))
+    with output_lock(cfg.save_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one run at a time writes save_dir
+        return _train(dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot)), ds)
+
+
+def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
     run = _processes(cfg)
     if run.main:  # before any work: save_dir is new, empty, a checkpoint, or --overwrite allows it; never the data
         prepare_output_dir(cfg.save_dir, CHECKPOINT, overwrite=cfg.overwrite, inputs={"dataset_dir": cfg.dataset_dir})
@@ -367,34 +372,6 @@ def _finish(cfg: TrainConfig, run: _Processes, model, tokenizer, meta, standing:
     return TrainResult(save_dir, standing.best_epoch, meta.metrics, standing.history, loop.seconds,
                        loop.samples / loop.seconds if loop.seconds else 0.0,
                        Classifier(TorchBackend(model, run.device), tokenizer, meta, path=save_dir))
-
-
-def _cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); None where that cannot be read."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return None
-    return set(line.split(":", 1)[-1].split())
-
-
-def bf16_supported(device: str) -> bool:
-    """Whether bfloat16 autocast runs natively here: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    flags = _cpu_flags()  # oneDNN also "supports" bf16 on plain AVX-512 by emulation, slower than fp32: ask the CPU
-    if flags is None:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
-
-
-def bf16_auto(device: str) -> bool:
-    """The default (``bf16=None``): bf16 only on a CPU with AMX tiles, the one place it was measured faster.
-
-    Measured (benchmarks/RESULTS.md): a Xeon with AMX trained m3e-small 1.53× faster in bf16 (2 threads; 1.39×
-    with 8) at equal dev F1; an AVX-512 BF16 Xeon without AMX 0.87×, an H200 GPU 0.90×.
-    """
-    return not device.startswith("cuda") and "amx_bf16" in (_cpu_flags() or set())
 
 
 __all__ = ['TrainResult', 'auto_epochs', 'auto_learning_rate', 'bf16_auto', 'bf16_supported', 'train']

@@ -34,6 +34,7 @@ from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator
 from labelwise.errors import LabelwiseError, shorten
 from labelwise.evaluation.metrics import evaluate_predictions, tune_thresholds
 from labelwise.files import INDEX, prepare_output_dir
+from labelwise.locks import locks_output
 from labelwise.model.checkpoint import META_FILE, read_meta
 from labelwise.model.language import CJK_ENCODER, pick_encoder
 from labelwise.predict.classifier import Classifier
@@ -128,6 +129,7 @@ def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Seque
     return choice, thresholds, {"dev@tuned": {"micro_f1": m["micro"]["f1"], "macro_f1": m["macro"]["f1"]}, "k": choice}
 
 
+@locks_output("index_dir")  # one run at a time writes the folder
 def build_index(params_path: str | None, dataset_dir: str, index_dir: str, *, k: int | str = "auto",
                 label_names: bool = True, approximate: bool = False, vector_db: str | None = None,
                 batch_size: int = 32, device: str | None = None, progress: bool = True,

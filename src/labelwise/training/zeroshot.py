@@ -26,6 +26,7 @@ from labelwise.data.dataset import load_dataset, read_label_words
 from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy
 from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
+from labelwise.locks import locks_output
 from labelwise.model.checkpoint import CheckpointMeta, save_checkpoint
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
@@ -57,6 +58,7 @@ def label_texts(label_words: dict[str, str], hierarchy: Hierarchy, naming: str =
     return out
 
 
+@locks_output("save_dir")  # one run at a time writes the folder
 def zero_shot(dataset_dir: str, save_dir: str = "checkpoint", model_name: str | None = None,
               pooling: str = "auto", max_seq_length: int | None = 128, device: str | None = None,
               label_file: str = "label.txt", overwrite: bool = False, hierarchy_sep: str | None = DEFAULT_SEP,
