@@ -300,6 +300,9 @@ def test_training_swaps_the_model_while_predictions_keep_answering(retrain_clien
     training = _wait_for(client)
     assert training["state"] == "done", training
     assert (training["annotated_tasks"], training["skipped"]["no_annotation"]) == (2, 1)
+    new_meta = json.loads((Path(training["checkpoint"]) / "labelwise.json").read_text(encoding="utf-8"))
+    assert training["metrics"] == {split: {k: new_meta["metrics"][split][k] for k in ("micro_f1", "macro_f1")}
+                                   for split in ("dev@0.5", "dev@tuned")}  # the new model's dev figures, shown
     after = client.get("/health").json()["model_version"]
     assert after != before and training["model_version"] == after and training["previous_model_version"] == before
     assert client.get("/labelstudio/health").json()["model_version"] == after

@@ -60,6 +60,9 @@ async def _read_object(request: Request, example: str) -> dict:
     except json.JSONDecodeError as err:
         raise _bad(400, f"request body is not valid JSON: {printable(err.msg)} at line {err.lineno}, column "
                         f"{err.colno}; send {example}") from None
+    except (ValueError, RecursionError) as err:  # a number of more than 4,300 digits, say
+        raise _bad(400, f"request body could not be read as JSON ({printable(str(err))[:120]}); send {example}") \
+            from None
     if not isinstance(payload, dict):
         raise _bad(422, f"request body must be a JSON object: {example}")
     return payload

@@ -245,9 +245,9 @@ class Retrainer:
                  relabelled, folder)
         result = train(TrainConfig(**args))
         new_served = self.slot.swap_from_thread(result.classifier, str(result.save_dir))
-        metrics = {f"{split}_{name}": figures[name] for split, figures in (result.metrics or {}).items()
-                   if split.startswith("dev@") and isinstance(figures, dict)
-                   for name in ("micro_f1", "macro_f1") if isinstance(figures.get(name), (int, float))}
+        metrics = {split: {name: figures[name] for name in ("micro_f1", "macro_f1") if name in figures}
+                   for split, figures in (result.metrics or {}).items()  # dev@0.5, dev@tuned: as labelwise.json
+                   if split.startswith("dev@") and isinstance(figures, dict)}
         return {"checkpoint": str(result.save_dir), "model_version": new_served.info["model_version"],
                 "previous_model_version": served.info["model_version"], "metrics": metrics}
 
