@@ -205,3 +205,25 @@ def test_a_second_run_into_the_same_folder_refuses_in_one_line(tiny_zh_encoder, 
     with output_lock(save_dir):  # once the holder is gone (killed: the kernel drops its lock), the folder is free
         assert (tmp_path / ".ckpt.lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".ckpt.lock").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (root only: skipped where mounting is not allowed)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.mark.integration  # a new Python process
+def test_an_export_onto_a_full_disk_is_refused_in_one_line_before_any_work(untrained_zh_checkpoint, small_disk):
+    done = subprocess.run([sys.executable, "-m", "labelwise", "export", "--params_path", str(untrained_zh_checkpoint),
+                           "--output_path", str(small_disk / "export"), "--quantize", "int8"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TMPDIR": str(small_disk)})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr  # was: a protobuf DecodeError traceback
+    assert "not enough free space" in lines[0] and "MB are free" in lines[0]
+    assert not [p for p in small_disk.iterdir() if p.name.startswith((".export", "export"))]

@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.errors import LabelwiseError
-from labelwise.files import EXPORT, apply_umask, atomic_dir, atomic_write_json, folder_size, prepare_output_dir
+from labelwise.files import (
+    EXPORT,
+    apply_umask,
+    atomic_dir,
+    atomic_write_json,
+    folder_size,
+    human_size,
+    prepare_output_dir,
+)
 from labelwise.locks import locks_output
 from labelwise.model.card import write_model_card
 from labelwise.model.blend import BASELINE_DIR
@@ -94,6 +102,7 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     reference = [_torch_logits(model, batch) for batch in samples]
     report = ExportReport(Path(output_path))
     size = folder_size(params_path) * (1 + (quantize == "int8") / 4 + fp16 / 2)  # fp32 graph + int8 + fp16 copies
+    _check_space(Path(output_path), int(size), folder_size(params_path) * (1 + 2 * (quantize == "int8")))
     with atomic_dir(output_path, EXPORT, size_hint=int(size)) as tmp, tempfile.TemporaryDirectory() as scratch:
         _export_graph(model, samples[0], tmp / MODEL_FILES["fp32"], opset, features)
         report.checks["fp32"] = _compare(tmp, "fp32", samples, reference)
@@ -133,6 +142,29 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
     report.files = {p: report.output_path / MODEL_FILES[p] for p in report.checks}
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_space(output_path: Path, result: int, scratch: int) -> None:
+    """Refuse before any work when the disks cannot hold the export while it is written: the folder (``result``
+    bytes) and the temporary copies of the graph in ``TMPDIR`` (``scratch``: the unfused graph, int8's prepared
+    and shape-inferred graphs). Half-way, a full disk makes ONNX tools write truncated graphs and fail obscurely."""
+    folder = Path(os.path.abspath(output_path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    temp = Path(tempfile.gettempdir())
+    try:
+        same = os.stat(folder).st_dev == os.stat(temp).st_dev
+        needs = [(folder, result + scratch)] if same else [(folder, result), (temp, scratch)]
+        short = [(where, n, shutil.disk_usage(where).free) for where, n in needs if shutil.disk_usage(where).free < n]
+    except OSError:  # cannot tell: let the write say
+        return
+    if short:
+        where, n, free = short[0]
+        what = "the export and its temporary copies" if same else "the export's temporary copies" \
+            if where == temp else "the export"
+        raise LabelwiseError(f"{output_path}: not enough free space: {what} need about {human_size(n)} in {where}, "
+                             f"and {human_size(free)} are free; free some space, write the export elsewhere, or set "
+                             "TMPDIR to a folder on a larger disk for the temporary copies")
 
 
 def _export_graph(model, sample: dict[str, np.ndarray], path: Path, opset: int, features: bool = False) -> None:
