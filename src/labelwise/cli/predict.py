@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from labelwise.cli.options import DatasetFiles, Decision, ModelSource, RunOptions
+from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
 
@@ -14,6 +15,7 @@ from labelwise.settings import add_flags, from_args
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="per-label metrics and bad cases on dev (or test)")
     add_flags(p, DatasetFiles, required=("dataset_dir",))
+    add_flags(p, TableColumns)
     add_flags(p, ModelSource)
     add_flags(p, Decision)
     p.add_argument("--split", choices=["dev", "test", "train"], default="dev", help="the split to score")
@@ -26,8 +28,13 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="label the texts of data.txt")
     add_flags(p, DatasetFiles, only=("dataset_dir",),
               help_overrides={"dataset_dir": "folder holding data.txt (or give --data_file as a path)"})
-    p.add_argument("--data_file", default="data.txt", help="one text a line (default %(default)s)")
-    p.add_argument("--output_file", default="output.txt", help="text<TAB>labels lines (default %(default)s)")
+    p.add_argument("--data_file", default="data.txt",
+                   help="one text a line, or a .csv / .tsv / .jsonl / .parquet table (default %(default)s)")
+    p.add_argument("--hf_split", default="test", help="with a saved Hugging Face dataset as --dataset_dir: the split "
+                                                      "whose texts to label (default %(default)s)")
+    add_flags(p, TableColumns, only=("text_column",))
+    p.add_argument("--output_file", default="output.txt",
+                   help="text<TAB>labels lines; .jsonl or .csv: that format (default %(default)s)")
     p.add_argument("--with_scores", action="store_true", help="write label:probability")
     p.add_argument("--perf", action="store_true", help="instead: micro/macro F1 and ms/sample over dev (or test)")
     p.add_argument("--perf_split", choices=["dev", "test"], default="dev", help="--perf: the split to score")
@@ -49,7 +56,7 @@ def cmd_evaluate(args) -> int:
     model, decision = from_args(ModelSource, args), from_args(Decision, args)
     clf = model.load()
     ev = evaluate(clf, args.dataset_dir, args.split, batch_size=model.batch_size, **decision.options(),
-                  **from_args(DatasetFiles, args).file_names())
+                  columns=from_args(TableColumns, args), **from_args(DatasetFiles, args).file_names())
     bad = write_bad_cases(ev, args.bad_case_file)
     if args.format == "json":
         print(json.dumps(ev.metrics, ensure_ascii=False, indent=2))
@@ -90,14 +97,30 @@ def cmd_predict(args) -> int:
               f"macro-F1 {ev.metrics['macro']['f1']:.2f}  {ms:.2f} ms/sample (batch {model.batch_size}, "
               f"{clf.backend.name})")
         return 0
-    predictions = predict_file(clf, _data_file(args), args.output_file, args.with_scores, batch_size=model.batch_size,
-                               max_seq_length=model.max_seq_length, **decision.options())
+    columns = TableColumns(text_column=args.text_column)
+    texts = _hf_texts(args, columns)
+    predictions = predict_file(clf, _data_file(args), args.output_file, args.with_scores, columns=columns, texts=texts,
+                               batch_size=model.batch_size, max_seq_length=model.max_seq_length, **decision.options())
     print(f"{len(predictions)} predictions written to {args.output_file}")
     return 0
 
 
 def _data_file(args) -> Path:
-    return Path(args.dataset_dir) / args.data_file if args.dataset_dir else Path(args.data_file)
+    """--data_file inside --dataset_dir (data.csv etc. where data.txt is missing), or as a path."""
+    from labelwise.data.tables import table_file
+
+    if not args.dataset_dir:
+        return Path(args.data_file)
+    return table_file(Path(args.dataset_dir), args.data_file) or Path(args.dataset_dir) / args.data_file
+
+
+def _hf_texts(args, columns: TableColumns) -> list[str] | None:
+    """The texts of --hf_split when --dataset_dir is a saved Hugging Face dataset, else None."""
+    from labelwise.data.tables import is_hf_dataset, read_hf_split
+
+    if not args.dataset_dir or not is_hf_dataset(args.dataset_dir):
+        return None
+    return read_hf_split(args.dataset_dir, args.hf_split, columns, texts_only=True)
 
 
 def _predict_ray(args) -> int:

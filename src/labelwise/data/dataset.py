@@ -1,6 +1,7 @@
 """Dataset folder → validated examples and the label set.
 
-This is the only module that reads a user's data files. The format is PaddleNLP's:
+This module and :mod:`labelwise.data.tables` (CSV / TSV, JSON Lines, Parquet, saved Hugging Face datasets, chosen
+by extension) are the only ones that read a user's data files. The text format is PaddleNLP's:
 
 * ``train.txt`` / ``dev.txt`` / ``test.txt``: ``<text>\\t<label>,<label>,...`` one example a line
   (``<text>\\t`` is an example with no label: real multi-label data has negatives);
@@ -26,6 +27,17 @@ import numpy as np
 
 from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator, written_otherwise
 from labelwise.errors import DataError, LabelwiseError, shorten
+from labelwise.data.tables import (
+    TableColumns,
+    hf_split_names,
+    is_hf_dataset,
+    is_table,
+    labels_by_frequency,
+    read_hf_split,
+    read_table,
+    read_table_texts,
+    table_file,
+)
 from labelwise.files import atomic_write_text
 
 __all__ = [
@@ -164,9 +176,13 @@ def _parse_label_field(path: Path, number: int, field_text: str, known: set[str]
     return tuple(out)
 
 
-def read_examples(path: str | os.PathLike, labels: Sequence[str] | None = None) -> list[Example]:
-    """Read a labelled split (``text\\tlabel,label``). ``labels`` (from label.txt) validates names."""
+def read_examples(path: str | os.PathLike, labels: Sequence[str] | None = None,
+                  columns: TableColumns | None = None) -> list[Example]:
+    """Read a labelled split (``text\\tlabel,label``, or a table: :mod:`labelwise.data.tables`). ``labels`` (from
+    label.txt) validates names."""
     path = Path(path)
+    if is_table(path, columns):
+        return [Example(*row) for row in read_table(path, columns, labels)[0]]
     known = set(labels) if labels is not None else None
     examples: list[Example] = []
     for number, line in enumerate(read_lines(path), start=1):
@@ -185,9 +201,11 @@ def read_examples(path: str | os.PathLike, labels: Sequence[str] | None = None) 
     return examples
 
 
-def read_texts(path: str | os.PathLike) -> list[str]:
-    """Read unlabelled texts (``data.txt``); for a ``text\\tlabels`` line the text is used."""
+def read_texts(path: str | os.PathLike, columns: TableColumns | None = None) -> list[str]:
+    """Read unlabelled texts (``data.txt``, or a table's text column); for a ``text\\tlabels`` line the text is used."""
     path = Path(path)
+    if is_table(path, columns):
+        return read_table_texts(path, columns)
     texts = []
     for number, line in enumerate(read_lines(path), start=1):
         text = line.split("\t", 1)[0]
@@ -205,8 +223,15 @@ def load_dataset(
     data_file: str = "data.txt",
     require: Iterable[str] = ("train", "dev"),
     hierarchy_sep: str | None = DEFAULT_SEP,
+    columns: TableColumns | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Dataset:
     """Load a dataset folder. Splits named in ``require`` must exist; others are read when present.
+
+    A split may be a table (``train.csv`` for a missing ``train.txt``, or any ``*_file`` ending in .csv, .tsv, .jsonl,
+    .parquet; ``columns`` says where its text and labels are), and the folder may be a Hugging Face dataset saved with
+    ``save_to_disk`` (splits train, validation or dev, test). Without label.txt the labels are ``labels`` (a model's,
+    when it scores the data) or else every label the splits use, most frequent first; said in one line.
 
     Label names that hold ``hierarchy_sep`` are paths of a tree (None or "none": flat names): label.txt is
     checked as a tree, and a line's missing ancestors are added to it, counted in ``added_parents`` and
@@ -215,34 +240,60 @@ def load_dataset(
     root = Path(dataset_dir)
     if not root.is_dir():
         raise LabelwiseError(f"{root}: dataset folder not found (`dataset_dir`)")
-    labels = read_labels(root / label_file)
-    hierarchy = Hierarchy.from_labels(labels, hierarchy_sep, root / label_file)
-    added, first = 0, None
+    hf = is_hf_dataset(root)
     files = {"train": train_file, "dev": dev_file, "test": test_file}
-    splits: dict[str, list[Example] | None] = {}
+    hf_names = hf_split_names(root) if hf else {}
+    paths = {name: None if hf else table_file(root, filename) for name, filename in files.items()}
+    if (root / label_file).exists() or not (hf or any(p is not None and is_table(p, columns) for p in paths.values())):
+        known = read_labels(root / label_file)  # the text format needs label.txt: read_labels says so when missing
+    else:
+        known = list(labels) if labels else None
+    raw: dict[str, list[Example] | None] = {}
+    seen, own = [], None  # label names in first-seen order; a table's own list (0/1 columns, a ClassLabel)
     for name, filename in files.items():
-        path = root / filename
-        if path.exists():
-            read = read_examples(path, labels)
-            splits[name], count = complete_ancestors(read, hierarchy)
-            if count and first is None:
-                first = next(e.labels for e, c in zip(read, splits[name]) if e.labels != c.labels)
-            added += count
+        path, fixed = paths[name], False
+        if hf and hf_names.get(name):
+            rows, found, fixed = read_hf_split(root, hf_names[name], columns, known)
+            raw[name] = [Example(*row) for row in rows]
+        elif not hf and path is not None:
+            rows, found, fixed = read_table(path, columns, known) if is_table(path, columns) else ([], [], False)
+            raw[name] = [Example(*row) for row in rows] if rows else read_examples(path, known)
         elif name in require:
-            raise DataError(path, None, f"{name} split not found",
-                            f"put {filename} in the dataset folder or pass `{name}_file`")
+            what = f"no {name} split (train, validation or dev, test)" if hf else f"{name} split not found"
+            raise DataError(root / filename, None, what, f"put {filename} in the dataset folder or pass `{name}_file`")
         else:
+            raw[name], found = None, []
+        seen += [label for label in found if label not in seen]
+        own = found if fixed and own is None else own
+    if known is None and own is not None:  # no label.txt: the table's own list
+        known = own + [label for label in seen if label not in own]
+        log.info("%s: no %s; the %d labels of the data's %s (the checkpoint keeps them)", root, label_file,
+                 len(known), "class names" if hf else "0/1 columns")
+    elif known is None:  # no label.txt: the labels the data uses, most frequent first
+        known = labels_by_frequency([e for split in raw.values() for e in split or []])
+        known += [label for label in seen if label not in known]
+        log.info("%s: no %s; %d labels from the data, most frequent first (the checkpoint keeps them)", root,
+                 label_file, len(known))
+    hierarchy = Hierarchy.from_labels(known, hierarchy_sep, root / label_file)
+    added, first, splits = 0, None, {}
+    for name, read in raw.items():
+        if read is None:
             splits[name] = None
-    data_path = root / data_file
-    data = read_texts(data_path) if data_path.exists() else None
+            continue
+        splits[name], count = complete_ancestors(read, hierarchy)
+        if count and first is None:
+            first = next(e.labels for e, c in zip(read, splits[name]) if e.labels != c.labels)
+        added += count
+    data_path = table_file(root, data_file) if not hf else None
+    data = read_texts(data_path, columns) if data_path is not None else None
     if "data" in require and data is None:
-        raise DataError(data_path, None, "file not found", "put the texts to predict there or pass `data_file`")
+        raise DataError(root / data_file, None, "file not found", "put the texts to predict there or pass `data_file`")
     if added:
         listed = ",".join(first)
         missing = ",".join(label for label in hierarchy.complete(first)[0] if label not in first)
         log.warning("%s: added %d missing parent label%s (a line listing only `%s` now also has `%s`)", root, added,
                     "s" if added != 1 else "", listed, missing)
-    ds = Dataset(labels=labels, train=splits["train"] or [], dev=splits["dev"] or [], test=splits["test"],
+    ds = Dataset(labels=list(known), train=splits["train"] or [], dev=splits["dev"] or [], test=splits["test"],
                  data=data, root=root, hierarchy_sep=separator(hierarchy_sep), added_parents=added)
     ds._hierarchy = hierarchy
     return ds

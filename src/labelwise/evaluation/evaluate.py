@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
+from labelwise.data.tables import TableColumns
 from labelwise.data.hierarchy import Hierarchy
 from labelwise.evaluation.decision import check_decision, decision_matrix, shown_ids
 from labelwise.evaluation.levels import format_levels, tree_order
@@ -59,18 +60,20 @@ class Evaluation:
 def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
              threshold: float | list[float] | None = None, batch_size: int = 32, long_text: str | None = None,
              top_k_min: int = 0, top_k_max: int | None = None, hierarchy: str = "consistent",
-             **file_names) -> Evaluation:
+             columns: TableColumns | None = None, **file_names) -> Evaluation:
     """Score ``classifier`` on ``split`` of ``dataset_dir`` with its thresholds (or ``threshold``: one number
     or one per label, in [0, 1]).
 
     ``top_k_min`` / ``top_k_max`` bound the labels per text and ``hierarchy`` (consistent | leaves | none)
-    applies to a label tree as :meth:`Classifier.predict` does; the metrics and the bad cases count the labels
+    applies to a label tree as :meth:`Classifier.predict` does; ``columns``: where a table's text and labels are
+    (:mod:`labelwise.data.tables`); the metrics and the bad cases count the labels
     that prediction would output. The data's label paths are read with the model's ``hierarchy_sep``.
     """
     check_decision(threshold, len(classifier.labels), top_k_min, top_k_max, hierarchy)
     tree = getattr(classifier, "hierarchy", None)
     sep = tree.sep if tree is not None and not tree.is_flat else None  # a flat model reads the labels flat
-    ds = load_dataset(dataset_dir, require=(split,), hierarchy_sep=sep, **file_names)
+    ds = load_dataset(dataset_dir, require=(split,), hierarchy_sep=sep, columns=columns, labels=classifier.labels,
+                      **file_names)  # a table without label.txt is read with the model's labels
     examples = ds.split(split)
     label_file = Path(dataset_dir) / file_names.get("label_file", "label.txt")
     check_same_labels(classifier.labels, ds.labels, classifier.path, label_file)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from labelwise.data.tables import column_setting
 from labelwise.errors import LabelwiseError
 from labelwise.model.encoders import POOLINGS
 from labelwise.predict.batching import LONG_TEXT_MODES, WINDOW_POOLS
@@ -23,6 +24,10 @@ LONG_TEXT_CHOICES = ("auto",) + LONG_TEXT_MODES
 class TrainConfig:
     dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
     save_dir: str = setting("checkpoint", help="where the best checkpoint goes")
+    text_column: str | None = column_setting("text_column")  # tables: labelwise.data.tables
+    label_column: str | None = column_setting("label_column")
+    label_columns: list[str] | None = column_setting("label_columns")
+    label_sep: str = column_setting("label_sep")
     overwrite: bool = setting(False, help="write into --save_dir even when it is a folder labelwise did not write "
                               "(its files of other names stay; the dataset folder is always refused)")
     model_name: str | None = setting(

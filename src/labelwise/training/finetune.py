@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from labelwise.data.dataset import Dataset, Example, check_same_labels, load_dataset, multi_hot
+from labelwise.data.tables import columns_of
 from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.locks import output_lock
@@ -96,8 +97,8 @@ def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
     torch.manual_seed(cfg.seed)
 
     # 1. data: the splits, random subsets of them for quick runs
-    ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
-                            test_file=cfg.test_file, label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep)
+    ds = ds or load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file, test_file=cfg.test_file,
+                            label_file=cfg.label_file, hierarchy_sep=cfg.hierarchy_sep, columns=columns_of(cfg))
     train_set, dev_set = _splits(cfg, ds)
 
     # 2. the starting model: a checkpoint, the few-shot stage's model (its label names join the examples), or new;
