@@ -12,6 +12,7 @@ from labelwise.cli.main import main
 from labelwise.data.dataset import load_dataset, read_examples
 from labelwise.errors import DataError
 
+DIVORCE = Path(__file__).resolve().parents[1] / "data" / "divorce"
 FAST = ["--epochs", "1", "--max_seq_length", "32", "--batch_size", "16", "--no_baseline", "--learning_rate", "1e-3"]
 
 
@@ -177,3 +178,15 @@ def test_explicit_columns_and_separators(tmp_path):
 def test_a_paddlenlp_file_named_tsv_is_still_the_text_format(tmp_path):
     (tmp_path / "dev.tsv").write_text("婚生子\t婚后有子女\n", encoding="utf-8")
     assert read_examples(tmp_path / "dev.tsv", ["婚后有子女"])[0].labels == ("婚后有子女",)
+
+
+def test_index_and_select_read_tables_too(tiny_zh_encoder, tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
+    data = make("jsonl", divorce_small, tmp_path / "data")
+    pool = [line.split("\t")[0] for line in DIVORCE.joinpath("dev.txt").read_text(encoding="utf-8").splitlines()[200:240]]
+    write_csv(data / "data.csv", ["id", "content"], [[i, t] for i, t in enumerate(pool)])
+    assert main(["index", "--params_path", str(tiny_zh_encoder), "--dataset_dir", str(data), "--index_dir",
+                 str(tmp_path / "index"), "--vector_db", "file"]) == 0, capsys.readouterr().err
+    assert main(["select", "--params_path", str(tiny_zh_checkpoint), "--dataset_dir", str(data), "--num", "5",
+                 "--output_file", str(tmp_path / "next.jsonl")]) == 0, capsys.readouterr().err
+    chosen = [json.loads(line)["text"] for line in (tmp_path / "next.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(chosen) == 5 and set(chosen) <= set(pool)

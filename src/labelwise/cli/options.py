@@ -21,7 +21,8 @@ BACKENDS = ("auto", "torch", "onnx")
 class DatasetFiles:
     """A dataset folder and the names of its files (PaddleNLP's layout)."""
 
-    dataset_dir: str | None = setting(None, help="folder with train.txt, dev.txt, label.txt")
+    dataset_dir: str | None = setting(None, help="folder with train.txt, dev.txt, label.txt (or .csv / .tsv / .jsonl "
+                                                 "/ .parquet splits, or a saved Hugging Face dataset)")
     train_file: str = setting("train.txt", help="file name of the train split")
     dev_file: str = setting("dev.txt", help="file name of the dev split")
     test_file: str = setting("test.txt", help="file name of the test split")

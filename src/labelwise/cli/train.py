@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from labelwise.cli.options import DatasetFiles, LabelPaths, ModelSource, RunOptions
+from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
 from labelwise.training.config import TrainConfig
@@ -34,6 +35,7 @@ def register(sub) -> None:
                               "index_dir": "index folder to write"})
     add_flags(p, DatasetFiles, only=("dataset_dir",),
               help_overrides={"dataset_dir": "train.txt (indexed), label.txt, dev.txt (picks k, thresholds)"})
+    add_flags(p, TableColumns)
     p.add_argument("--add", default=None, metavar="FILE",
                    help="instead: add FILE's examples (train.txt format, new labels allowed) to --index_dir")
     p.add_argument("--k", default="auto", help="neighbours that vote (default auto: 5, 10, 20 or 50, best on dev)")
@@ -101,7 +103,7 @@ def cmd_index(args) -> int:
     clf = build_index(args.params_path, args.dataset_dir, args.index_dir, k=k, label_names=args.label_names,
                       approximate=args.approximate, vector_db=args.vector_db, batch_size=args.batch_size,
                       device=args.device, progress=not args.quiet, overwrite=args.overwrite,
-                      hierarchy_sep=args.hierarchy_sep)
+                      hierarchy_sep=args.hierarchy_sep, columns=from_args(TableColumns, args))
     dev = clf.meta.metrics.get("dev@tuned")
     score = f"; dev micro-F1 {dev['micro_f1']:.2f} macro-F1 {dev['macro_f1']:.2f}" if dev else ""
     print(f"index of {clf.backend.size} texts written to {args.index_dir} (k {clf.backend.k}){score}; vectors "

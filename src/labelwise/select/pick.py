@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.data.dataset import Dataset, check_same_labels, read_lines
+from labelwise.data.tables import TableColumns, is_table, read_table_texts, table_file
 from labelwise.errors import DataError, LabelwiseError
 from labelwise.model.language import pick_encoder
 from labelwise.predict.classifier import Classifier
@@ -59,12 +60,15 @@ class Selection:
         return line
 
 
-def read_pool(path: str | os.PathLike) -> list[str]:
+def read_pool(path: str | os.PathLike, columns: TableColumns | None = None) -> list[str]:
     """A pool file, one text a line (``text\\tlabels`` lines give their text; blank lines are skipped), or a
     dataset folder's data.txt. An empty pool, or one not in UTF-8, is a :class:`DataError` naming the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "data.txt"
+    path = path if path.exists() else table_file(path.parent, path.name) or path  # data.csv for a missing data.txt
+    if is_table(path):  # a CSV / JSONL / Parquet pool: its text column (labelwise.data.tables)
+        return read_table_texts(path, columns)
     try:
         lines = read_lines(path)
     except DataError as err:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.data.dataset import load_dataset
+from labelwise.data.tables import TableColumns, column_setting, table_file
 from labelwise.errors import LabelwiseError
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
@@ -20,6 +21,7 @@ __all__ = ["SelectConfig", "run_select"]
 class SelectConfig:
     pool_file: str | None = setting(None, help="texts to choose from, one a line, or a dataset folder (its data.txt); "
                                                "default: --dataset_dir's data.txt")
+    text_column: str | None = column_setting("text_column")  # a CSV / JSONL / Parquet pool's (data.tables)
     num: int = setting(200, help="how many texts to choose", minimum=1)
     params_path: str | None = setting(None, help="the current model (checkpoint, export or index); none for a cold "
                                                  "start: the batch is then spread over --model_name's vector space")
@@ -43,10 +45,10 @@ class SelectConfig:
 
     def pool_path(self) -> Path:
         """The pool's file: ``pool_file`` (a folder: its data.txt), else ``dataset_dir``'s data.txt."""
-        if self.pool_file is None:
-            return Path(self.dataset_dir) / "data.txt"
-        path = Path(self.pool_file)
-        return path / "data.txt" if path.is_dir() else path
+        path = Path(self.dataset_dir if self.pool_file is None else self.pool_file)
+        if self.pool_file is None or path.is_dir():
+            return table_file(path, "data.txt") or path / "data.txt"  # data.csv etc. where data.txt is missing
+        return path
 
     def validate(self) -> SelectConfig:
         check_fields(self)
@@ -66,7 +68,7 @@ def run_select(cfg: SelectConfig) -> tuple[Selection, Path]:
     names = ("train.txt", "dev.txt", "test.txt", "label.txt", "data.txt")
     sources = [pool_path] + ([Path(cfg.dataset_dir) / name for name in names] if cfg.dataset_dir else [])
     check_outputs([cfg.output_file], sources, overwrite=cfg.overwrite)  # before any model runs
-    pool = read_pool(pool_path)
+    pool = read_pool(pool_path, TableColumns(text_column=cfg.text_column))
     # a cold start may come before any train.txt: then only label.txt is needed, and nothing is skipped
     dataset = load_dataset(cfg.dataset_dir, require=()) if cfg.dataset_dir else None
     classifier = Classifier.load(cfg.params_path, device=cfg.device) if cfg.params_path else None

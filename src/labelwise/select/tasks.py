@@ -22,6 +22,7 @@ from labelwise.data.annotation import write_doccano
 from labelwise.data.dataset import Example, complete_ancestors, format_example, load_dataset
 from labelwise.data.hierarchy import DEFAULT_SEP
 from labelwise.data.labelstudio import choices_control, prediction_for
+from labelwise.data.tables import is_table, table_file
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.files import atomic_write_text, check_outputs
 from labelwise.select.pick import Selection
@@ -118,6 +119,11 @@ def merge_into_train(examples: Sequence[Example], dataset_dir: str | os.PathLike
     in place (a train line ``a/b`` is ``a,a/b``), so a text whose labels only differ by a parent left out is no
     conflict, and the lines added carry their ancestors.
     """
+    table = table_file(Path(dataset_dir), train_file)
+    if table is not None and is_table(table):  # appending text lines would corrupt it, a train.txt beside would hide it
+        raise DataError(table, None, "annotations are merged into a train split in the text format only "
+                        "(text<TAB>labels lines), not into a table", "write the table's rows as train.txt first, or "
+                        "add the annotated rows to the table yourself; nothing was merged")
     ds = load_dataset(dataset_dir, train_file=train_file, dev_file=dev_file, test_file=test_file,
                       label_file=label_file, require=("train",), hierarchy_sep=hierarchy_sep)
     known = set(ds.labels)

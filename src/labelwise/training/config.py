@@ -22,7 +22,8 @@ LONG_TEXT_CHOICES = ("auto",) + LONG_TEXT_MODES
 
 @dataclass
 class TrainConfig:
-    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
+    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt (or train.csv / .tsv / .jsonl / "
+                                    ".parquet ..., or a Hugging Face dataset saved with save_to_disk)")
     save_dir: str = setting("checkpoint", help="where the best checkpoint goes")
     text_column: str | None = column_setting("text_column")  # tables: labelwise.data.tables
     label_column: str | None = column_setting("label_column")

@@ -31,6 +31,7 @@ from labelwise.data.dataset import (
     read_label_words,
 )
 from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator
+from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError, shorten
 from labelwise.evaluation.metrics import evaluate_predictions, tune_thresholds
 from labelwise.files import INDEX, prepare_output_dir
@@ -133,7 +134,8 @@ def _tune(encoder: Classifier, vectors, label_matrix, center, labels, dev: Seque
 def build_index(params_path: str | None, dataset_dir: str, index_dir: str, *, k: int | str = "auto",
                 label_names: bool = True, approximate: bool = False, vector_db: str | None = None,
                 batch_size: int = 32, device: str | None = None, progress: bool = True,
-                overwrite: bool = False, hierarchy_sep: str | None = AUTO_SEP) -> Classifier:
+                overwrite: bool = False, hierarchy_sep: str | None = AUTO_SEP,
+                columns: TableColumns | None = None) -> Classifier:
     """Embed the training texts (+ label names) of ``dataset_dir`` with ``params_path``; write ``index_dir``
     (missing, empty or an index; ``overwrite``: any other folder, whose files of other names stay).
     ``params_path`` None: the offline sentence encoder for the texts' script (:mod:`labelwise.model.language`).
@@ -158,7 +160,7 @@ def build_index(params_path: str | None, dataset_dir: str, index_dir: str, *, k:
     elif vector_db is None and not approximate:
         log.info("vectors go into the index folder (pip install 'labelwise[milvus]' to keep them in Milvus Lite)")
     sep = index_hierarchy_sep(params_path or CJK_ENCODER, hierarchy_sep)  # either offline encoder: a sentence encoder
-    ds = load_dataset(dataset_dir, require=("train",), hierarchy_sep=sep)
+    ds = load_dataset(dataset_dir, require=("train",), hierarchy_sep=sep, columns=columns)  # columns: of a table
     params_path, _ = pick_encoder(params_path, (e.text for e in ds.train), "the texts to index")
     words = read_label_words(Path(dataset_dir) / "label.txt") if label_names else None
     if words:
