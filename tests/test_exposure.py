@@ -23,7 +23,7 @@ from labelwise.serve.config import ServeConfig  # noqa: E402
 from labelwise.serve.http import json_depth  # noqa: E402
 
 TEXT = "婚生子杨某甲由原告抚养。"
-POST_ROUTES = ["/predict", "/models/cls_multi_label", "/labelstudio/setup", "/labelstudio/predict",
+POST_ROUTES = ["/predict", "/embed", "/models/cls_multi_label", "/labelstudio/setup", "/labelstudio/predict",
                "/labelstudio/webhook", "/labelstudio/train", "/labelstudio/job_status"]
 STATE_CHANGING = ["/labelstudio/setup", "/labelstudio/webhook", "/labelstudio/train"]
 
@@ -126,12 +126,13 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
                                                                                 max_size=4), max_leaves=16)
 LABEL_STUDIO_KEYS = ["tasks", "label_config", "schema", "project", "action", "annotations", "data", "texts", "job",
-                     "hostname", "access_token"]
+                     "hostname", "access_token", "inputs", "raw_scores", "normalize"]
 HOSTILE = [b"", b"null", b"[]", b'"x"', b"1e999999", b"-" + b"9" * 5000, b'{"tasks": "x"}', b'{"tasks": [null]}',
            b'{"tasks": [{"data": null}]}', b'{"label_config": 5}', b'{"label_config": "<View><"}',
            b'{"schema": "<!DOCTYPE x [<!ENTITY a \\"b\\">]><View/>"}', b'{"project": {"id": [1]}}',
            b'{"action": 7}', b'{"action": "START_TRAINING"}', b'{"annotations": {}}', b'{"texts": [""]}',
-           b'{"a": NaN}', b"\xff\xfe", b'{"tasks": [' + b'{"data": {"text": "x"}},' * 20 + b'{}]}']
+           b'{"a": NaN}', b"\xff\xfe", b'{"inputs": []}', b'{"inputs": [""]}', b'{"inputs": "x", "texts": 1}',
+           b'{"tasks": [' + b'{"data": {"text": "x"}},' * 20 + b'{}]}']
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -182,7 +182,8 @@ def test_a_paddlenlp_file_named_tsv_is_still_the_text_format(tmp_path):
 
 def test_index_and_select_read_tables_too(tiny_zh_encoder, tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
     data = make("jsonl", divorce_small, tmp_path / "data")
-    pool = [line.split("\t")[0] for line in DIVORCE.joinpath("dev.txt").read_text(encoding="utf-8").splitlines()[200:240]]
+    lines = DIVORCE.joinpath("dev.txt").read_text(encoding="utf-8").splitlines()[200:240]
+    pool = [line.split("\t")[0] for line in lines]
     write_csv(data / "data.csv", ["id", "content"], [[i, t] for i, t in enumerate(pool)])
     assert main(["index", "--params_path", str(tiny_zh_encoder), "--dataset_dir", str(data), "--index_dir",
                  str(tmp_path / "index"), "--vector_db", "file"]) == 0, capsys.readouterr().err

@@ -27,8 +27,8 @@ from pathlib import Path
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.settings import setting
 
-__all__ = ["TABLE_EXTENSIONS", "TableColumns", "column_setting", "columns_of", "is_hf_dataset", "is_table", "labels_by_frequency", "read_hf_split",
-           "read_table", "read_table_texts", "table_file"]
+__all__ = ["TABLE_EXTENSIONS", "TableColumns", "column_setting", "columns_of", "hf_split_names", "is_hf_dataset",
+           "is_table", "labels_by_frequency", "read_hf_split", "read_table", "read_table_texts", "table_file"]
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".parquet")
 TEXT_NAMES = ("text", "texts", "sentence", "comment_text", "content", "document", "review", "body")

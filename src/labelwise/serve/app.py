@@ -6,7 +6,8 @@ Routes::
     GET  /health                    status, the model by name and version, batching settings, counters
     GET  /metrics                   Prometheus metrics (labelwise.serve.metrics)
     GET  /labels                    label names and their thresholds
-    POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?, "hierarchy"?}
+    POST /predict                   {"texts": [...], "threshold"?, "top_k_min"?, "top_k_max"?, "hierarchy"?}; or TEI's
+                                    {"inputs": ...} (labelwise.serve.tei, with /info, /embed, /health/live|ready)
     POST /models/cls_multi_label    PaddleNLP's shape: {"data": {"text": [...]}, "parameters": {...}}; for a label
                                     tree (体育##足球) each prediction also has "tree": its paths as nested nodes
     GET  /docs, /openapi.json       from FastAPI
@@ -56,12 +57,14 @@ from labelwise.serve.labelstudio import add_labelstudio_routes
 from labelwise.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from labelwise.serve.metrics import ServiceMetrics
 from labelwise.serve.slot import ModelSlot, model_info
+from labelwise.serve.tei import ROUTES as TEI_ROUTES
+from labelwise.serve.tei import TeiPredictRequest, add_tei_routes, parse_body, tei_predict, validated
 
 log = logging.getLogger("labelwise")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_POSITIONS = 512  # BERT-style encoders have 512 position embeddings
 ROUTES = ("/", "/health", "/metrics", "/labels", "/predict", "/models/cls_multi_label", "/docs", "/openapi.json",
-          *LABELSTUDIO_ROUTES)
+          *TEI_ROUTES, *LABELSTUDIO_ROUTES)
 # not shown by /health, which anyone may read: secrets, access rules, the server's own paths and addresses
 ACCESS_FIELDS = ("api_key", "cors_origins", "allowed_hosts", "labelstudio_token", "labelstudio_url",
                  "labelstudio_dataset_dir", "labelstudio_runs_dir")
@@ -190,8 +193,15 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
         classifier = slot.current.classifier
         return {"labels": classifier.labels, "thresholds": [round(float(t), 6) for t in classifier.thresholds]}
 
-    @app.post("/predict")
-    async def predict(request: Request, body: PredictRequest):
+    predict_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
+        PredictRequest.model_json_schema(), TeiPredictRequest.model_json_schema()]}}}}}
+
+    @app.post("/predict", openapi_extra=predict_body)
+    async def predict(request: Request):
+        payload = await parse_body(request)
+        if isinstance(payload, dict) and "inputs" in payload and "texts" not in payload:  # TEI's shape
+            return await tei_predict(slot.current, validated(TeiPredictRequest, payload), check_limits, request)
+        body = validated(PredictRequest, payload)
         check_limits(request, body.texts)
         if body.top_k_max is not None and body.top_k_max < body.top_k_min:
             raise HTTPException(422, "top_k_max must not be smaller than top_k_min")
@@ -224,6 +234,7 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None, model_
             "predictions": rows,
         }})
 
+    add_tei_routes(app, slot, config, check_limits)  # /info, /embed, /health/live, /health/ready (TEI's shapes)
     add_labelstudio_routes(app, slot, config)  # Label Studio's ML-backend protocol, under /labelstudio
     return app
 

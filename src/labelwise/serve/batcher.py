@@ -49,6 +49,7 @@ class Batcher:
         self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0, "refused_busy": 0}
         self.pending = 0  # texts admitted and not yet answered
         self.broken: str | None = None  # why the model cannot be trusted (NaN scores), once a pass has shown it
+        self.started = False  # the start-up pass has answered (readiness)
         self.seconds_per_text = 0.01  # running estimate, for Retry-After
         if metrics is not None:
             metrics.watch_queue(lambda: self.pending)
@@ -63,6 +64,7 @@ class Batcher:
         if self.config.dynamic_batching:
             self.queue = asyncio.Queue()
             self.worker = asyncio.create_task(self._gather_loop())
+        self.started = True
 
     async def stop(self) -> None:
         if self.worker:
@@ -103,6 +105,19 @@ class Batcher:
             future = asyncio.get_running_loop().create_future()
             await self.queue.put((texts, max_seq_length, future))
             return await future
+        finally:
+            self.pending -= len(texts)
+
+    async def features(self, texts: list[str]) -> np.ndarray:
+        """The texts' vectors (the head's input), on the model's thread, within the same queue bound."""
+        if self.pending + len(texts) > self.config.max_queue:
+            self.stats["refused_busy"] += 1
+            raise Overloaded(self.pending, self.config.max_queue,
+                             min(60, max(1, math.ceil(self.pending * self.seconds_per_text))))
+        self.pending += len(texts)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, lambda: self.classifier.features(texts, batch_size=self.config.max_batch_size))
         finally:
             self.pending -= len(texts)
 

@@ -48,7 +48,7 @@ __all__ = [
     "validation_message",
 ]
 
-OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers and orchestrators probe it
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})  # without the key: orchestrators probe them
 EXAMPLE = 'a JSON object such as {"texts": ["..."]}'
 MAX_DEPTH = 64  # nesting of arrays and objects; Label Studio's deepest payloads (taxonomy results) nest about 10
 JSON_TYPE = re.compile(rb"\s*application/([a-z0-9.+-]*\+)?json\s*(;.*)?", re.IGNORECASE | re.DOTALL)
