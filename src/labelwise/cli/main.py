@@ -14,6 +14,7 @@ import re
 import sys
 
 from labelwise.cli import data, deploy, predict, select, train
+from labelwise.cli.config_file import add_config_flags, apply_config, print_config
 from labelwise.errors import LabelwiseError, OutputExistsError, os_error_line
 
 log = logging.getLogger("labelwise")
@@ -27,7 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
+    _each_command(parser, add_config_flags)  # --config FILE, --print_config
     return parser
+
+
+def _each_command(parser: argparse.ArgumentParser, do) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if sub.get_default("func") is not None:
+                    do(sub)
+                _each_command(sub, do)
 
 
 def _command_options(parser: argparse.ArgumentParser, func) -> set[str]:
@@ -51,7 +62,16 @@ def flag_message(message: str, options: set[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        apply_config(parser, argv)  # the file's values become the defaults; flags still win
+    except LabelwiseError as err:
+        print(f"labelwise: error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
+    if getattr(args, "print_config", False):
+        print_config(parser, argv, args)
+        return 0
     logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO)
     try:
         return args.func(args)
