@@ -13,6 +13,7 @@ from labelwise.errors import LabelwiseError
 from labelwise.model.encoders import POOLINGS
 from labelwise.predict.batching import LONG_TEXT_MODES, WINDOW_POOLS
 from labelwise.settings import check_fields, setting
+from labelwise.training.tracking import REPORT_TO
 
 log = logging.getLogger("labelwise")
 
@@ -89,6 +90,10 @@ class TrainConfig:
                                      "measured faster; --no-bf16: off")
     max_train_samples: int | None = setting(None, help="train on a random subset", minimum=1)
     max_dev_samples: int | None = setting(None, help="evaluate on a random subset", minimum=1)
+    report_to: str = setting("none", choices=REPORT_TO, help="experiment tracking: none, tensorboard or mlflow "
+                             "(per step loss and learning rate, per epoch dev F1s, the config, thresholds, model card)")
+    logging_dir: str | None = setting(None, help="where --report_to writes (default: <save_dir>_logs; mlflow: "
+                                                 "$MLFLOW_TRACKING_URI when set)")
     train_file: str = setting("train.txt", help="file name of the train split")
     dev_file: str = setting("dev.txt", help="file name of the dev split")
     test_file: str = setting("test.txt", help="file name of the test split")

@@ -53,6 +53,7 @@ from labelwise.training.resume import (
     state_dir,
 )
 from labelwise.training.scoring import evaluate_model, log_summary, score_checkpoint
+from labelwise.training.tracking import Tracker, open_tracker
 
 log = logging.getLogger("labelwise")
 
@@ -85,11 +86,18 @@ def train(cfg: TrainConfig | Dataset | str | os.PathLike, **options) -> TrainRes
     """
     cfg, ds = _config_and_data(cfg, options)
     cfg.validate()
-    with output_lock(cfg.save_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one run at a time writes save_dir
-        return _train(dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot)), ds)
+    main = os.environ.get("RANK", "0") == "0"
+    with output_lock(cfg.save_dir, enabled=main):  # one run at a time writes save_dir
+        tracker = open_tracker(cfg.report_to, cfg.save_dir, cfg.logging_dir, Path(cfg.dataset_dir or "labelwise").name,
+                               main)
+        try:
+            return _train(dataclasses.replace(cfg, batch_size=cfg.batch_size or auto_batch_size(cfg.few_shot)), ds,
+                          tracker)
+        finally:
+            tracker.close()
 
 
-def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
+def _train(cfg: TrainConfig, ds: Dataset | None, tracker: Tracker) -> TrainResult:
     run = _processes(cfg)
     if run.main:  # before any work: save_dir is new, empty, a checkpoint, or --overwrite allows it; never the data
         prepare_output_dir(cfg.save_dir, CHECKPOINT, overwrite=cfg.overwrite, inputs={"dataset_dir": cfg.dataset_dir})
@@ -126,6 +134,8 @@ def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
                           pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep,
                           long_text=reading.long_text, window_pool=cfg.window_pool, choices=choices)
     loop = _step_loop(cfg, model, steps_per_epoch, run)
+    loop.tracker = tracker
+    tracker.params(dataclasses.asdict(cfg))
     batch_loss = _batch_loss(cfg, model, tokenizer, enc, y_train, run, windows)
     if run.main:
         some = _all_batches(enc, len(train_set), cfg, np.random.default_rng(0))
@@ -154,6 +164,7 @@ def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
                             f"epoch {epoch}/{cfg.epochs}", count=lambda rows: len(rows) * run.world)
         probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, ds.labels, cfg.batch_size)
         improved = standing.record(epoch, losses.get("loss", []), metrics, model)
+        tracker.epoch(epoch, metrics)
         if improved and run.main:  # thresholds and metrics first: the checkpoint is written once, complete
             blend = score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
                                      tune=cfg.threshold_tuning, batch_size=cfg.batch_size, train_size=len(train_set),
@@ -166,7 +177,9 @@ def _train(cfg: TrainConfig, ds: Dataset | None) -> TrainResult:
                 last_state_write = time.perf_counter()
 
     # 6. finish: the best epoch back in memory, the resume state gone
-    return _finish(cfg, run, model, tokenizer, meta, standing, loop)
+    result = _finish(cfg, run, model, tokenizer, meta, standing, loop)
+    tracker.finish(result.save_dir, meta.labels, result.classifier.thresholds)
+    return result
 
 
 @dataclass

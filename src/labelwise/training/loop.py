@@ -34,6 +34,7 @@ class StepLoop:
         self.step = 0  # optimiser steps taken (all epochs)
         self.samples = 0  # samples seen (all epochs)
         self.seconds = 0.0  # time spent in epochs, evaluation between them excluded
+        self.tracker = None  # a labelwise.training.tracking.Tracker: gets the loss and learning rate every few steps
 
     def epoch(self, batches: Iterable, losses: Callable[[object], torch.Tensor | Iterator[tuple[str, torch.Tensor]]],
               desc: str, *, count: Callable[[object], int] = len,
@@ -62,14 +63,20 @@ class StepLoop:
             self.samples += count(batch)
             if hasattr(bar, "set_postfix") and self.step % self.logging_steps == 0:
                 bar.set_postfix(**self._postfix(running, time.perf_counter() - start))
+            if self.tracker is not None and self.step % self.logging_steps == 0:
+                self.tracker.step(self.step, {k: float(np.mean(v[-self.logging_steps:])) for k, v in running.items()},
+                                  self._learning_rate())
             if after_step is not None:
                 after_step()
         self.seconds += time.perf_counter() - start
         return dict(running)
 
+    def _learning_rate(self) -> float:
+        return self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.optimizer.param_groups[0]["lr"]
+
     def _postfix(self, running: dict[str, list[float]], epoch_seconds: float) -> dict[str, str]:
         shown = {name: f"{np.mean(values[-self.logging_steps:]):.4f}" for name, values in running.items()}
-        lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.optimizer.param_groups[0]["lr"]
+        lr = self._learning_rate()
         seconds = self.seconds + epoch_seconds
         return {**shown, "lr": f"{lr:.1e}", "samples_s": f"{self.samples / seconds:.0f}" if seconds else "-"}
 
