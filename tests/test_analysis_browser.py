@@ -65,3 +65,23 @@ def test_word_heatmap_renders(chromium_browser, tiny_en_checkpoint, tmp_path):
     shot = tmp_path / "words.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000 and not errors
+
+
+def test_the_report_shows_the_training_curves(chromium_browser, tiny_zh_checkpoint, divorce_small, tmp_path):
+    import json
+
+    from labelwise import Classifier
+    from labelwise.evaluation.evaluate import evaluate
+    from labelwise.evaluation.report import write_report
+
+    history = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))["metrics"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # the fixture trains 3 epochs
+    clf = Classifier.load(tiny_zh_checkpoint)
+    page, errors = _open(chromium_browser, write_report(evaluate(clf, divorce_small), tmp_path / "r.html",
+                                                        classifier=clf))
+    image = page.locator("#training-curves")
+    size = image.evaluate("img => [img.naturalWidth, img.naturalHeight, img.complete]")
+    assert size[0] > 300 and size[1] > 150 and size[2]  # a picture the browser decoded
+    shot = image.screenshot()
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 5000  # drawn on the page, not an empty box
+    assert page.locator("#history tr").count() == 1 + len(history) and not errors

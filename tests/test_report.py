@@ -1,6 +1,7 @@
 """The HTML evaluation report: its numbers, its swap matrix, escaping, and `labelwise evaluate --report`."""
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -127,6 +128,11 @@ def test_evaluate_report_cli_chinese(tiny_zh_checkpoint, divorce_small, tmp_path
     n_bad = len(bad.read_text(encoding="utf-8").splitlines()) - 1
     assert len(parsed.tables["bad-cases"]) - 1 == min(n_bad, 300)
     assert "婚后有子女" in page and page.count("<img") >= 2
+    history = json.loads((tiny_zh_checkpoint / "labelwise.json").read_text(encoding="utf-8"))["metrics"]["history"]
+    rows = parsed.tables["history"][1:]  # the training curves' numbers, from the checkpoint's history
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert [float(row[3]) for row in rows] == [round(h["dev_macro_f1"], 2) for h in history]
+    assert "alt='training curves'" in page
 
 
 def test_report_english_and_capped_bad_cases(tiny_en_checkpoint, goemotions_small, tmp_path):

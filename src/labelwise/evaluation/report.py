@@ -201,6 +201,34 @@ def _pr_curves(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, labels:
     return f"<div class='grid' id='pr-curves'>{''.join(figures)}</div>{note}"
 
 
+def _training_curves(history: list[dict]) -> str:
+    """Loss and dev micro / macro-F1 per epoch, from the checkpoint's ``metrics.history``; the best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    ax.plot(epochs, [h["loss"] for h in history], "o-", color="#e45756", label="training loss")
+    ax.set_xlabel("epoch"), ax.set_ylabel("training loss")
+    f1 = ax.twinx()
+    f1.plot(epochs, [h["dev_micro_f1"] for h in history], "s-", color="#4c78a8", label="dev micro-F1 (0.5)")
+    f1.plot(epochs, [h["dev_macro_f1"] for h in history], "^-", color="#54a24b", label="dev macro-F1 (0.5)")
+    best = max(history, key=lambda h: h["dev_macro_f1"])
+    f1.axvline(best["epoch"], color="#999", linestyle=":", label=f"best: epoch {best['epoch']}")
+    f1.set_ylabel("F1")
+    handles = ax.get_legend_handles_labels()[0] + f1.get_legend_handles_labels()[0]
+    f1.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    rows = "".join(f"<tr><td class='num'>{h['epoch']}</td><td class='num'>{h['loss']:.4f}</td>"
+                   f"<td class='num'>{h['dev_micro_f1']:.2f}</td><td class='num'>{h['dev_macro_f1']:.2f}</td></tr>"
+                   for h in history)
+    return (f"<img alt='training curves' id='training-curves' src='{_png(fig)}'><table id='history'><tr><th>epoch"
+            f"</th><th>loss</th><th>dev micro-F1</th><th>dev macro-F1</th></tr>{rows}</table><p class='note'>The "
+            f"checkpoint is the best epoch by dev macro-F1 (epoch {best['epoch']}).</p>")
+
+
 def _count_histogram(y: np.ndarray, pred: np.ndarray) -> str:
     import matplotlib
 
@@ -270,6 +298,10 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
         ("counts", "Labels per example: predicted vs gold", _count_histogram(y, pred)),
         ("bad", "Bad cases", _bad_cases(evaluation, pred, max_bad_cases)),
     ]
+    history = (classifier.meta.metrics or {}).get("history") if classifier is not None else None
+    if isinstance(history, list) and history and all(isinstance(h, dict) and {"epoch", "loss", "dev_micro_f1",
+                                                                             "dev_macro_f1"} <= set(h) for h in history):
+        sections.append(("training", "Training curves", _training_curves(history)))
     if classifier is not None:  # what the training defaults chose (encoder and why, windows, thresholds)
         chosen = describe_choices(classifier.meta) + [
             "Thresholds: per label, tuned on dev." if classifier.meta.thresholds is not None else "Thresholds: 0.5."]

@@ -27,9 +27,9 @@ import torch
 from labelwise.data.dataset import Dataset, Example, check_same_labels, load_dataset, multi_hot
 from labelwise.data.tables import columns_of
 from labelwise.errors import LabelwiseError
-from labelwise.files import CHECKPOINT, prepare_output_dir
+from labelwise.files import CHECKPOINT, atomic_write_json, prepare_output_dir
 from labelwise.locks import output_lock
-from labelwise.model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from labelwise.model.checkpoint import META_FILE, CheckpointMeta, load_checkpoint, save_checkpoint
 from labelwise.model.device import bf16_auto, bf16_supported, resolve_device
 from labelwise.model.encoders import build_model
 from labelwise.model.language import pick_encoder
@@ -378,6 +378,8 @@ def _finish(cfg: TrainConfig, run: _Processes, model, tokenizer, meta, standing:
     model.eval()
     if run.main:
         log_summary(meta.metrics)
+        meta.metrics["history"] = standing.history  # every epoch's loss and dev F1: the report's training curves
+        atomic_write_json(Path(cfg.save_dir) / META_FILE, meta.to_json())
         remove_state(state_dir(cfg.save_dir))
     if run.world > 1:
         torch.distributed.barrier()
