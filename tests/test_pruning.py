@@ -236,3 +236,20 @@ def test_prune_cli_refuses_bad_ratios_and_foreign_folders(teacher, divorce_small
     assert main(args + ["--width_mult_list", "1/2", "--num_train_epochs", "1"]) == 2
     assert "not written by labelwise" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_prune_reports_each_shape_to_tensorboard(teacher, divorce_small, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "prune"
+    prune(PruneConfig(dataset_dir=str(divorce_small), params_path=str(teacher), output_dir=str(out),
+                      width_mult_list=["1/2"], epochs=1, max_train_samples=64, save_steps=2, logging_steps=1,
+                      progress=False, report_to="tensorboard"))
+    events = EventAccumulator(str(tmp_path / "prune_logs"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/w0.5")]  # the shape's distillation loss, every step
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
+    evaluated = [e.step for e in events.Scalars("dev/width_mult_0.5/macro_f1")]
+    assert evaluated and evaluated == sorted(evaluated) and evaluated[-1] == steps[-1]
+    assert "width_mult_0.5/thresholds/text_summary" in events.Tags()["tensors"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
 from labelwise.settings import check_fields, setting
+from labelwise.training.tracking import REPORT_TO
 
 
 @dataclass
@@ -40,6 +41,10 @@ class PruneConfig:
     device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
     max_train_samples: int | None = setting(None, help="distil on a random subset of train", minimum=1)
     max_dev_samples: int | None = setting(None, help="rank and evaluate on a random subset of dev", minimum=1)
+    report_to: str = setting("none", choices=REPORT_TO, help="experiment tracking: none, tensorboard or mlflow "
+                             "(each shape's distillation loss and dev F1s, the config, thresholds, model cards)")
+    logging_dir: str | None = setting(None, help="where --report_to writes (default: <output_dir>_logs; mlflow: "
+                                                 "$MLFLOW_TRACKING_URI when set)")
     progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
 
     def validate(self) -> PruneConfig:

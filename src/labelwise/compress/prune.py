@@ -38,8 +38,10 @@ from labelwise.errors import LabelwiseError
 from labelwise.files import CHECKPOINT, prepare_output_dir
 from labelwise.locks import output_lock
 from labelwise.model.checkpoint import (
+    META_FILE,
     CheckpointMeta,
     load_checkpoint,
+    read_meta,
     save_checkpoint,
 )
 from labelwise.model.device import resolve_device
@@ -57,6 +59,7 @@ from labelwise.model.surgery import (
 from labelwise.predict.batching import encode, length_grouped_batches, pad_batch
 from labelwise.training.loop import StepLoop, linear_schedule, random_subset
 from labelwise.training.scoring import evaluate_model, score_checkpoint
+from labelwise.training.tracking import Tracker, open_tracker
 
 log = logging.getLogger("labelwise")
 
@@ -171,10 +174,14 @@ def prune(cfg: PruneConfig | str, **options) -> PruneResult:
     cfg = dataclasses.replace(cfg, **options) if isinstance(cfg, PruneConfig) else PruneConfig(str(cfg), **options)
     cfg.validate()
     with output_lock(cfg.output_dir):  # one run at a time writes the folders
-        return _prune(cfg)
+        tracker = open_tracker(cfg.report_to, cfg.output_dir, cfg.logging_dir, Path(cfg.dataset_dir).name)
+        try:
+            return _prune(cfg, tracker)
+        finally:
+            tracker.close()
 
 
-def _prune(cfg: PruneConfig) -> PruneResult:
+def _prune(cfg: PruneConfig, tracker: Tracker) -> PruneResult:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -228,11 +235,14 @@ def _prune(cfg: PruneConfig) -> PruneResult:
     run_meta = {"pruned_from": str(cfg.params_path), "teacher": teacher_row,
                 "prune_args": {k: (list(map(str, v)) if k.endswith("_list") else v)
                                for k, v in dataclasses.asdict(cfg).items()}}
+    loop.tracker = tracker
+    tracker.params(run_meta["prune_args"])
 
     def checkpoint_all(epoch: int) -> None:  # 3. score every shape; cut and save the ones that improved
         for result in results:
             with active_shape(model.encoder, result.shape):
                 probs, metrics = evaluate_model(model, tokenizer, meta, dev_set, labels, cfg.eval_batch_size)
+            tracker.epoch(loop.step, metrics, prefix=f"dev/{result.folder.name}")
             if metrics["macro"]["f1"] > result.macro_f1:
                 result.micro_f1, result.macro_f1 = metrics["micro"]["f1"], metrics["macro"]["f1"]
                 result.step = loop.step
@@ -262,6 +272,10 @@ def _prune(cfg: PruneConfig) -> PruneResult:
                    after_step=score_midway)
         checkpoint_all(epoch)
 
+    for shape in results:  # each saved shape's thresholds and model card
+        if (shape.folder / META_FILE).is_file():
+            saved = read_meta(shape.folder)
+            tracker.finish(shape.folder, saved.labels, saved.thresholds or [0.5] * len(saved.labels), shape.folder.name)
     result = PruneResult(teacher_row, results, time.perf_counter() - start)
     log.info("pruned in %.0f s; dev at 0.5, the best evaluation of each shape:", result.seconds)
     return result

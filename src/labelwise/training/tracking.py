@@ -1,6 +1,7 @@
 """Experiment tracking: ``--report_to none | tensorboard | mlflow`` (the Hugging Face Trainer's convention).
 
-A tracker gets, from ``train`` (and ``train --few_shot``, which runs the same loop): the config as parameters,
+A tracker gets, from ``train`` (and ``train --few_shot``, which runs the same loop) and ``prune`` (one loss and
+one set of dev figures per shape, named after its folder, at each evaluation step): the config as parameters,
 every ``logging_steps`` optimiser steps the training loss and learning rate (:class:`labelwise.training.loop.StepLoop`
 calls :meth:`Tracker.step`), after every epoch the dev micro / macro-F1 and each label's F1, and at the end the
 tuned thresholds and the checkpoint's model card and ``labelwise.json``.
@@ -33,9 +34,9 @@ class Tracker:
 
     def step(self, step: int, losses: dict[str, float], learning_rate: float) -> None: ...
 
-    def epoch(self, epoch: int, metrics: dict) -> None: ...
+    def epoch(self, epoch: int, metrics: dict, prefix: str = "dev") -> None: ...
 
-    def finish(self, folder: Path, labels: list[str], thresholds) -> None: ...
+    def finish(self, folder: Path, labels: list[str], thresholds, name: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -44,8 +45,8 @@ def _name(text: str) -> str:
     return re.sub(r"[^\w\-./: ]", "_", str(text))
 
 
-def _per_label(metrics: dict) -> dict[str, float]:
-    return {f"dev_f1/{_name(r['label'])}": float(r["f1"]) for r in metrics.get("per_label", []) if "f1" in r}
+def _per_label(metrics: dict, prefix: str = "dev") -> dict[str, float]:
+    return {f"{prefix}_f1/{_name(r['label'])}": float(r["f1"]) for r in metrics.get("per_label", []) if "f1" in r}
 
 
 class TensorBoardTracker(Tracker):
@@ -66,18 +67,19 @@ class TensorBoardTracker(Tracker):
             self.writer.add_scalar(f"train/{name}", value, step)
         self.writer.add_scalar("train/learning_rate", learning_rate, step)
 
-    def epoch(self, epoch, metrics):
-        self.writer.add_scalar("dev/micro_f1", metrics["micro"]["f1"], epoch)
-        self.writer.add_scalar("dev/macro_f1", metrics["macro"]["f1"], epoch)
-        for name, value in _per_label(metrics).items():
+    def epoch(self, epoch, metrics, prefix="dev"):
+        self.writer.add_scalar(f"{prefix}/micro_f1", metrics["micro"]["f1"], epoch)
+        self.writer.add_scalar(f"{prefix}/macro_f1", metrics["macro"]["f1"], epoch)
+        for name, value in _per_label(metrics, prefix).items():
             self.writer.add_scalar(name, value, epoch)
 
-    def finish(self, folder, labels, thresholds):
+    def finish(self, folder, labels, thresholds, name=None):
+        where = f"{name}/" if name else ""
         rows = "\n".join(f"| {label} | {t:.3f} |" for label, t in zip(labels, thresholds))
-        self.writer.add_text("thresholds", "| label | threshold |\n|---|---|\n" + rows)
+        self.writer.add_text(f"{where}thresholds", "| label | threshold |\n|---|---|\n" + rows)
         card = folder / "README.md"
         if card.is_file():
-            self.writer.add_text("model_card", card.read_text(encoding="utf-8"))
+            self.writer.add_text(f"{where}model_card", card.read_text(encoding="utf-8"))
 
     def close(self):
         self.writer.close()
@@ -113,15 +115,17 @@ class MlflowTracker(Tracker):
         self.mlflow.log_metrics({**{f"train/{k}": v for k, v in losses.items()}, "train/learning_rate": learning_rate},
                                 step=step)
 
-    def epoch(self, epoch, metrics):
-        self.mlflow.log_metrics({"dev/micro_f1": metrics["micro"]["f1"], "dev/macro_f1": metrics["macro"]["f1"],
-                                 **_per_label(metrics)}, step=epoch)
+    def epoch(self, epoch, metrics, prefix="dev"):
+        self.mlflow.log_metrics({f"{_name(prefix)}/micro_f1": metrics["micro"]["f1"],
+                                 f"{_name(prefix)}/macro_f1": metrics["macro"]["f1"],
+                                 **_per_label(metrics, _name(prefix))}, step=epoch)
 
-    def finish(self, folder, labels, thresholds):
-        self.mlflow.log_dict({label: float(t) for label, t in zip(labels, thresholds)}, "thresholds.json")
-        for name in ("README.md", "labelwise.json"):
-            if (folder / name).is_file():
-                self.mlflow.log_artifact(str(folder / name))
+    def finish(self, folder, labels, thresholds, name=None):
+        where = f"{name}/" if name else ""
+        self.mlflow.log_dict({label: float(t) for label, t in zip(labels, thresholds)}, f"{where}thresholds.json")
+        for file in ("README.md", "labelwise.json"):
+            if (folder / file).is_file():
+                self.mlflow.log_artifact(str(folder / file), artifact_path=name)
 
     def close(self):
         self.mlflow.end_run()
