@@ -30,13 +30,15 @@ def output_lock(path: str | os.PathLike, enabled: bool = True) -> Iterator[None]
     target = Path(os.path.abspath(path))
     lock = target.with_name(f".{target.name}.lock")
     key = str(lock)
-    if not enabled or key in _HELD:
-        _HELD[key] = _HELD.get(key, 0) + 1 if enabled else _HELD.get(key, 0)
+    if not enabled:
+        yield
+        return
+    if key in _HELD:  # this process holds it already (a command inside a command)
+        _HELD[key] += 1
         try:
             yield
         finally:
-            if enabled:
-                _HELD[key] -= 1
+            _HELD[key] -= 1
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     while True:

@@ -155,16 +155,17 @@ def _check_space(output_path: Path, result: int, scratch: int) -> None:
     try:
         same = os.stat(folder).st_dev == os.stat(temp).st_dev
         needs = [(folder, result + scratch)] if same else [(folder, result), (temp, scratch)]
-        short = [(where, n, shutil.disk_usage(where).free) for where, n in needs if shutil.disk_usage(where).free < n]
+        free = {where: shutil.disk_usage(where).free for where, _ in needs}
+        short = [(where, n, free[where]) for where, n in needs if free[where] < n]
     except OSError:  # cannot tell: let the write say
         return
     if short:
-        where, n, free = short[0]
+        where, n, available = short[0]
         what = "the export and its temporary copies" if same else "the export's temporary copies" \
             if where == temp else "the export"
         raise LabelwiseError(f"{output_path}: not enough free space: {what} need about {human_size(n)} in {where}, "
-                             f"and {human_size(free)} are free; free some space, write the export elsewhere, or set "
-                             "TMPDIR to a folder on a larger disk for the temporary copies")
+                             f"and {human_size(available)} are free; free some space, write the export elsewhere, or "
+                             "set TMPDIR to a folder on a larger disk for the temporary copies")
 
 
 def _export_graph(model, sample: dict[str, np.ndarray], path: Path, opset: int, features: bool = False) -> None:

@@ -255,9 +255,11 @@ def load_dataset(
         if hf and hf_names.get(name):
             rows, found, fixed = read_hf_split(root, hf_names[name], columns, known)
             raw[name] = [Example(*row) for row in rows]
-        elif not hf and path is not None:
-            rows, found, fixed = read_table(path, columns, known) if is_table(path, columns) else ([], [], False)
-            raw[name] = [Example(*row) for row in rows] if rows else read_examples(path, known)
+        elif path is not None and is_table(path, columns):
+            rows, found, fixed = read_table(path, columns, known)
+            raw[name] = [Example(*row) for row in rows]
+        elif path is not None:
+            raw[name], found = read_examples(path, known), []
         elif name in require:
             what = f"no {name} split (train, validation or dev, test)" if hf else f"{name} split not found"
             raise DataError(root / filename, None, what, f"put {filename} in the dataset folder or pass `{name}_file`")

@@ -69,8 +69,13 @@ def column_setting(name: str):
 
 
 def columns_of(config) -> TableColumns:
-    """The :class:`TableColumns` of a config that holds their fields."""
-    return TableColumns(config.text_column, config.label_column, config.label_columns, config.label_sep).validate()
+    """The :class:`TableColumns` of a config that holds their fields, or of a mapping (a checkpoint's
+    ``training_args``; fields it lacks or leaves None keep their defaults)."""
+    import dataclasses
+
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
+    given = {f.name: get(f.name) for f in dataclasses.fields(TableColumns)}
+    return TableColumns(**{name: value for name, value in given.items() if value is not None}).validate()
 
 
 def is_table(path: str | os.PathLike, columns: TableColumns | None = None) -> bool:
@@ -274,13 +279,12 @@ def read_table(path: str | os.PathLike, columns: TableColumns | None = None, lab
     return _examples(path, _rows(path), columns, labels)
 
 
-def _examples(path, rows, columns: TableColumns, labels, class_names=None, names=None):
+def _examples(path, rows, columns: TableColumns, labels, layout: _Layout | None = None):
+    """(rows, label names, whether they are the table's own list); ``layout`` None: found from the first row."""
     known = set(labels) if labels is not None else None
-    layout, out, seen = None, [], {}
+    out, seen = [], {}
     for number, row in rows:
-        if layout is None:
-            layout = _layout(path, names or list(row), columns, row, need_labels=True)
-            layout.names = class_names
+        layout = layout or _layout(path, list(row), columns, row, need_labels=True)
         found = _labels(path, number, row, layout, columns.label_sep)
         for label in found:
             if known is not None and label not in known:
@@ -292,8 +296,8 @@ def _examples(path, rows, columns: TableColumns, labels, class_names=None, names
         raise DataError(path, None, "no rows", "write one row per labelled text")
     if layout.label_columns is not None:  # every column is a label, in the table's order, even one never set
         return out, list(layout.label_columns), True
-    if class_names:  # a datasets ClassLabel: its names, in its order
-        return out, list(class_names), True
+    if layout.names:  # a datasets ClassLabel: its names, in its order
+        return out, list(layout.names), True
     return out, list(seen), False
 
 
@@ -356,9 +360,8 @@ def read_hf_split(folder: str | os.PathLike, split: str, columns: TableColumns |
         layout = _layout(where, names, columns, None, need_labels=False)
         return [_text(where, n, row, layout.text) for n, row in rows]
     layout = _layout(where, names, columns, data[0] if len(data) else None, need_labels=True)
-    class_names = None
     if layout.label is not None:
         feature = data.features[layout.label]
         inner = getattr(feature, "feature", None) or (feature[0] if isinstance(feature, list) and feature else None)
-        class_names = getattr(inner, "names", None) or getattr(feature, "names", None)
-    return _examples(where, rows, columns, labels, class_names, names)
+        layout.names = getattr(inner, "names", None) or getattr(feature, "names", None)
+    return _examples(where, rows, columns, labels, layout)

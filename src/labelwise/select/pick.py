@@ -67,7 +67,7 @@ def read_pool(path: str | os.PathLike, columns: TableColumns | None = None) -> l
     if path.is_dir():
         path = path / "data.txt"
     path = path if path.exists() else table_file(path.parent, path.name) or path  # data.csv for a missing data.txt
-    if is_table(path):  # a CSV / JSONL / Parquet pool: its text column (labelwise.data.tables)
+    if is_table(path, columns):  # a CSV / JSONL / Parquet pool: its text column (labelwise.data.tables)
         return read_table_texts(path, columns)
     try:
         lines = read_lines(path)

@@ -86,7 +86,8 @@ class Batcher:
             self.metrics.batch_texts.observe(len(texts))
         return probs
 
-    async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
+    def _admit(self, texts: list[str]) -> None:
+        """Refuse work a broken model cannot do, or that would take the queue past ``max_queue``."""
         if self.broken:
             raise BrokenModel(self.broken)
         if self.pending + len(texts) > self.config.max_queue:
@@ -95,6 +96,9 @@ class Batcher:
                 self.metrics.shed.inc()
             retry = min(60, max(1, math.ceil(self.pending * self.seconds_per_text)))
             raise Overloaded(self.pending, self.config.max_queue, retry)
+
+    async def proba(self, texts: list[str], max_seq_length: int | None = None) -> np.ndarray:
+        self._admit(texts)
         self.stats["requests"] += 1
         self.stats["texts"] += len(texts)
         self.pending += len(texts)
@@ -110,10 +114,7 @@ class Batcher:
 
     async def features(self, texts: list[str]) -> np.ndarray:
         """The texts' vectors (the head's input), on the model's thread, within the same queue bound."""
-        if self.pending + len(texts) > self.config.max_queue:
-            self.stats["refused_busy"] += 1
-            raise Overloaded(self.pending, self.config.max_queue,
-                             min(60, max(1, math.ceil(self.pending * self.seconds_per_text))))
+        self._admit(texts)
         self.pending += len(texts)
         try:
             return await asyncio.get_running_loop().run_in_executor(

@@ -168,7 +168,7 @@ class JsonBodies:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        refusal = self._refusal(scope, headers)
+        refusal = self._refusal(headers)
         if refusal is None:
             body, refusal = await self._read(receive)
         if refusal is not None:
@@ -184,7 +184,7 @@ class JsonBodies:
 
         return await self.app(scope, replay, send)
 
-    def _refusal(self, scope, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
         kind = headers.get(b"content-type", b"")
         if not JSON_TYPE.fullmatch(kind):
             shown = printable(kind.decode("latin-1"))[:60] or "none"

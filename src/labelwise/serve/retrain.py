@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, save_dataset
 from labelwise.data.labelstudio import SEP, Control, read_tasks
-from labelwise.data.tables import TableColumns
+from labelwise.data.tables import columns_of
 from labelwise.errors import LabelwiseError, shorten
 
 if TYPE_CHECKING:
@@ -192,9 +192,8 @@ class Retrainer:
                                  f"label.txt){': ' + str(folder) + ' is not a folder' if folder else ''}; start the "
                                  "service with --labelstudio_dataset_dir")
         names = {k: args[k] for k in ("train_file", "dev_file", "test_file", "label_file") if args.get(k)}
-        columns = TableColumns(**{k: args[k] for k in ("text_column", "label_column", "label_columns", "label_sep")
-                                  if args.get(k)})  # a table's columns, as the model was trained
-        dataset = load_dataset(folder, columns=columns, labels=served.classifier.labels, **names)
+        dataset = load_dataset(folder, columns=columns_of(args), labels=served.classifier.labels,  # as trained
+                               **names)
         check_same_labels(served.classifier.labels, dataset.labels, served.path or None,
                           Path(folder) / names.get("label_file", "label.txt"))
         return Path(folder), dataset

@@ -24,6 +24,7 @@ from typing import Annotated, Optional, Union
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from labelwise.errors import LabelwiseError
@@ -132,8 +133,6 @@ def add_tei_routes(app: FastAPI, slot, config, check_limits) -> None:
 
     @app.get("/health/ready", tags=["probes"])
     async def ready():
-        from fastapi.responses import JSONResponse
-
         batcher = slot.current.batcher
         if batcher.broken:
             return JSONResponse({"status": "unhealthy", "error": batcher.broken}, status_code=503)
