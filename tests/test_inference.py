@@ -243,9 +243,9 @@ def test_one_loader_one_precision_rule(tiny_zh_checkpoint, divorce_small, tmp_pa
     """--precision int8 is refused for a checkpoint by every command (it used to be ignored by predict/evaluate)."""
     from labelwise.cli import main
     from labelwise.errors import LabelwiseError
-    from labelwise.predict.classifier import detect_kind
+    from labelwise.predict.backends import detect
 
-    assert detect_kind(tiny_zh_checkpoint) == "torch"
+    assert detect(tiny_zh_checkpoint) == "torch"
     with pytest.raises(LabelwiseError, match="needs an ONNX export folder"):
         Classifier.load(tiny_zh_checkpoint, precision="int8")
     commands = {

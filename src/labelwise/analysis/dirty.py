@@ -158,7 +158,7 @@ def out_of_fold_probs_finetune(classifier, examples: Sequence[Example], dataset_
                                  "test_file": "test.txt", "label_file": "label.txt", "progress": progress,
                                  "seed": seed + k, **({"epochs": epochs} if epochs else {})})
             train(cfg)
-            fold_clf = Classifier.load(work / f"fold{k}", backend="torch")
+            fold_clf = Classifier.load(work / f"fold{k}")
             probs[held] = fold_clf.predict_proba([examples[i].text for i in held])
     return probs
 

@@ -174,7 +174,7 @@ def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> Spars
                       label_file=cfg.label_file, data_file=cfg.unlabeled_file,
                       require=("train", "dev", "data") if cfg.annotate else ("train", "dev"))
     files = _outputs(cfg, Path(cfg.output_dir or cfg.dataset_dir))
-    classifier = classifier or Classifier.load(cfg.params_path, backend="torch", device=cfg.device)
+    classifier = classifier or Classifier.load(cfg.params_path, device=cfg.device, require=("gradients",))
     check_same_labels(classifier.labels, ds.labels, classifier.path, Path(cfg.dataset_dir) / cfg.label_file)
     opts = dict(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
     train_index = SupportIndex.build(classifier, ds.train, progress=cfg.progress, **opts)

@@ -206,7 +206,7 @@ def _checkpoint(args, labels=None, label_file=None):
     from labelwise.data.dataset import check_same_labels
     from labelwise.predict.classifier import Classifier
 
-    clf = Classifier.load(args.params_path, backend="torch", device=args.device)
+    clf = Classifier.load(args.params_path, device=args.device, require=("gradients",))
     if labels is not None:
         check_same_labels(clf.labels, labels, args.params_path, label_file)
     return clf

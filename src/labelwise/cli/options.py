@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
 from labelwise.evaluation.decision import HIERARCHY_MODES
+from labelwise.predict import backends
 from labelwise.settings import setting
 
-PRECISIONS = ("fp32", "int8", "fp16")
-BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = backends.precisions()  # for help texts; the registry checks the value against the folder's kind
+BACKENDS = ("auto",) + backends.names()
 
 
 @dataclass
@@ -38,10 +39,11 @@ class ModelSource:
     """Which model a command opens, and how it runs it."""
 
     params_path: str = setting("checkpoint", help="checkpoint folder from `labelwise train`")
-    model_path: str | None = setting(None, help="an export folder (ONNX); implies --backend onnx")
+    model_path: str | None = setting(None, help="an export folder (`labelwise export`) instead of a checkpoint")
     index_dir: str | None = setting(None, help="a retrieval index from `labelwise index` instead of a model")
-    backend: str = setting("auto", help="how to run the model (auto: by what the folder holds)", choices=BACKENDS)
-    precision: str = setting("fp32", help="which model file of an ONNX export", choices=PRECISIONS)
+    backend: str = setting("auto", help=f"how to run the model: auto (by what the folder holds) or one of "
+                                        f"{', '.join(BACKENDS[1:])}")
+    precision: str = setting("fp32", help=f"which model file of an export: {', '.join(PRECISIONS)}")
     device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
     num_threads: int | None = setting(None, help="CPU threads for inference")
     batch_size: int = setting(32, help="texts per forward pass")
@@ -51,9 +53,7 @@ class ModelSource:
         """(folder, backend): an index wins, then ``model_path`` (ONNX unless the backend says otherwise)."""
         if self.index_dir:
             return self.index_dir, "retrieval"
-        if self.model_path:
-            return self.model_path, "onnx" if self.backend == "auto" else self.backend
-        return self.params_path, self.backend
+        return self.model_path or self.params_path, self.backend
 
     def load(self):
         """The :class:`~labelwise.predict.classifier.Classifier`, opened the one way every command uses."""

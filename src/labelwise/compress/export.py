@@ -35,12 +35,13 @@ from labelwise.files import (
     human_size,
     prepare_output_dir,
 )
+from labelwise.compress.cards import onnx_card
 from labelwise.locks import locks_output
 from labelwise.model.card import write_model_card
 from labelwise.model.blend import BASELINE_DIR
 from labelwise.model.checkpoint import META_FILE, read_meta
 from labelwise.model.integrity import checksums
-from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, OnnxBackend
+from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, WEIGHT_PATTERNS, OnnxBackend
 
 log = logging.getLogger("labelwise")
 
@@ -135,10 +136,10 @@ def export_onnx(params_path: str | os.PathLike, output_path: str | os.PathLike, 
             report.checks["fp16"] = _compare(tmp, "fp16", samples, reference)
         _copy_side_files(params_path, tmp)
         meta = read_meta(tmp)
-        meta.checksums = checksums(tmp)  # the export's own weight files, verified at load
+        meta.checksums = checksums(tmp, WEIGHT_PATTERNS)  # the export's own weight files, verified at load
         atomic_write_json(tmp / META_FILE, meta.to_json())
         atomic_write_json(tmp / EXPORT_INFO, _export_info(params_path, opset, atol, report))
-        write_model_card(tmp, meta, kind="export")
+        write_model_card(tmp, meta, kind="export", export=onnx_card(tmp))
     report.files = {p: report.output_path / MODEL_FILES[p] for p in report.checks}
     report.seconds = time.perf_counter() - start
     return report

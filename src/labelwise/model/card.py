@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from labelwise.model.encoders import HUB_MODELS
 
 log = logging.getLogger("labelwise")
 
-__all__ = ["CARD_FILE", "card_language", "licence_notice", "read_card", "record_test_figures", "write_model_card"]
+__all__ = ["CARD_FILE", "ExportCard", "card_language", "check_table", "licence_notice", "read_card", "record_test_figures", "write_model_card"]
 
 CARD_FILE = "README.md"
 LIBRARY = "labelwise"
@@ -105,6 +106,15 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def check_table(info: dict, files: dict[str, str]) -> str:
+    """Markdown: an export's model files (precision → file name) with their checks against PyTorch (``info``:
+    its export.json)."""
+    checks = _dict(info.get("checks"))
+    return _table(["precision", "file", "max logit difference", "decisions agreeing"],
+                  [[p, f"`{name}`", _num(_dict(checks.get(p)).get("max_abs_logit_diff"), 6),
+                    _num(_dict(checks.get(p)).get("decisions_agree"), 4)] for p, name in files.items()])
+
+
 def _split_rows(metrics: dict, split: str) -> list[list[str]]:
     """Figure rows of one split (dev or test): the model at tuned thresholds and at 0.5, then the baseline."""
     rows = []
@@ -140,17 +150,28 @@ def _eval_results(metrics: dict, dataset: str) -> list:
 
 
 # ---- the card ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportCard:
+    """What an export's writer (:mod:`labelwise.compress`) says about its engine in the card."""
+
+    what: str  # "an ONNX export of a labelwise checkpoint, for ONNX Runtime"
+    tag: str  # a Hub tag: onnx, openvino
+    section: str  # Markdown: the engine, its files and their checks against PyTorch
+    how: str  # the sentence before the snippet
+    snippet: str  # plain-library code that predicts with this folder
+
+
 def write_model_card(folder: str | os.PathLike, meta, kind: str = "checkpoint", *, extra: dict[str, str] | None = None,
-                     language: str | None = None) -> Path:
+                     language: str | None = None, export: ExportCard | None = None) -> Path:
     """Write ``folder/README.md`` for ``meta`` (a checkpoint's or an export's ``labelwise.json``).
 
-    ``kind``: checkpoint | export (an export also reads its ``export.json``). ``extra``: more sections,
+    ``kind``: checkpoint | export (then ``export`` says what the engine is). ``extra``: more sections,
     title → Markdown. ``language``: overrides the guess from the label names and the encoder.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    if kind not in ("checkpoint", "export"):
-        raise ValueError(f"kind must be checkpoint or export, got {kind!r}")
+    if kind not in ("checkpoint", "export") or (kind == "export") != (export is not None):
+        raise ValueError(f"kind must be checkpoint, or export with its ExportCard; got {kind!r}")
     folder = Path(folder)
     metrics, args = _dict(meta.metrics), _dict(meta.training_args)
     dataset = Path(str(args["dataset_dir"])).name if args.get("dataset_dir") else "unknown"
@@ -159,23 +180,22 @@ def write_model_card(folder: str | os.PathLike, meta, kind: str = "checkpoint", 
     title = f"{dataset} · {short} ({LIBRARY} {kind})"
     results = _eval_results(metrics, dataset)
     data = ModelCardData(language=language or card_language(meta.labels, encoder), library_name=LIBRARY,
-                         tags=TAGS + (["onnx"] if kind == "export" else []), pipeline_tag="text-classification",
+                         tags=TAGS + ([export.tag] if export else []), pipeline_tag="text-classification",
                          base_model=_hub_id(encoder), metrics=["f1", "accuracy"] if results else None,
                          model_name=title if results else None, eval_results=results or None)
-    sections = [f"# {_plain(title)}", _summary(meta, kind, dataset, encoder), _labels_section(meta, metrics),
+    sections = [f"# {_plain(title)}", _summary(meta, export, dataset, encoder), _labels_section(meta, metrics),
                 _figures_section(metrics), f"{TEST_START}\n{_test_from_meta(metrics)}\n{TEST_END}",
                 _data_section(metrics, args), _args_section(args), _encoder_section(meta, encoder)]
-    if kind == "export":
-        sections.append(_export_section(folder))
+    if export:
+        sections.append(export.section)
     sections += [f"## {name}\n\n{body.strip()}" for name, body in (extra or {}).items()]
-    sections += [_loading_section(kind), _limits_section(meta, metrics, dataset)]
+    sections += [_loading_section(export), _limits_section(meta, metrics, dataset)]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(s.strip() for s in sections) + "\n")
     return atomic_write_text(folder / CARD_FILE, str(card))
 
 
-def _summary(meta, kind: str, dataset: str, encoder: str) -> str:
-    what = ("an ONNX export of a labelwise checkpoint, for ONNX Runtime" if kind == "export"
-            else "a labelwise checkpoint (PyTorch, safetensors)")
+def _summary(meta, export: ExportCard | None, dataset: str, encoder: str) -> str:
+    what = export.what if export else "a labelwise checkpoint (PyTorch, safetensors)"
     return (f"A multi-label text classifier, {what}: the `{encoder}` encoder with {meta.pooling} pooling and one "
             f"sigmoid per label, trained on `{dataset}` for {len(meta.labels)} labels. A text gets every label "
             f"whose probability reaches that label's threshold, so it can get several labels, or none.\n\n"
@@ -247,20 +267,6 @@ def _encoder_section(meta, encoder: str) -> str:
             f"{meta.max_seq_length} tokens.\n\n**Licence:** {licence_notice(encoder)}")
 
 
-def _export_section(folder: Path) -> str:
-    path = folder / "export.json"
-    info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    rows = [[precision, f"`{name}`", _num(_dict(_dict(info.get("checks")).get(precision)).get("max_abs_logit_diff"),
-                                         6),
-             _num(_dict(_dict(info.get("checks")).get(precision)).get("decisions_agree"), 4)]
-            for precision, name in _dict(info.get("files")).items()]
-    if not rows:
-        return "## ONNX export\n\nThe export's details (export.json) were not found."
-    return (f"## ONNX export\n\nOpset {info.get('opset', '—')}, onnxruntime {info.get('onnxruntime', '—')}; each "
-            "graph checked against PyTorch:\n\n" + _table(["precision", "file", "max logit difference",
-                                                            "decisions agreeing"], rows))
-
-
 # The one copy of the plain-transformers code: the card shows it, docs/training.md shows it verbatim and
 # tests/test_inference.py runs it (mean and cls pooling) against labelwise's own probabilities.
 CHECKPOINT_SNIPPET = '''```python
@@ -289,34 +295,13 @@ thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
 predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
 ```'''
 
-EXPORT_SNIPPET = '''```python
-import json
-import numpy as np
-import onnxruntime
-from transformers import AutoTokenizer
-
-folder = "export"  # this folder
-texts = ["a text to label"]
-meta = json.load(open(f"{folder}/labelwise.json", encoding="utf-8"))
-tokenizer = AutoTokenizer.from_pretrained(folder)
-session = onnxruntime.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])
-batch = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_seq_length"], return_tensors="np")
-inputs = {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()}
-logits = session.run(["logits"], inputs)[0]
-probs = 1 / (1 + np.exp(-logits))  # columns in meta["labels"] order
-thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
-predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
-```'''
-
-
-def _loading_section(kind: str) -> str:
-    name = "export" if kind == "export" else "checkpoint"
-    plain = ("With ONNX Runtime and a transformers tokenizer only:" if kind == "export" else
-             "With plain transformers and safetensors (the encoder loads with `AutoModel`, the head is one "
-             "linear layer):")
+def _loading_section(export: "ExportCard | None") -> str:
+    name = "export" if export else "checkpoint"
+    plain = export.how if export else ("With plain transformers and safetensors (the encoder loads with "
+                                       "`AutoModel`, the head is one linear layer):")
     return (f"## How to use\n\nWith labelwise:\n\n```python\nimport labelwise\n\n"
             f"clf = labelwise.Classifier.load(\"{name}\")  # this folder\nclf.predict([\"a text to label\"])\n```\n\n"
-            f"{plain}\n\n{EXPORT_SNIPPET if kind == 'export' else CHECKPOINT_SNIPPET}")
+            f"{plain}\n\n{export.snippet if export else CHECKPOINT_SNIPPET}")
 
 
 def _limits_section(meta, metrics: dict, dataset: str) -> str:

@@ -167,24 +167,18 @@ def save_checkpoint(folder: str | os.PathLike, model, tokenizer, meta: Checkpoin
 
 
 def is_checkpoint(folder: str | os.PathLike) -> bool:
-    """A PyTorch checkpoint of this format (as opposed to an ONNX export folder)."""
+    """A PyTorch checkpoint of this format (its head file is there)."""
     return (Path(folder) / HEAD_FILE).exists()
 
 
-def detect_backend(folder: str | os.PathLike) -> str:
-    """torch for a checkpoint folder, onnx for an export folder; one clear line for anything else."""
+def explain_folder(folder: str | os.PathLike) -> None:
+    """One precise line for a folder that is nearly a checkpoint (the first format, pickled weights, a missing
+    head); nothing for any other folder."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise LabelwiseError(f"{folder}: model folder not found")
-    if is_checkpoint(folder):
-        return "torch"
-    if (folder / "export.json").exists() or any(folder.glob("*.onnx")):
-        return "onnx"
     _refuse_old_format(folder)
     refuse_pickles(folder)
     if (folder / META_FILE).exists() and (folder / ENCODER_DIR).is_dir():
         raise damaged(folder / HEAD_FILE, "not found")
-    raise LabelwiseError(f"{folder}: neither a labelwise checkpoint ({HEAD_FILE}) nor an ONNX export (model.onnx)")
 
 
 def _refuse_old_format(folder: Path) -> None:
@@ -218,11 +212,9 @@ def load_checkpoint(folder: str | os.PathLike, device: str = "cpu"):
     if not folder.is_dir():
         raise LabelwiseError(f"{folder}: checkpoint folder not found")
     if not is_checkpoint(folder):
-        _refuse_old_format(folder)
-        refuse_pickles(folder)
-        if (folder / META_FILE).exists() and (folder / ENCODER_DIR).is_dir():
-            raise damaged(folder / HEAD_FILE, "not found")
-        raise LabelwiseError(f"{folder}: no {HEAD_FILE}; is this an ONNX export? load it with `backend` onnx")
+        explain_folder(folder)
+        raise LabelwiseError(f"{folder}: no {HEAD_FILE}, so not a labelwise checkpoint; an export or an index is "
+                             "opened with `backend` auto")
     meta = read_meta(folder)
     verify_checksums(folder, meta.checksums)
     head = _read_head(folder / HEAD_FILE, len(meta.labels))

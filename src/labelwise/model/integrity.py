@@ -1,7 +1,8 @@
 """Weight files checked against the checksums their folder recorded when labelwise wrote it.
 
 A checkpoint or an export lists, in ``labelwise.json`` under ``"checksums"``, the SHA-256 of every weight file it
-holds (``*.safetensors``, ``*.onnx`` and ONNX's external data), by path inside the folder. Loading verifies each
+holds (``*.safetensors``, and the patterns an export's writer names for its engine's files), by path inside the
+folder. Loading verifies each
 one that is there: a file changed after it was written (a bad copy, a flipped disk block, bytes overwritten in
 place with the size kept) is one line naming it, instead of a model that answers NaN. This guards against damage,
 not against someone who also edits ``labelwise.json``; folders written before checksums were kept load unchecked.
@@ -16,7 +17,7 @@ from labelwise.errors import LabelwiseError
 
 __all__ = ["WEIGHT_PATTERNS", "checksums", "sha256", "verify_checksums"]
 
-WEIGHT_PATTERNS = ("*.safetensors", "*.onnx", "*.onnx.data", "*.onnx_data")
+WEIGHT_PATTERNS = ("*.safetensors",)  # a checkpoint's; exports add their engine's files
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -27,10 +28,11 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def checksums(folder: str | os.PathLike) -> dict[str, str]:
-    """{path inside ``folder`` (with /): SHA-256} of every weight file under ``folder``, sorted by path."""
+def checksums(folder: str | os.PathLike, patterns=()) -> dict[str, str]:
+    """{path inside ``folder`` (with /): SHA-256} of every weight file under ``folder`` (``*.safetensors`` and
+    ``patterns``), sorted by path."""
     folder = Path(folder)
-    found = {p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()}
+    found = {p for pattern in (*WEIGHT_PATTERNS, *patterns) for p in folder.rglob(pattern) if p.is_file()}
     return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(found)}
 
 

@@ -21,11 +21,9 @@ from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import BrokenModel, LabelwiseError
 from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
 from labelwise.model.blend import Blend, load_blend
-from labelwise.model.checkpoint import CheckpointMeta, detect_backend, load_checkpoint, read_meta
-from labelwise.model.device import resolve_device
-from labelwise.model.integrity import verify_checksums
+from labelwise.model.checkpoint import CheckpointMeta
+from labelwise.predict import backends
 from labelwise.predict.batching import LONG_TEXT_MODES, encode, iter_batches, length_grouped_batches, pool_windows
-from labelwise.predict.retrieval import INDEX_FILE, open_index
 from labelwise.predict.torch_backend import TorchBackend
 from labelwise.progress import progress as progress_bar
 
@@ -52,18 +50,6 @@ class Prediction:
 
     def to_json(self) -> dict:
         return {"labels": self.labels, "scores": self.scores, "probabilities": self.probabilities}
-
-
-BACKENDS = ("torch", "onnx", "retrieval")
-KIND_NAMES = {"torch": "PyTorch checkpoint", "onnx": "ONNX export", "retrieval": "retrieval index"}
-
-
-def detect_kind(path: str | os.PathLike) -> str:
-    """torch (a checkpoint, pruned or not), onnx (an export) or retrieval (an index); one line for anything else."""
-    path = Path(path)
-    if (path / INDEX_FILE).exists():
-        return "retrieval"
-    return detect_backend(path)
 
 
 class Classifier:
@@ -105,38 +91,29 @@ class Classifier:
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
-             num_threads: int | None = None, precision: str | None = None, **backend_options) -> "Classifier":
+             num_threads: int | None = None, precision: str | None = None, require=(),
+             **backend_options) -> "Classifier":
         """Open any model folder; the one way every command and the service open a model.
 
-        ``backend``: auto (from the folder: a checkpoint, pruned or not → torch; an export → onnx; an index from
-        ``labelwise index`` → retrieval), or torch | onnx | retrieval. ``precision`` (fp32 | int8 | fp16) picks
-        an export's ONNX file; any other folder is refused for int8 / fp16. ``device``: cpu, cuda[:N] or
-        PaddleNLP's gpu[:N]; default a GPU when there is one.
+        ``backend``: auto (the kind the folder is: a checkpoint, pruned or not → torch; an export → onnx; an
+        index from ``labelwise index`` → retrieval; see :mod:`labelwise.predict.backends`), or a kind's name.
+        ``precision`` (fp32 | int8 | fp16 ...) picks one of an export's model files; a kind that does not run
+        it is refused. ``require``: abilities the caller needs (``features``, ``gradients``), refused in one line
+        before anything loads. ``device``: cpu, cuda[:N] or PaddleNLP's gpu[:N]; default a GPU when there is one.
         """
-        path = Path(path)
-        if backend == "auto":
-            backend = detect_kind(path)
-        elif not path.is_dir():
-            raise LabelwiseError(f"{path}: model folder not found")
-        if backend not in BACKENDS:
-            raise LabelwiseError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        if precision not in (None, "fp32") and backend != "onnx":
-            raise LabelwiseError(f"`precision` {precision} needs an ONNX export folder (`labelwise export`); "
-                                 f"{path} is a {KIND_NAMES[backend]}, which runs in fp32")
-        if backend == "torch":
-            model, tokenizer, meta = load_checkpoint(path)
-            return cls(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta, path)
-        if backend == "retrieval":
-            return cls(*open_index(path, device=device, **backend_options), path=path)
-        try:
-            from labelwise.predict.onnx_backend import OnnxBackend, load_tokenizer
-        except ImportError as err:
-            raise LabelwiseError(f"the onnx backend needs onnxruntime: pip install 'labelwise[onnx]' ({err})")
-        meta = read_meta(path)
-        verify_checksums(path, meta.checksums)
-        onnx = OnnxBackend.load(path, device=device, num_threads=num_threads, precision=precision or "fp32",
-                                **backend_options)
-        return cls(onnx, load_tokenizer(path), meta, path)
+        opened = backends.open_folder(path, backend, device=device, num_threads=num_threads, precision=precision,
+                                      require=require, **backend_options)
+        return cls(*opened, path=path)
+
+    def save(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write this classifier as a checkpoint folder that :meth:`load` opens (a PyTorch one only)."""
+        from labelwise.model.checkpoint import save_checkpoint
+
+        if not isinstance(self.backend, TorchBackend):
+            raise LabelwiseError(f"only a PyTorch checkpoint is saved as a folder; this model is a "
+                                 f"{self.backend.name} one: copy its folder ({self.path}) instead")
+        return save_checkpoint(folder, self.backend.model, self.tokenizer, self.meta, blend=self.blend,
+                               overwrite=overwrite)
 
     # ---- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, max_seq_length: int | None = None,
@@ -193,7 +170,8 @@ class Classifier:
         truncated to max_seq_length.
         """
         if not hasattr(self.backend, "features"):
-            raise LabelwiseError("features need a PyTorch checkpoint, not an ONNX export")
+            raise LabelwiseError(f"{self.path or 'this model'}: its {self.backend.name} backend gives no text "
+                                 "vectors; use a PyTorch checkpoint, or an export made with --features")
         texts = _text_list(texts)
         _check_batch_size(batch_size)
         encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)

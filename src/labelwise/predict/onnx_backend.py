@@ -21,12 +21,15 @@ from typing import Sequence
 import numpy as np
 
 from labelwise.errors import LabelwiseError
-from labelwise.model.checkpoint import META_FILE, brief, damaged, read_json_file
+from labelwise.model.checkpoint import META_FILE, brief, damaged, read_json_file, read_meta
+from labelwise.model.integrity import verify_checksums
+from labelwise.predict.backends import Kind, Opened, register
 
-__all__ = ["MODEL_FILES", "OnnxBackend", "OnnxTokenizer", "load_tokenizer", "model_file"]
+__all__ = ["KIND", "MODEL_FILES", "OnnxBackend", "OnnxTokenizer", "WEIGHT_PATTERNS", "load_tokenizer", "model_file"]
 
 # precision → file name inside an export folder
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+WEIGHT_PATTERNS = ("*.onnx", "*.onnx.data", "*.onnx_data")  # what an export's checksums cover
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 EXPORT_AGAIN = "restore the folder from a copy, or export again (labelwise export)"
 
@@ -182,8 +185,8 @@ class OnnxBackend:
     def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """The pooled text vectors (the head's input); exports made with ``--features`` only."""
         if self.features_name is None:
-            raise LabelwiseError("this export has no features output; export again with `features` on "
-                                 "(labelwise export --features) to embed texts with ONNX Runtime")
+            raise LabelwiseError("this export has no features output; export again with --features "
+                                 "(`labelwise export ... --features`) to embed texts with ONNX Runtime")
         return self._run(self.features_name, batch)
 
     def _run(self, output: str, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -196,3 +199,19 @@ class OnnxBackend:
             else:
                 raise LabelwiseError(f"the ONNX graph wants an input {name!r} that the tokenizer does not give")
         return np.asarray(self.session.run([output], feeds)[0], dtype=np.float32)
+
+
+def is_export(folder: Path) -> bool:
+    return (folder / "export.json").exists() or any(folder.glob("*.onnx"))
+
+
+def _open(folder, device=None, num_threads=None, precision="fp32", **options) -> Opened:
+    meta = read_meta(folder)
+    verify_checksums(folder, meta.checksums)
+    backend = OnnxBackend.load(folder, device=device, num_threads=num_threads, precision=precision, **options)
+    return Opened(backend, load_tokenizer(folder), meta)
+
+
+KIND = register(Kind("onnx", "ONNX export", recognise=is_export, open=_open, precisions=tuple(MODEL_FILES),
+                     abilities=frozenset({"features"}), extra="onnx", priority=30,
+                     make="`labelwise export`"))

@@ -96,7 +96,7 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
         import ray
     except ImportError:
         raise LabelwiseError("the Ray route needs Ray Data: pip install 'labelwise[ray]'") from None
-    from labelwise.predict.classifier import detect_kind
+    from labelwise.predict import backends
 
     for name, value in (("num_actors", num_actors), ("threads_per_actor", threads_per_actor),
                         ("batch_size", batch_size)):
@@ -109,9 +109,8 @@ def predict_ray(model_path: str | os.PathLike, data_file: str | os.PathLike, out
     if not Path(data_file).exists():
         raise LabelwiseError(f"{data_file}: input not found (a file, or a folder of files)")
     (output,) = check_outputs([output], [data_file], marker=MARKER)
-    backend = detect_kind(model_path) if backend == "auto" else backend  # fails early on a bad path
-    if precision not in (None, "fp32") and backend != "onnx":  # the loader's rule, before Ray starts
-        raise LabelwiseError(f"`precision` {precision} needs an ONNX export folder (`labelwise export`), not {model_path}")
+    backend = backends.detect(model_path) if backend == "auto" else backend  # fails early on a bad path
+    backends.check_precision(backends.get(backend), precision, model_path)  # the loader's rule, before Ray starts
 
     if not ray.is_initialized():
         local = {} if address else {"num_cpus": max(os.cpu_count() or 1, num_actors * threads_per_actor)}

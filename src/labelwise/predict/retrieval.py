@@ -44,13 +44,12 @@ from labelwise.data.hierarchy import DEFAULT_SEP
 from labelwise.errors import LabelwiseError
 from labelwise.files import INDEX, atomic_dir, atomic_write_json
 from labelwise.model.checkpoint import (
+    META_FILE,
     CheckpointMeta,
     brief,
     damaged,
     is_checkpoint,
-    load_checkpoint,
     read_json_file,
-    read_meta,
 )
 from labelwise.model.device import resolve_device
 from labelwise.model.encoders import build_model
@@ -86,24 +85,20 @@ class Encoder(NamedTuple):
 
 
 def open_encoder(source: str, device: str | None = None, max_seq_length: int = 128) -> Encoder:
-    """The encoder whose pooled vectors an index holds: a checkpoint's, an export's (ONNX Runtime, exported with
-    ``features``), or a bare sentence encoder's (a model name or folder)."""
-    if Path(source).is_dir() and not is_checkpoint(source) and any(Path(source).glob("*.onnx")):
-        from labelwise.predict.onnx_backend import OnnxBackend, load_tokenizer
+    """The encoder whose pooled vectors an index holds: a labelwise model folder's (a checkpoint, or an export
+    made with ``features``: any kind :mod:`labelwise.predict.backends` opens that gives vectors), or a bare
+    sentence encoder's (a model name or folder)."""
+    if Path(source).is_dir() and ((Path(source) / META_FILE).exists() or is_checkpoint(source)):
+        from labelwise.predict.backends import open_folder
 
-        backend = OnnxBackend.load(source, device=device)
-        if backend.features_name is None:
-            raise LabelwiseError(f"{source}: this export has no features output; export again with --features")
-        return Encoder(backend, load_tokenizer(source), read_meta(source))
-    device = resolve_device(device)
-    if Path(source).is_dir() and is_checkpoint(source):
-        model, tokenizer, meta = load_checkpoint(source, device)
-    else:
-        with warnings.catch_warnings():  # a head of zero labels: torch warns that initialising it is a no-op
-            warnings.simplefilter("ignore", UserWarning)
-            model, tokenizer, pooling = build_model(source, [], "auto")
-        meta = CheckpointMeta(labels=[], max_seq_length=max_seq_length, base_model=source, pooling=pooling)
-    return Encoder(TorchBackend(model.eval(), device), tokenizer, meta)
+        backend, tokenizer, meta = open_folder(source, device=device, require=("features",))
+        backend.features(pad_batch(encode(tokenizer, ["x"], 8), [0], tokenizer.pad_token_id or 0))  # says why not
+        return Encoder(backend, tokenizer, meta)
+    with warnings.catch_warnings():  # a head of zero labels: torch warns that initialising it is a no-op
+        warnings.simplefilter("ignore", UserWarning)
+        model, tokenizer, pooling = build_model(source, [], "auto")
+    meta = CheckpointMeta(labels=[], max_seq_length=max_seq_length, base_model=source, pooling=pooling)
+    return Encoder(TorchBackend(model.eval(), resolve_device(device)), tokenizer, meta)
 
 
 def centred(features: np.ndarray, center: np.ndarray) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""The PyTorch backend: a checkpoint's model, eager, without gradients."""
+"""The PyTorch backend: a checkpoint's model (``labelwise train``, ``labelwise prune``), eager, without gradients."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TorchBackend"]
+from labelwise.model.checkpoint import explain_folder, is_checkpoint
+from labelwise.predict.backends import Kind, Opened, register
+
+__all__ = ["KIND", "TorchBackend"]
 
 
 class TorchBackend:
@@ -39,3 +42,16 @@ class TorchBackend:
     def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Pooled representation of each row: the input of the final linear layer."""
         return self._run(self.model.pooled, batch)
+
+
+def _open(folder, device=None, num_threads=None, precision="fp32") -> Opened:
+    from labelwise.model.checkpoint import load_checkpoint
+    from labelwise.model.device import resolve_device
+
+    model, tokenizer, meta = load_checkpoint(folder)  # checks every file, checksums included
+    return Opened(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta)
+
+
+KIND = register(Kind("torch", "PyTorch checkpoint", recognise=is_checkpoint, open=_open,
+                     abilities=frozenset({"features", "gradients"}), priority=20,
+                     make="`labelwise train` or `labelwise prune`", explain=explain_folder))

@@ -35,8 +35,11 @@ from labelwise.files import (
     check_outputs,
 )
 from labelwise.model.checkpoint import read_meta
+from labelwise.predict.onnx_backend import MODEL_FILES
 
-__all__ = ["write_triton_repo", "graph_signature"]
+__all__ = ["PRECISIONS", "write_triton_repo", "graph_signature"]
+
+PRECISIONS = tuple(MODEL_FILES)  # Triton runs one of the export's ONNX files
 
 HERE = Path(__file__).resolve().parent
 # ONNX TensorProto element type → Triton data type
