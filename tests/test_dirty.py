@@ -17,7 +17,7 @@ from labelwise.analysis.dirty import (
     representer_alpha,
     representer_scores,
 )
-from labelwise.cli.data import _dataset_output, add_dirty_arguments, cmd_dirty
+from labelwise.cli.analysis import _dataset_output, add_dirty_arguments, cmd_dirty
 from labelwise.data.dataset import read_examples
 from labelwise.errors import LabelwiseError
 

@@ -18,7 +18,7 @@ from labelwise.analysis.interpret_words import (
     read_interpret_input,
     word_spans,
 )
-from labelwise.cli.data import add_interpret_words_arguments, cmd_interpret_words
+from labelwise.cli.analysis import add_interpret_words_arguments, cmd_interpret_words
 from labelwise.data.dataset import read_labels
 from labelwise.errors import DataError, LabelwiseError
 

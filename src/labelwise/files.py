@@ -60,8 +60,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 CHECKPOINT = OutputKind("checkpoint", "labelwise.json",
                         ("encoder", "head.safetensors", "labelwise.json", "README.md", "config.json",
                          "model.safetensors", *TOKENIZER_FILES), others=("export.json", "index.json"))
-EXPORT = OutputKind("ONNX export", "export.json", ("model*.onnx", "*.onnx.data", "*.onnx_data", "export.json",
-                                                   "labelwise.json", "README.md", "config.json", *TOKENIZER_FILES))
 INDEX = OutputKind("retrieval index", "index.json", ("index.json", "vectors.safetensors", "texts.jsonl", "milvus.db"))
 
 
@@ -388,6 +386,6 @@ def _install(tmp: Path, target: Path, kind: OutputKind | None) -> None:
     tmp.rmdir()
 
 
-__all__ = ["CHECKPOINT", "EXPORT", "INDEX", "OutputKind", "apply_umask", "atomic_dir", "atomic_write_json",
+__all__ = ["CHECKPOINT", "INDEX", "OutputKind", "apply_umask", "atomic_dir", "atomic_write_json",
            "atomic_write_text", "check_outputs", "folder_size", "human_size", "prepare_output_dir",
            "remove_stale", "umask", "write_errno", "write_error"]

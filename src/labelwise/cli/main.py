@@ -1,9 +1,9 @@
 """`labelwise` command line: the parser assembled from the verb groups, ``main()`` and its one-line errors.
 
 Each group registers its verbs and holds their thin ``cmd_*`` functions: :mod:`labelwise.cli.train` (train,
-zeroshot, index, demo), :mod:`labelwise.cli.predict` (predict, evaluate), :mod:`labelwise.cli.deploy` (export,
-prune, serve), :mod:`labelwise.cli.data` (doccano, labelstudio, data tools, interpret), :mod:`labelwise.cli.select`
-(select). Flags come from config fields (:mod:`labelwise.settings`); those several commands share are in
+zeroshot, index), :mod:`labelwise.cli.demo` (demo), :mod:`labelwise.cli.predict` (predict, evaluate), :mod:`labelwise.cli.compress` (export,
+prune), :mod:`labelwise.cli.serve` (serve), :mod:`labelwise.cli.annotate` (doccano, labelstudio),
+:mod:`labelwise.cli.analysis` (data tools, interpret), :mod:`labelwise.cli.select` (select). Flags come from config fields (:mod:`labelwise.settings`); those several commands share are in
 :mod:`labelwise.cli.options`.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ import logging
 import re
 import sys
 
-from labelwise.cli import data, deploy, predict, select, train
+from labelwise.cli import analysis, annotate, compress, demo, predict, select, serve, train
 from labelwise.cli.config_file import add_config_flags, apply_config, print_config
 from labelwise.errors import LabelwiseError, OutputExistsError, os_error_line
 
 log = logging.getLogger("labelwise")
 
-GROUPS = (train, predict, deploy, data, select)
+GROUPS = (train, demo, predict, compress, serve, annotate, analysis, select)
 
 
 def build_parser() -> argparse.ArgumentParser:

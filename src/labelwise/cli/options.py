@@ -50,10 +50,8 @@ class ModelSource:
     max_seq_length: int | None = setting(None, help="default: the one the model was trained with")
 
     def source(self) -> tuple[str, str]:
-        """(folder, backend): an index wins, then ``model_path`` (ONNX unless the backend says otherwise)."""
-        if self.index_dir:
-            return self.index_dir, "retrieval"
-        return self.model_path or self.params_path, self.backend
+        """(folder, backend): an index wins, then ``model_path`` (an export), then ``params_path``."""
+        return self.index_dir or self.model_path or self.params_path, self.backend
 
     def load(self):
         """The :class:`~labelwise.predict.classifier.Classifier`, opened the one way every command uses."""

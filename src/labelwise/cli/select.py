@@ -1,11 +1,10 @@
 """CLI for active learning: ``select`` (the next texts to annotate, with the model's guesses as pre-annotations).
 
 What comes back from the annotation tool is merged by the imports (``labelwise doccano`` / ``labelwise
-labelstudio --merge_into DATASET``, :mod:`labelwise.cli.data`); :func:`merge_annotations` is their shared step.
+labelstudio --merge_into DATASET``, :mod:`labelwise.cli.annotate`, with its ``merge_annotations``).
 """
 from __future__ import annotations
 
-from labelwise.errors import LabelwiseError
 from labelwise.select.run import SelectConfig
 from labelwise.settings import add_flags, from_args
 
@@ -38,17 +37,4 @@ def cmd_select(args) -> int:
     print(selection.summary())
     print(f"{len(selection.texts)} {tool} tasks, {guesses} -> {path}")
     print(f"next: import {path} into {tool}, annotate, export, then run\n  {next_command(cfg)}")
-    return 0
-
-
-def merge_annotations(examples, args, source: str) -> int:
-    """``--merge_into``: the annotated ``examples`` appended to that dataset's train.txt (dev and test untouched)."""
-    from labelwise.select.tasks import merge_into_train
-
-    for flag in ("output_file", "label_file"):
-        if getattr(args, flag, None):
-            raise LabelwiseError(f"--{flag} and --merge_into do not go together: --merge_into appends to the "
-                                 "dataset's train.txt and checks labels against its label.txt")
-    report = merge_into_train(examples, args.merge_into, source, hierarchy_sep=args.hierarchy_sep)
-    print(report.summary())
     return 0

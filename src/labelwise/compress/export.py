@@ -27,7 +27,8 @@ import numpy as np
 
 from labelwise.errors import LabelwiseError
 from labelwise.files import (
-    EXPORT,
+    TOKENIZER_FILES as TOKENIZER_NAMES,
+    OutputKind,
     apply_umask,
     atomic_dir,
     atomic_write_json,
@@ -46,6 +47,8 @@ from labelwise.predict.onnx_backend import MODEL_FILES, TOKENIZER_FILES, WEIGHT_
 log = logging.getLogger("labelwise")
 
 EXPORT_INFO = "export.json"
+EXPORT = OutputKind("ONNX export", EXPORT_INFO, ("model*.onnx", *WEIGHT_PATTERNS, EXPORT_INFO, META_FILE, "README.md",
+                                                "config.json", BASELINE_DIR, *TOKENIZER_NAMES))
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 FUSABLE_MODEL_TYPES = {"bert", "ernie", "roberta", "xlm-roberta", "camembert", "electra"}
 FP32_TOLERANCE = 1e-4  # max |logit difference| allowed between ONNX Runtime fp32 and PyTorch

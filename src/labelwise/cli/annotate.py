@@ -1,0 +1,103 @@
+"""CLI for annotations: ``doccano`` and ``labelstudio`` exports → a dataset folder, or merged into one.
+
+Each command only parses flags and calls :mod:`labelwise.data.annotation` / :mod:`labelwise.select.tasks`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from labelwise.cli.options import DatasetFiles, LabelPaths, RunOptions
+from labelwise.errors import LabelwiseError
+from labelwise.settings import add_flags
+
+
+def _bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _split_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save_dir", default="./data", help="dataset folder to write (default %(default)s)")
+    p.add_argument("--splits", type=float, nargs="+", default=[0.8, 0.2],
+                   help="train [dev [test]] ratios summing to 1 (default 0.8 0.2)")
+    p.add_argument("--is_shuffle", type=_bool, nargs="?", const=True, default=True,
+                   help="shuffle before splitting (default true; --is_shuffle false keeps file order)")
+    p.add_argument("--stratify", type=_bool, nargs="?", const=True, default=None,
+                   help="iterative stratification: every label reaches every split in proportion (default: on "
+                        "when shuffling; --stratify false: the plain random split)")
+    p.add_argument("--output_file", default=None,
+                   help="instead of a dataset folder, write every example to this one file "
+                        "(re-annotated dirty or support data)")
+    add_flags(p, DatasetFiles, only=("label_file",), defaults={"label_file": None},
+              help_overrides={"label_file": "with --output_file: labels must be in this label.txt"})
+    add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
+    add_flags(p, LabelPaths, only=("hierarchy_sep",), help_overrides={
+        "hierarchy_sep": "separator of label paths in the annotations, and what joins a Label Studio taxonomy path "
+                         "(体育##足球: a tree; each path brings its parents), and with --merge_into of the "
+                         "dataset's label names; none: flat names (a taxonomy path: its last element)"})
+    p.add_argument("--merge_into", default=None, metavar="DATASET_DIR",
+                   help="instead of a new dataset: append the annotated texts that are new to this dataset folder's "
+                        "train.txt (labels checked against its label.txt, read with --hierarchy_sep; texts already "
+                        "in train, dev or test skipped; dev and test untouched; the split flags do not apply)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doccano", help="doccano JSONL export → dataset folder")
+    p.add_argument("--doccano_file", default="doccano.jsonl", help="doccano text-classification export")
+    _split_flags(p)
+    p.set_defaults(func=cmd_doccano)
+
+    p = sub.add_parser("labelstudio", help="Label Studio JSON export (choices / taxonomy) → dataset folder")
+    p.add_argument("--labelstudio_file", default="label_studio.json", help="Label Studio JSON or JSON-MIN export")
+    p.add_argument("--text_key", default="text", help="field of the task data holding the text")
+    p.add_argument("--from_name", default=None, help="the choices/taxonomy control to read (when several)")
+    _split_flags(p)
+    p.set_defaults(func=cmd_labelstudio)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def _write_annotated(examples, args, source: str, skipped: int = 0) -> int:
+    from labelwise.data.annotation import write_dataset, write_labelled
+
+    if args.merge_into:
+        return merge_annotations(examples, args, source)
+    if args.output_file:
+        path = write_labelled(examples, args.output_file, args.label_file, args.overwrite, source)
+        print(f"{len(examples)} examples written to {path}")
+        return 0
+    if args.label_file:
+        raise LabelwiseError("--label_file only checks labels with --output_file")
+    report = write_dataset(examples, args.save_dir, args.splits, args.is_shuffle, args.seed, args.stratify,
+                           args.overwrite, source, skipped, sep=args.hierarchy_sep)
+    print(report.summary())
+    return 0
+
+
+def cmd_doccano(args) -> int:
+    from labelwise.data.annotation import read_doccano
+
+    return _write_annotated(read_doccano(args.doccano_file, args.hierarchy_sep), args, args.doccano_file)
+
+
+def cmd_labelstudio(args) -> int:
+    from labelwise.data.annotation import read_label_studio
+
+    examples, skipped = read_label_studio(args.labelstudio_file, args.text_key, args.from_name, args.hierarchy_sep)
+    return _write_annotated(examples, args, args.labelstudio_file, skipped)
+
+
+def merge_annotations(examples, args, source: str) -> int:
+    """``--merge_into``: the annotated ``examples`` appended to that dataset's train.txt (dev and test untouched)."""
+    from labelwise.select.tasks import merge_into_train
+
+    for flag in ("output_file", "label_file"):
+        if getattr(args, flag, None):
+            raise LabelwiseError(f"--{flag} and --merge_into do not go together: --merge_into appends to the "
+                                 "dataset's train.txt and checks labels against its label.txt")
+    report = merge_into_train(examples, args.merge_into, source, hierarchy_sep=args.hierarchy_sep)
+    print(report.summary())
+    return 0
