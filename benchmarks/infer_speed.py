@@ -1,10 +1,12 @@
-"""Inference speed and accuracy of one checkpoint: PyTorch eager fp32 vs ONNX Runtime fp32 vs int8.
+"""Inference speed and accuracy of one checkpoint on every engine: PyTorch fp32 / bf16, ONNX Runtime fp32 / int8,
+OpenVINO fp32 / bf16 / int8 (calibrated static, and weights only).
 
     python benchmarks/infer_speed.py --params_path runs/deploy/ckpt --dataset_dir data/divorce [--write]
 
-Exports the checkpoint (fp32 + int8) to --export_dir, then predicts the whole split with each
-backend at --batch_size, in rounds (the order rotates each round; the best round counts, since
-the machine is shared). F1 at the checkpoint's tuned thresholds and at 0.5 (PaddleNLP's setting), and
+Exports the checkpoint (ONNX fp32 + int8 to --export_dir, OpenVINO to --export_dir-openvino and, int8 weights
+only, --export_dir-openvino-w) then predicts the whole split with each engine at --batch_size, in rounds (the
+order rotates each round; the best round counts), and the first --latency_texts texts one at a time (batch 1).
+bf16 rows appear where the CPU has bf16 units. F1 at the checkpoint's tuned thresholds and at 0.5 (PaddleNLP's setting), and
 how many label decisions each backend changes against eager. Prints a Markdown section;
 --write appends it to benchmarks/RESULTS.md.
 """
@@ -26,8 +28,19 @@ from labelwise.data.dataset import load_dataset, multi_hot
 from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
 from labelwise.predict.classifier import Classifier
 
-CONFIGS = [("PyTorch eager fp32", "torch", {}), ("ONNX Runtime fp32", "onnx", {"precision": "fp32"}),
-           ("ONNX Runtime int8", "onnx", {"precision": "int8"})]
+CONFIGS = [("PyTorch eager fp32", "torch", "", {}), ("PyTorch bf16 (autocast)", "torch", "", {"precision": "bf16"}),
+           ("ONNX Runtime fp32", "onnx", "", {"precision": "fp32"}),
+           ("ONNX Runtime int8 (dynamic)", "onnx", "", {"precision": "int8"}),
+           ("OpenVINO fp32", "openvino", "-openvino", {"precision": "fp32"}),
+           ("OpenVINO bf16", "openvino", "-openvino", {"precision": "bf16"}),
+           ("OpenVINO int8 (NNCF static, dev-calibrated)", "openvino", "-openvino", {"precision": "int8"}),
+           ("OpenVINO int8 (NNCF weights only)", "openvino", "-openvino-w", {"precision": "int8"})]
+EAGER, ONNX_FP32 = CONFIGS[0][0], CONFIGS[2][0]
+
+
+def bf16_cpu() -> bool:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def parse_args(argv=None):
@@ -40,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--max_samples", type=int, default=None, help="first N examples of the split only")
     p.add_argument("--num_threads", type=int, default=None, help="default: every core")
+    p.add_argument("--latency_texts", type=int, default=200, help="texts timed one at a time (batch 1)")
+    p.add_argument("--only", nargs="+", default=None, help="names of the rows to run (eager always runs)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
 
@@ -83,16 +98,27 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     load_before = os.getloadavg()[0]
     threads = args.num_threads or os.cpu_count()
-    report = export_onnx(args.params_path, args.export_dir, quantize="int8")
+    report = export_onnx(args.params_path, args.export_dir, quantize="int8", overwrite=True)
     print(report.summary(), file=sys.stderr)
+    from labelwise.compress.openvino_export import export_openvino
+
+    ov_reports = {"-openvino": export_openvino(args.params_path, args.export_dir + "-openvino", quantize="int8",
+                                               overwrite=True),
+                  "-openvino-w": export_openvino(args.params_path, args.export_dir + "-openvino-w", quantize="int8",
+                                                 int8_mode="weights", overwrite=True)}
+    for r in ov_reports.values():
+        print(r.summary(), file=sys.stderr)
     ds = load_dataset(args.dataset_dir, require=(args.split,))
     examples = ds.split(args.split)[:args.max_samples]
     texts, y_true = [e.text for e in examples], multi_hot(examples, ds.labels)
-    models = {}
-    for name, backend, options in CONFIGS:
-        path = args.params_path if backend == "torch" else args.export_dir
+    models, sizes = {}, {}
+    for name, backend, suffix, options in CONFIGS:
+        if "bf16" in name and not bf16_cpu() or (args.only and name != EAGER and name not in args.only):
+            continue
+        path = args.params_path if backend == "torch" else args.export_dir + suffix
         models[name] = Classifier.load(path, backend=backend, device="cpu", num_threads=threads, **options)
         models[name].predict_proba(texts[:64], batch_size=args.batch_size)  # warm-up
+        sizes[name] = model_size(path, backend, options.get("precision", "fp32"))
     seconds = {name: [] for name in models}
     probs = {}
     for r in range(args.rounds):
@@ -103,8 +129,14 @@ def main(argv=None) -> str:
             seconds[name].append(time.perf_counter() - start)
             probs.setdefault(name, out)
             print(f"round {r + 1}: {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
-    rows, eager = [], min(seconds[CONFIGS[0][0]])
-    reference = probs[CONFIGS[0][0]]
+    latency = {}
+    for name, clf in models.items():  # batch 1: one text a call, as a service sees a lone request
+        start = time.perf_counter()
+        for text in texts[:args.latency_texts]:
+            clf.predict_proba([text], batch_size=1)
+        latency[name] = 1000 * (time.perf_counter() - start) / min(len(texts), args.latency_texts)
+    rows, eager = [], min(seconds[EAGER])
+    reference = probs[EAGER]
     for name, clf in models.items():
         m = evaluate_predictions(y_true, probs[name], ds.labels, clf.thresholds)
         half = evaluate_predictions(y_true, probs[name], ds.labels, 0.5)
@@ -114,9 +146,11 @@ def main(argv=None) -> str:
                      "micro05": half["micro"]["f1"], "macro05": half["macro"]["f1"],
                      "flips": int((apply_thresholds(probs[name], clf.thresholds)
                                    != apply_thresholds(reference, clf.thresholds)).sum()),
-                     "decisions": probs[name].size,
+                     "decisions": probs[name].size, "ms1": latency[name], "mib": sizes[name],
                      "diff": float(np.abs(probs[name] - reference).max())})
-    breakdown = int8_breakdown(args.export_dir, models[CONFIGS[2][0]], texts, args.batch_size, threads)
+    int8_name = CONFIGS[3][0]
+    breakdown = int8_breakdown(args.export_dir, models[int8_name], texts, args.batch_size, threads) \
+        if int8_name in models else ""
     section = format_section(args, rows, len(texts), threads, load_before, os.getloadavg()[0], report)
     section += "\n" + breakdown + "\n"
     print(section)
@@ -125,33 +159,48 @@ def main(argv=None) -> str:
     return section
 
 
+def model_size(path: str, backend: str, precision: str) -> float:
+    """MiB of the weight files the row runs."""
+    folder = Path(path)
+    if backend == "torch":
+        files = list(folder.rglob("*.safetensors"))
+    elif backend == "onnx":
+        files = [folder / {"fp32": "model.onnx", "int8": "model.int8.onnx"}[precision]]
+    else:
+        stem = "openvino_model.int8" if precision == "int8" else "openvino_model"
+        files = [folder / f"{stem}.xml", folder / f"{stem}.bin"]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
 def format_section(args, rows, n, threads, load_before, load_after, report) -> str:
-    fp32, int8 = rows[1], rows[2]
+    by_name = {r["name"]: r for r in rows}
+    fp32 = by_name.get(ONNX_FP32, rows[0])
+    int8 = max((r for r in rows if "int8" in r["name"]), key=lambda r: r["sps"], default=rows[0])
     speed_ok = int8["speedup"] >= 3
     def f1_ok(suffix: str) -> str:
         ok = all(abs(int8[k + suffix] - fp32[k + suffix]) <= 0.5 for k in ("micro", "macro"))
         return (f"**{'met' if ok else 'not met'}** (micro {int8['micro' + suffix] - fp32['micro' + suffix]:+.2f}, "
                 f"macro {int8['macro' + suffix] - fp32['macro' + suffix]:+.2f})")
     cmd = "python benchmarks/infer_speed.py " + " ".join(sys.argv[1:])
-    lines = [f"## Inference speed: PyTorch eager vs ONNX Runtime fp32 / int8 ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+    lines = [f"## Inference speed: every engine, PyTorch / ONNX Runtime / OpenVINO ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
              "", f"Command: `{cmd}`  ", f"Machine: {machine()}; inference threads: {threads}  ",
              f"Data: {args.dataset_dir} {args.split}, {n} texts, batch {args.batch_size}, length-grouped batches, "
              f"max_seq_length of the checkpoint; best of {args.rounds} rounds  ",
              f"Load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} "
              "(the machine is shared: other jobs ran at the same time)", "",
-             "| backend | samples/s | ms/sample | speed-up vs eager | micro-F1 | macro-F1 | micro / macro at 0.5 "
-             "| max abs prob diff vs eager | label decisions changed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| engine | samples/s (batch {args.batch_size}) | ms/sample | speed-up vs eager | ms/text at batch 1 "
+             "| micro-F1 | macro-F1 | micro / macro at 0.5 | max abs prob diff vs eager | label decisions changed "
+             "| model MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['sps']:.1f} | {r['ms']:.2f} | {r['speedup']:.2f}x | {r['micro']:.2f} | "
-                     f"{r['macro']:.2f} | {r['micro05']:.2f} / {r['macro05']:.2f} | {r['diff']:.2g} | "
-                     f"{r['flips']} of {r['decisions']} |")
-    sizes = ", ".join(f"{p} {path.stat().st_size / 2**20:.1f} MiB" for p, path in report.files.items())
-    lines += ["", f"Model files: {sizes}. Export check (fp32 vs PyTorch, max abs logit diff): "
+        lines.append(f"| {r['name']} | {r['sps']:.1f} | {r['ms']:.2f} | {r['speedup']:.2f}x | {r['ms1']:.2f} | "
+                     f"{r['micro']:.2f} | {r['macro']:.2f} | {r['micro05']:.2f} / {r['macro05']:.2f} | "
+                     f"{r['diff']:.2g} | {r['flips']} of {r['decisions']} | {r['mib']:.1f} |")
+    lines += ["", f"ONNX export check (fp32 vs PyTorch, max abs logit diff): "
               f"{report.checks['fp32']['max_abs_logit_diff']:.1e}.", "",
-              f"Targets: int8 ≥ 3x eager throughput: **{'met' if speed_ok else 'not met'}** "
-              f"({int8['speedup']:.2f}x); int8 F1 within 0.5 point of ONNX fp32: at the tuned thresholds "
-              f"{f1_ok('')}, at 0.5 {f1_ok('05')}."]
+              f"Targets (fastest int8 row, {int8['name']}): ≥ 3x eager throughput: "
+              f"**{'met' if speed_ok else 'not met'}** ({int8['speedup']:.2f}x); F1 within 0.5 point of ONNX fp32: "
+              f"at the tuned thresholds {f1_ok('')}, at 0.5 {f1_ok('05')}."]
     return "\n".join(lines) + "\n"
 
 

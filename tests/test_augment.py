@@ -63,16 +63,21 @@ def test_substitute_replaces_words_with_synonyms(text):
 
 def test_insert_keeps_the_original_words_in_order():
     for text in (ZH, EN):
-        for out in WordAugmenter("insert", "synonym", create_n=2, aug_percent=0.2, seed=2).augment(text):
+        outputs = WordAugmenter("insert", "synonym", create_n=2, aug_percent=0.2, seed=2).augment(text)
+        assert outputs, text  # something was inserted
+        for out in outputs:
             assert len(out) > len(text)
             assert is_subsequence(tokenize(text), tokenize(out)) or is_subsequence(list(text), list(out))
 
 
 def test_delete_drops_words_and_swap_keeps_them():
     for text in (ZH, EN):
-        for out in WordAugmenter("delete", create_n=2, aug_percent=0.2, seed=3).augment(text):
+        deleted = WordAugmenter("delete", create_n=2, aug_percent=0.2, seed=3).augment(text)
+        swapped = WordAugmenter("swap", create_n=2, aug_percent=0.2, seed=3).augment(text)
+        assert deleted and swapped, text
+        for out in deleted:
             assert len(out) < len(text) and is_subsequence(list(out.replace(" ", "")), list(text.replace(" ", "")))
-        for out in WordAugmenter("swap", create_n=2, aug_percent=0.2, seed=3).augment(text):
+        for out in swapped:
             assert out != text and Counter(out.replace(" ", "")) == Counter(text.replace(" ", ""))
 
 

@@ -142,3 +142,12 @@ def test_the_cli_choices_and_precisions_come_from_the_registry():
 
     assert BACKENDS == ("auto", *backends.names())
     assert set(PRECISIONS) == {p for kind in backends.kinds() for p in kind.precisions}
+
+
+def test_a_checkpoint_runs_in_bf16_close_to_fp32(tiny_zh_checkpoint):
+    texts = ["婚生子由原告抚养", "被告每月支付抚养费", "原告要求离婚"]
+    fp32 = Classifier.load(tiny_zh_checkpoint).predict_proba(texts)
+    bf16 = Classifier.load(tiny_zh_checkpoint, precision="bf16")
+    assert bf16.backend.precision == "bf16"
+    got = bf16.predict_proba(texts)
+    assert np.abs(got - fp32).max() < 0.05 and not np.array_equal(got, fp32)

@@ -118,6 +118,7 @@ def test_a_single_choice_control_gets_the_most_probable_label(client, classifier
     config = choices_config(classifier.labels, choice="single")
     body = {"tasks": tasks_of(texts), "label_config": config}
     results = client.post("/labelstudio/predict", json=body).json()["results"]
+    assert len(results) == len(texts)
     for text, got in zip(texts, results):
         probs = dict(zip(classifier.labels, classifier.predict_proba([text])[0]))
         chosen = classifier.predict([text])[0].labels
@@ -135,6 +136,7 @@ def test_setup_keeps_the_projects_config_and_names_labels_it_lacks(client, class
     results = client.post("/labelstudio/predict", json={"tasks": tasks_of(texts), "project": "7.1700000000"}).json()
     everything = client.post("/labelstudio/predict", json={"tasks": tasks_of(texts), "project": "7.1700000000",
                                                            "label_config": choices_config(classifier.labels)}).json()
+    assert len(results["results"]) == len(everything["results"]) == len(texts)
     for narrow, wide in zip(results["results"], everything["results"]):
         got = narrow["result"][0]["value"]["choices"] if narrow["result"] else []
         full = wide["result"][0]["value"]["choices"] if wide["result"] else []

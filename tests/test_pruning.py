@@ -171,7 +171,8 @@ def test_prune_writes_one_complete_checkpoint_per_shape(pruned, teacher, divorce
         assert len(meta["thresholds"]) == len(meta["labels"])  # re-tuned for the pruned model
         assert meta["metrics"]["pruning"]["heads"] == model.shape.heads
         assert meta["metrics"]["dev@0.5"]["macro_f1"] == pytest.approx(model.macro_f1, abs=0.01)
-        assert model.params < result.teacher["params"] and 0 <= model.micro_f1 <= 100
+        assert meta["metrics"]["dev@0.5"]["micro_f1"] == pytest.approx(model.micro_f1, abs=0.01)
+        assert model.params < result.teacher["params"] and 0 < model.micro_f1 <= 100
         clf = Classifier.load(model.folder)
         assert clf.predict_proba(texts[:5]).shape == (5, len(meta["labels"]))
     half = json.loads((out / "width_mult_0.5" / "encoder" / "config.json").read_text())

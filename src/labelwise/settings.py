@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
 from typing import Any, Iterable, Sequence
 
 from labelwise.errors import LabelwiseError
@@ -119,17 +121,24 @@ def from_args(config_cls, args: argparse.Namespace, **extra):
 
 
 def check_fields(config) -> None:
-    """The ``minimum`` / ``maximum`` / ``choices`` of every :func:`setting` field; one line naming the field."""
+    """The type (whole number, number), ``minimum`` / ``maximum`` / ``choices`` of every :func:`setting` field;
+    one line naming the field."""
     for field in dataclasses.fields(config):
         meta, value = field.metadata, getattr(config, field.name)
         if "help" not in meta or value is None:
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
+        base = _base_type(field.type) if meta.get("type") is None else None
         for item in values:
             if meta["choices"] is not None and item not in meta["choices"]:
                 raise LabelwiseError(f"`{field.name}` must be one of {', '.join(map(str, meta['choices']))}, "
                                      f"got {item!r}")
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
+            number = isinstance(item, numbers.Real) and not isinstance(item, bool)  # numpy scalars too
+            if base is int and not (number and float(item).is_integer()):
+                raise LabelwiseError(f"`{field.name}` must be a whole number, got {item!r}")
+            if base is float and not (number and math.isfinite(item)):
+                raise LabelwiseError(f"`{field.name}` must be a (finite) number, got {item!r}")
+            if not number:
                 continue
             if meta["minimum"] is not None and item < meta["minimum"]:
                 raise LabelwiseError(f"`{field.name}` must be at least {meta['minimum']}, got {item}")

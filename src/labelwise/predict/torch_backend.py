@@ -10,16 +10,17 @@ __all__ = ["KIND", "TorchBackend"]
 
 
 class TorchBackend:
-    """Runs a transformers model in PyTorch (eager, no grad)."""
+    """Runs a transformers model in PyTorch (eager, no grad); ``precision`` bf16 runs it under autocast (bf16
+    matrix products: AMX or AVX-512 BF16 on a CPU, tensor cores on a GPU), fp32 otherwise."""
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", num_threads: int | None = None):
+    def __init__(self, model, device: str = "cpu", num_threads: int | None = None, precision: str = "fp32"):
         import torch
 
         if num_threads:
             torch.set_num_threads(num_threads)
-        self.model, self.device = model.to(device).eval(), device
+        self.model, self.device, self.precision = model.to(device).eval(), device, precision
         import inspect
 
         self.input_names = set(inspect.signature(self.model.forward).parameters)
@@ -29,7 +30,9 @@ class TorchBackend:
         import torch
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
-        with torch.inference_mode():
+        autocast = torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                                  enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
             return method(**inputs).float().cpu().numpy()
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -49,9 +52,9 @@ def _open(folder, device=None, num_threads=None, precision="fp32") -> Opened:
     from labelwise.model.device import resolve_device
 
     model, tokenizer, meta = load_checkpoint(folder)  # checks every file, checksums included
-    return Opened(TorchBackend(model, resolve_device(device), num_threads), tokenizer, meta)
+    return Opened(TorchBackend(model, resolve_device(device), num_threads, precision), tokenizer, meta)
 
 
-KIND = register(Kind("torch", "PyTorch checkpoint", recognise=is_checkpoint, open=_open,
+KIND = register(Kind("torch", "PyTorch checkpoint", recognise=is_checkpoint, open=_open, precisions=("fp32", "bf16"),
                      abilities=frozenset({"features", "gradients"}), priority=20,
                      make="`labelwise train` or `labelwise prune`", explain=explain_folder))
