@@ -151,3 +151,12 @@ def test_a_checkpoint_runs_in_bf16_close_to_fp32(tiny_zh_checkpoint):
     assert bf16.backend.precision == "bf16"
     got = bf16.predict_proba(texts)
     assert np.abs(got - fp32).max() < 0.05 and not np.array_equal(got, fp32)
+
+
+def test_an_api_caller_gets_the_length_check_the_cli_has(tiny_zh_checkpoint):
+    clf = Classifier.load(tiny_zh_checkpoint)
+    limit = clf.tokenizer.model_max_length
+    for bad in (0, limit + 1, 2.5):
+        with pytest.raises(LabelwiseError, match="`max_seq_length`"):
+            clf.predict_proba(["原告要求离婚"], max_seq_length=bad)
+    assert clf.predict_proba(["原告要求离婚"], max_seq_length=8).shape == (1, len(clf.labels))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labelwise.errors import LabelwiseError
 from labelwise.evaluation.decision import HIERARCHY_MODES
 from labelwise.predict import backends
 from labelwise.settings import setting
@@ -61,12 +60,7 @@ class ModelSource:
         clf = Classifier.load(path, backend=backend, device=self.device, num_threads=self.num_threads,
                               precision=self.precision)
         if self.max_seq_length is not None:  # every text the commands score is cut (or windowed) at this length
-            limit = getattr(clf.tokenizer, "model_max_length", None)  # a huge number where the tokenizer sets none
-            limit = limit if isinstance(limit, int) and limit < 100_000 else None
-            if self.max_seq_length < 1 or (limit and self.max_seq_length > limit):
-                most = f"at most {limit}" if limit else "at least 1"
-                raise LabelwiseError(f"`max_seq_length` {self.max_seq_length}: this model reads {most} tokens")
-            clf.max_seq_length = self.max_seq_length
+            clf.max_seq_length = clf.check_length(self.max_seq_length)
         return clf
 
 

@@ -133,7 +133,8 @@ class Classifier:
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return probs
-        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length, long_text, stride)
+        length = self.max_seq_length if max_seq_length is None else self.check_length(max_seq_length)
+        encoded = encode(self.tokenizer, texts, length, long_text, stride)
         window_logits = np.zeros((len(encoded.owner), len(self.labels)), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id or 0
         batches = iter_batches(encoded, batch_size, pad_id)
@@ -152,6 +153,16 @@ class Classifier:
                               f"of {len(texts)} texts (text {int(np.argmax(broken)) + 1} first): its weight files "
                               "are damaged; restore the folder from a copy, or train or export it again")
         return sigmoid(logits).astype(np.float32)
+
+    def check_length(self, max_seq_length: int) -> int:
+        """``max_seq_length`` if this model's tokenizer reads that many tokens; one line otherwise."""
+        limit = getattr(self.tokenizer, "model_max_length", None)  # a huge number where the tokenizer sets none
+        limit = limit if isinstance(limit, int) and limit < 100_000 else None
+        whole = isinstance(max_seq_length, (int, np.integer)) and not isinstance(max_seq_length, bool)
+        if not whole or max_seq_length < 1 or (limit and max_seq_length > limit):
+            most = f"at most {limit}" if limit else "at least 1"
+            raise LabelwiseError(f"`max_seq_length` {max_seq_length!r}: this model reads {most} tokens")
+        return int(max_seq_length)
 
     @property
     def long_text(self) -> str:
@@ -174,7 +185,8 @@ class Classifier:
                                  "vectors; use a PyTorch checkpoint, or an export made with --features")
         texts = _text_list(texts)
         _check_batch_size(batch_size)
-        encoded = encode(self.tokenizer, texts, max_seq_length or self.max_seq_length)
+        encoded = encode(self.tokenizer, texts, self.max_seq_length if max_seq_length is None
+                         else self.check_length(max_seq_length))
         out = None
         batches = iter_batches(encoded, batch_size, self.tokenizer.pad_token_id or 0)
         if progress:
