@@ -1,5 +1,6 @@
 """The package's shape: folders in the order of the flow, no import circle, no import from a later folder."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,14 @@ def test_no_module_is_too_long():
     long = {name: n for name, p in _modules().items()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_readme_package_layout_names_every_folder_and_module():
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Package layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"\b([a-z_]+)(?:/|\.py)", block))
+    present = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+               if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+               and p.stem not in ("__init__", "__main__")}
+    assert present - named == set(), f"README's package layout misses {sorted(present - named)}"
+    assert named - present == set(), f"README's package layout names what is not there: {sorted(named - present)}"
