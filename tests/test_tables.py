@@ -191,3 +191,32 @@ def test_index_and_select_read_tables_too(tiny_zh_encoder, tiny_zh_checkpoint, d
                  "--output_file", str(tmp_path / "next.jsonl")]) == 0, capsys.readouterr().err
     chosen = [json.loads(line)["text"] for line in (tmp_path / "next.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(chosen) == 5 and set(chosen) <= set(pool)
+
+
+def test_the_data_tools_read_tables_with_the_column_flags(tiny_zh_checkpoint, divorce_small, tmp_path, capsys):
+    """data augment / sparse / dirty on a CSV whose columns have unusual names, given with the column flags."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "label.txt").write_text((divorce_small / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    for split in ("train", "dev"):
+        write_csv(data / f"{split}.csv", ["body", "tags"], [[t, "|".join(ls)] for t, ls in rows_of(divorce_small,
+                                                                                                   split)])
+    columns = ["--text_column", "body", "--label_column", "tags", "--label_sep", "|"]
+    train = rows_of(divorce_small, "train")
+    aug = tmp_path / "aug.txt"
+    assert main(["data", "augment", "--train_path", str(data / "train.csv"), "--aug_path", str(aug),
+                 "--aug_strategy", "delete", *columns]) == 0, capsys.readouterr().err
+    written = read_examples(aug)
+    assert written and {e.labels for e in written} <= {tuple(ls) for _, ls in train}
+    assert main(["data", "sparse", "--dataset_dir", str(data), "--params_path", str(tiny_zh_checkpoint),
+                 "--train_file", "train.csv", "--dev_file", "dev.csv", "--sparse_num", "5", "--support_num", "5",
+                 "--output_dir", str(tmp_path / "sparse"), *columns]) == 0, capsys.readouterr().err
+    assert len((tmp_path / "sparse" / "sparse.txt").read_text(encoding="utf-8").splitlines()) == 5
+    assert main(["data", "dirty", "--dataset_dir", str(data), "--params_path", str(tiny_zh_checkpoint),
+                 "--train_file", "train.csv", "--dirty_num", "7", "--dirty_file", str(tmp_path / "dirty.txt"),
+                 "--rest_file", str(tmp_path / "rest.txt"), *columns]) == 0, capsys.readouterr().err
+    dirty, rest = read_examples(tmp_path / "dirty.txt"), read_examples(tmp_path / "rest.txt")
+    assert len(dirty) == 7 and len(dirty) + len(rest) == len(train)
+    assert main(["data", "augment", "--train_path", str(data / "train.csv"), "--aug_path", str(tmp_path / "x.txt"),
+                 "--text_column", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -335,11 +335,14 @@ def augment_examples(examples: Sequence[Example], augmenter: WordAugmenter,
 
 
 def augment_file(train_path: str | os.PathLike, aug_path: str | os.PathLike, augmenter: WordAugmenter,
-                 with_original: bool = False, overwrite: bool = False, progress: bool = False) -> AugmentReport:
-    """Augment every example of ``train_path`` into ``aug_path`` (optionally after the originals)."""
+                 with_original: bool = False, overwrite: bool = False, progress: bool = False,
+                 columns=None) -> AugmentReport:
+    """Augment every example of ``train_path`` (PaddleNLP's text format, or a table read with ``columns``:
+    :mod:`labelwise.data.tables`) into ``aug_path``, written in PaddleNLP's format (optionally after the
+    originals)."""
     train_path, aug_path = Path(train_path), Path(aug_path)
     check_outputs([aug_path], [train_path], overwrite=overwrite)
-    examples = read_examples(train_path)
+    examples = read_examples(train_path, columns=columns)
     created, report = augment_examples(examples, augmenter, progress)
     write_examples(aug_path, (list(examples) if with_original else []) + created)
     report.path = aug_path

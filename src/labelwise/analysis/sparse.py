@@ -32,6 +32,7 @@ from labelwise.data.dataset import (
     write_examples,
     write_lines,
 )
+from labelwise.data.tables import column_setting, columns_of
 from labelwise.evaluation.decision import decision_matrix, sigmoid
 from labelwise.evaluation.metrics import f1_scores
 from labelwise.files import check_outputs
@@ -48,7 +49,8 @@ __all__ = ["SparseConfig", "SparseResult", "support_scores", "select_support", "
 
 @dataclass
 class SparseConfig:
-    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt")
+    dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt (or .csv / .jsonl / .parquet "
+                                    "splits)")
     params_path: str = setting("checkpoint", help="checkpoint folder from `labelwise train`")
     output_dir: str | None = setting(None, help="where the files go (default: --dataset_dir, PaddleNLP's place)")
     annotate: bool = setting(False, help="pick support texts from unlabelled --unlabeled_file to annotate "
@@ -69,6 +71,10 @@ class SparseConfig:
     train_file: str = setting("train.txt", help="file name of the train split")
     dev_file: str = setting("dev.txt", help="file name of the dev split")
     label_file: str = setting("label.txt", help="file name of the label list")
+    text_column: str | None = column_setting("text_column")  # tables: labelwise.data.tables
+    label_column: str | None = column_setting("label_column")
+    label_columns: list[str] | None = column_setting("label_columns")
+    label_sep: str = column_setting("label_sep")
     unlabeled_file: str = setting("data.txt", help="unlabelled texts, with --annotate")
     sparse_file: str = setting("sparse.txt", help="output: the sparse dev examples")
     support_file: str = setting("support.txt", help="output: the support examples")
@@ -172,7 +178,8 @@ def run_sparse(cfg: SparseConfig, classifier: Classifier | None = None) -> Spars
     cfg.validate()
     ds = load_dataset(cfg.dataset_dir, train_file=cfg.train_file, dev_file=cfg.dev_file,
                       label_file=cfg.label_file, data_file=cfg.unlabeled_file,
-                      require=("train", "dev", "data") if cfg.annotate else ("train", "dev"))
+                      require=("train", "dev", "data") if cfg.annotate else ("train", "dev"),
+                      columns=columns_of(cfg))
     files = _outputs(cfg, Path(cfg.output_dir or cfg.dataset_dir))
     classifier = classifier or Classifier.load(cfg.params_path, device=cfg.device, require=("gradients",))
     check_same_labels(classifier.labels, ds.labels, classifier.path, Path(cfg.dataset_dir) / cfg.label_file)

@@ -14,6 +14,7 @@ from pathlib import Path
 from labelwise.analysis.augment import AUG_STRATEGIES
 from labelwise.analysis.sparse import SparseConfig
 from labelwise.cli.options import DatasetFiles, InterpretFiles, ModelSource, RunOptions
+from labelwise.data.tables import TableColumns, columns_of
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
 
@@ -26,7 +27,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_sparse)
 
     p = data.add_parser("augment", help="word-level augmentation of a training file (labels copied)")
-    p.add_argument("--train_path", required=True, help="text<TAB>labels file to augment")
+    p.add_argument("--train_path", required=True, help="text<TAB>labels file (or a table) to augment")
     p.add_argument("--aug_path", default=None, help="output file (default: aug.txt beside --train_path)")
     p.add_argument("--aug_strategy", choices=AUG_STRATEGIES, default="substitute",
                    help="how each text is rewritten; mix: a random one each time (default %(default)s)")
@@ -35,6 +36,7 @@ def register(sub) -> None:
     add_flags(p, RunOptions, only=("seed", "overwrite"))
     add_flags(p, ModelSource, only=("device",), help_overrides={"device": "for --aug_type mlm"})
     p.add_argument("--with_original", action="store_true", help="write the original examples first")
+    add_flags(p, TableColumns)
     p.set_defaults(func=cmd_augment)
 
     interpret = sub.add_parser("interpret", help="why did the model predict that: words, examples").add_subparsers(
@@ -60,7 +62,8 @@ def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
     from labelwise.analysis.dirty import METHODS
 
     add_flags(p, DatasetFiles, only=("dataset_dir", "train_file"), required=("dataset_dir",),
-              help_overrides={"dataset_dir": "folder with train.txt and label.txt"})
+              help_overrides={"dataset_dir": "folder with train.txt and label.txt (or a table split)"})
+    add_flags(p, TableColumns)
     add_flags(p, ModelSource, only=("params_path", "batch_size", "max_seq_length", "device"),
               help_overrides={"params_path": "checkpoint trained on that train.txt"})
     p.add_argument("--method", choices=METHODS, default="representer", help="how examples are scored "
@@ -117,7 +120,7 @@ def cmd_augment(args) -> int:
     augmenter = WordAugmenter(args.aug_strategy, args.aug_type, args.create_n, args.aug_percent, args.seed,
                               args.mlm_model, args.device)
     report = augment_file(args.train_path, aug_path, augmenter, args.with_original, args.overwrite,
-                          progress=not args.quiet)
+                          progress=not args.quiet, columns=columns_of(args))
     print(report.summary())
     return 0
 
@@ -180,7 +183,7 @@ def cmd_dirty(args) -> int:
     from labelwise.data.dataset import load_dataset
     from labelwise.files import check_outputs
 
-    ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",))
+    ds = load_dataset(args.dataset_dir, train_file=args.train_file, require=("train",), columns=columns_of(args))
     dirty_path, rest_path = (_dataset_output(args.dataset_dir, name) for name in (args.dirty_file, args.rest_file))
     label_file = Path(args.dataset_dir) / "label.txt"
     check_outputs([dirty_path, rest_path], [Path(args.dataset_dir) / args.train_file, label_file], overwrite=True)
