@@ -47,3 +47,16 @@ def test_mlflow_run_holds_metrics_params_and_artifacts(tiny_zh_encoder, divorce_
     assert sum(k.startswith("dev_f1/") for k in run.data.metrics) == 20
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"README.md", "labelwise.json", "thresholds.json"} <= artifacts
+
+
+def test_few_shot_tracks_its_contrastive_stage_apart_from_fine_tuning(tiny_zh_encoder, divorce_small, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_zh_encoder, divorce_small, tmp_path / "fs", "--few_shot", "--report_to", "tensorboard")
+    events = EventAccumulator(str(tmp_path / "fs_logs"), size_guidance={"scalars": 0})
+    events.Reload()
+    pairs = [e.value for e in events.Scalars("contrastive/loss")]
+    assert len(pairs) >= 2 and all(v >= 0 for v in pairs)  # MSE of cosine vs target, every 2 pair batches
+    assert len(events.Scalars("contrastive/learning_rate")) == len(pairs)
+    assert len(events.Scalars("train/loss")) >= 2 and [e.step for e in events.Scalars("dev/macro_f1")][:1] == [1]

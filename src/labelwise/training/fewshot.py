@@ -71,8 +71,11 @@ def _embed(model, tokenizer, texts: list[str], max_len: int, device: str) -> tor
 
 
 def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int = 128, batch_size: int = 16,
-                     learning_rate: float = 2e-5, seed: int = 3, device: str = "cpu", show: bool = True) -> float:
-    """One pass over sampled pairs, MSE between their cosine and the target (SetFit's loss); the mean loss."""
+                     learning_rate: float = 2e-5, seed: int = 3, device: str = "cpu", show: bool = True,
+                     tracker=None, logging_steps: int = 5) -> float:
+    """One pass over sampled pairs, MSE between their cosine and the target (SetFit's loss); the mean loss.
+
+    ``tracker`` (:mod:`labelwise.training.tracking`) gets the loss and learning rate under ``contrastive/``."""
     rng = np.random.default_rng(seed)
     pairs = make_pairs([set(e.labels) for e in examples], rng)[: MAX_PAIR_STEPS * batch_size]
     if not pairs:
@@ -88,7 +91,14 @@ def contrastive_tune(model, tokenizer, examples: list[Example], *, max_len: int 
     optimizer = torch.optim.AdamW(model.encoder.parameters(), lr=learning_rate, weight_decay=0.01)
     chunks = [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
     model.train()
-    losses = StepLoop(model, optimizer, show=show).epoch(chunks, pair_loss, "contrastive pairs")["loss"]
+    loop = StepLoop(model, optimizer, show=show, logging_steps=logging_steps)
+    if tracker is not None:
+        loop.tracker, tracker.stage = tracker, "contrastive"
+    try:
+        losses = loop.epoch(chunks, pair_loss, "contrastive pairs")["loss"]
+    finally:
+        if tracker is not None:
+            tracker.stage = "train"
     model.eval()
     return float(np.mean(losses))
 
@@ -102,7 +112,7 @@ class FewShotStart:
     anchors: list[Example]
 
 
-def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -> FewShotStart:
+def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str, tracker=None) -> FewShotStart:
     """``train(..., few_shot=True)``'s first stage: a fresh ``cfg.model_name`` tuned on pairs of the examples
     and the label names; :func:`labelwise.training.train` fine-tunes it, with the anchors added to the examples.
 
@@ -122,7 +132,8 @@ def contrastive_stage(cfg, ds: Dataset, train_set: list[Example], device: str) -
              len(label_words), cfg.model_name, pooling)
     start = time.perf_counter()
     loss = contrastive_tune(model.to(device), tokenizer, list(train_set) + label_anchors, max_len=cfg.max_seq_length or 128,
-                            seed=cfg.seed, device=device, show=cfg.progress)
+                            seed=cfg.seed, device=device, show=cfg.progress, tracker=tracker,
+                            logging_steps=cfg.logging_steps)
     log.info("few-shot: contrastive stage done in %.0f s (loss %.4f); fine-tuning on the examples and label names",
              time.perf_counter() - start, loss)
     return FewShotStart(model.cpu(), tokenizer, label_anchors)

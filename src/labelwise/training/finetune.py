@@ -114,7 +114,7 @@ def _train(cfg: TrainConfig, ds: Dataset | None, tracker: Tracker) -> TrainResul
     model_name, encoder_choice = (cfg.model_name, None) if cfg.init_from_ckpt else \
         pick_encoder(cfg.model_name, (e.text for e in train_set))
     cfg = dataclasses.replace(cfg, model_name=model_name)
-    start = contrastive_stage(cfg, ds, train_set, run.device) if cfg.few_shot else None
+    start = contrastive_stage(cfg, ds, train_set, run.device, tracker) if cfg.few_shot else None
     train_set = train_set + start.anchors if start else train_set
     y_train = multi_hot(train_set, ds.labels)
     model, tokenizer, base_model = _starting_model(cfg, ds.labels, y_train, start)

@@ -28,7 +28,11 @@ REPORT_TO = ("none", "tensorboard", "mlflow")
 
 
 class Tracker:
-    """The ``none`` tracker: every call does nothing."""
+    """The ``none`` tracker: every call does nothing.
+
+    ``stage``: the name steps are logged under (``train``; few-shot's first stage logs under ``contrastive``)."""
+
+    stage = "train"
 
     def params(self, config: dict) -> None: ...
 
@@ -64,8 +68,8 @@ class TensorBoardTracker(Tracker):
 
     def step(self, step, losses, learning_rate):
         for name, value in losses.items():
-            self.writer.add_scalar(f"train/{name}", value, step)
-        self.writer.add_scalar("train/learning_rate", learning_rate, step)
+            self.writer.add_scalar(f"{self.stage}/{name}", value, step)
+        self.writer.add_scalar(f"{self.stage}/learning_rate", learning_rate, step)
 
     def epoch(self, epoch, metrics, prefix="dev"):
         self.writer.add_scalar(f"{prefix}/micro_f1", metrics["micro"]["f1"], epoch)
@@ -112,8 +116,8 @@ class MlflowTracker(Tracker):
             v, (str, int, float, bool, type(None))) else v for k, v in config.items()})
 
     def step(self, step, losses, learning_rate):
-        self.mlflow.log_metrics({**{f"train/{k}": v for k, v in losses.items()}, "train/learning_rate": learning_rate},
-                                step=step)
+        self.mlflow.log_metrics({**{f"{self.stage}/{k}": v for k, v in losses.items()},
+                                 f"{self.stage}/learning_rate": learning_rate}, step=step)
 
     def epoch(self, epoch, metrics, prefix="dev"):
         self.mlflow.log_metrics({f"{_name(prefix)}/micro_f1": metrics["micro"]["f1"],
