@@ -24,7 +24,7 @@ import numpy as np
 
 from labelwise.errors import LabelwiseError
 
-__all__ = ["ABILITIES", "Backend", "Kind", "Opened", "check_precision", "detect", "get", "kinds", "names",
+__all__ = ["ABILITIES", "Backend", "GraphBackend", "Kind", "Opened", "check_precision", "detect", "get", "kinds", "names",
            "open_folder", "precisions", "register", "unregister"]
 
 ABILITIES = ("features", "gradients")  # what a kind can do besides logits
@@ -42,6 +42,45 @@ class Backend(Protocol):
     name: str
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class GraphBackend:
+    """What the backends that run an exported graph share: the graph's int64 feeds, logits, features.
+
+    A subclass sets ``input_names``, ``output_name``, ``features_name`` (None: the export has no vectors),
+    ``engine`` and ``export_hint`` (for messages), and runs one output with ``_infer(output, feeds)``."""
+
+    engine = "the engine"
+    export_hint = "labelwise export ... --features"
+    input_names: list[str] = []
+    output_name = "logits"
+    features_name: str | None = None
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Feed the inputs the graph declares (token_type_ids default to zeros); float32 logits."""
+        return self._infer(self.output_name, self._feeds(batch))
+
+    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """The pooled text vectors (the head's input); exports made with ``--features`` only."""
+        if self.features_name is None:
+            raise LabelwiseError(f"this export has no features output; export again with --features "
+                                 f"(`{self.export_hint}`) to embed texts with {self.engine}")
+        return self._infer(self.features_name, self._feeds(batch))
+
+    def _feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {}
+        for name in self.input_names:
+            if name in batch:
+                feeds[name] = np.ascontiguousarray(batch[name], dtype=np.int64)
+            elif name == "token_type_ids":
+                feeds[name] = np.zeros_like(batch["input_ids"], dtype=np.int64)
+            else:
+                raise LabelwiseError(f"the {self.engine} graph wants an input {name!r} that the tokenizer does not "
+                                     "give")
+        return feeds
+
+    def _infer(self, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
 
 
 class Opened(NamedTuple):

@@ -23,7 +23,7 @@ import numpy as np
 from labelwise.errors import LabelwiseError
 from labelwise.model.checkpoint import META_FILE, brief, damaged, read_json_file, read_meta
 from labelwise.model.integrity import verify_checksums
-from labelwise.predict.backends import Kind, Opened, register
+from labelwise.predict.backends import GraphBackend, Kind, Opened, register
 
 __all__ = ["KIND", "MODEL_FILES", "OnnxBackend", "OnnxTokenizer", "WEIGHT_PATTERNS", "load_tokenizer", "model_file"]
 
@@ -134,10 +134,10 @@ def _providers(device: str | None) -> list:
     raise LabelwiseError(f"`device` {device}: use cpu, gpu or gpu:N")
 
 
-class OnnxBackend:
+class OnnxBackend(GraphBackend):
     """Runs an exported ONNX graph with ONNX Runtime: padded int64 arrays in, logits out."""
 
-    name = "onnx"
+    name, engine, export_hint = "onnx", "ONNX Runtime", "labelwise export ... --features"
 
     def __init__(self, session, precision: str = "fp32"):
         self.session, self.precision = session, precision
@@ -178,26 +178,7 @@ class OnnxBackend:
             raise damaged(path, f"its graph gives {width[-1]} outputs, but {META_FILE} lists {len(labels)} labels "
                           "(a graph from another export?)", EXPORT_AGAIN)
 
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """Feed the inputs the graph declares (token_type_ids default to zeros); float32 logits."""
-        return self._run(self.output_name, batch)
-
-    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """The pooled text vectors (the head's input); exports made with ``--features`` only."""
-        if self.features_name is None:
-            raise LabelwiseError("this export has no features output; export again with --features "
-                                 "(`labelwise export ... --features`) to embed texts with ONNX Runtime")
-        return self._run(self.features_name, batch)
-
-    def _run(self, output: str, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {}
-        for name in self.input_names:
-            if name in batch:
-                feeds[name] = np.ascontiguousarray(batch[name], dtype=np.int64)
-            elif name == "token_type_ids":
-                feeds[name] = np.zeros_like(batch["input_ids"], dtype=np.int64)
-            else:
-                raise LabelwiseError(f"the ONNX graph wants an input {name!r} that the tokenizer does not give")
+    def _infer(self, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run([output], feeds)[0], dtype=np.float32)
 
 

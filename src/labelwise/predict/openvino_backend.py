@@ -21,7 +21,7 @@ import numpy as np
 from labelwise.errors import LabelwiseError
 from labelwise.model.checkpoint import brief, damaged, read_meta
 from labelwise.model.integrity import verify_checksums
-from labelwise.predict.backends import Kind, Opened, register
+from labelwise.predict.backends import GraphBackend, Kind, Opened, register
 from labelwise.predict.onnx_backend import load_tokenizer
 
 __all__ = ["KIND", "MODEL_FILES", "OpenVinoBackend", "WEIGHT_PATTERNS", "bf16_capable", "model_file"]
@@ -49,10 +49,10 @@ def bf16_capable() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(GraphBackend):
     """Runs an OpenVINO graph on the CPU: padded int64 arrays in, logits out (one infer request per thread)."""
 
-    name = "openvino"
+    name, engine, export_hint = "openvino", "OpenVINO", "labelwise export --format openvino ... --features"
 
     def __init__(self, compiled, precision: str = "fp32"):
         self.compiled, self.precision = compiled, precision
@@ -91,24 +91,7 @@ class OpenVinoBackend:
             request = self._local.request = self.compiled.create_infer_request()
         return request
 
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        return self._run(self.output_name, batch)
-
-    def features(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        if self.features_name is None:
-            raise LabelwiseError("this export has no features output; export again with --features "
-                                 "(`labelwise export --format openvino ... --features`)")
-        return self._run(self.features_name, batch)
-
-    def _run(self, output: str, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {}
-        for name in self.input_names:
-            if name in batch:
-                feeds[name] = np.ascontiguousarray(batch[name], dtype=np.int64)
-            elif name == "token_type_ids":
-                feeds[name] = np.zeros_like(batch["input_ids"], dtype=np.int64)
-            else:
-                raise LabelwiseError(f"the OpenVINO graph wants an input {name!r} that the tokenizer does not give")
+    def _infer(self, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         result = self._request().infer(feeds)
         return np.array(result[output], dtype=np.float32)  # a copy: the request reuses its buffers
 
