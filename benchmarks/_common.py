@@ -1,4 +1,5 @@
-"""Shared bits of the benchmark scripts: machine description, appending to RESULTS.md, per-draw record files."""
+"""Shared bits of the benchmark scripts: machine description, writing a section (history/log.md, then the current
+RESULTS.md), per-draw record files."""
 from __future__ import annotations
 
 import os
@@ -74,11 +75,12 @@ def start_server(serve_flags: list[str], timeout: float = 120) -> tuple[subproce
 
 
 def append_results(section: str) -> None:
-    """Append a section to benchmarks/RESULTS.md (created with a title if missing)."""
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section: the command, the machine and the date.\n\n")
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(section.rstrip() + "\n\n")
+    """Append a section to benchmarks/history/log.md, then rebuild benchmarks/RESULTS.md (the current page)."""
+    import results_page
+
+    with results_page.LOG.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + section.rstrip() + "\n")
+    results_page.build()
 
 
 def read_draws(path: str | os.PathLike | None) -> list[dict]:

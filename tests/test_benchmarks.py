@@ -226,3 +226,26 @@ def test_small_data_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path,
     assert draw["default"] != draw["TF-IDF + linear SVM"]
     text = capsys.readouterr().out
     assert "## Small data: goemotions_small" in text and "| default |" in text and "Rarest 3 labels" in text
+
+
+def test_the_results_page_is_rebuilt_from_the_history_and_its_links_resolve(tmp_path, monkeypatch):
+    import re
+
+    import results_page
+    from _common import append_results
+    from test_docs import anchors
+
+    log = results_page.LOG.read_text(encoding="utf-8")
+    assert results_page.PAGE.read_text(encoding="utf-8") == results_page.page(results_page.records(log)), \
+        "benchmarks/RESULTS.md is stale: run python benchmarks/results_page.py"
+    targets = anchors(log)
+    links = re.findall(r"\]\(history/log\.md#([^)]+)\)", results_page.PAGE.read_text(encoding="utf-8"))
+    assert links and set(links) <= targets, sorted(set(links) - targets)[:3]
+    # --write: the section goes to the history, and the page shows it in place of the older run of its benchmark
+    for name in ("LOG", "RECORDS", "PAGE"):
+        monkeypatch.setattr(results_page, name, tmp_path / getattr(results_page, name).name)
+    results_page.LOG.write_text("# h\n\n## Soak: a test (2026-01-01 00:00 UTC)\n\nTargets: old.\n", encoding="utf-8")
+    append_results("## Soak: a test (2026-12-31 00:00 UTC)\n\nCommand: `x`  \nTargets: **met**.\n")
+    page = results_page.PAGE.read_text(encoding="utf-8")
+    assert "2026-12-31" in page and "Targets: old." not in page and "| `x` |" in page
+    assert results_page.LOG.read_text(encoding="utf-8").count("## Soak: a test") == 2  # nothing deleted
