@@ -38,6 +38,16 @@ def describe_choices(meta) -> list[str]:
         lines.append("Blend: none; the model alone scored at least as well as any mix with the baseline on dev."
                      if args.get("blend") == "on" and args.get("baseline") is not False else
                      "Blend: off (the default; `--blend on` mixes the linear baseline in where that helps on dev).")
+    calibration = getattr(meta, "calibration", None)
+    if isinstance(calibration, dict) and isinstance(calibration.get("temperatures"), list):
+        moved = sum(abs(t - 1) > 1e-3 for t in calibration["temperatures"])
+        lines.append(f"Calibration: {moved} of {len(calibration['temperatures'])} labels' scores temperature-scaled "
+                     f"on dev (dev expected calibration error {calibration.get('dev_ece_before', '—')}% → "
+                     f"{calibration.get('dev_ece_after', '—')}%); thresholds tuned on the calibrated scores "
+                     "(`--calibration off`: raw scores).")
+    elif choices:
+        lines.append("Calibration: none (raw scores; temperature scaling did not lower dev's calibration error, or "
+                     "`--calibration off`).")
     return lines
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from labelwise.data.dataset import Example, check_same_labels, load_dataset, multi_hot
 from labelwise.data.tables import TableColumns
 from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.calibration import ece, reliability
 from labelwise.evaluation.decision import check_decision, decision_matrix, shown_ids
 from labelwise.evaluation.levels import format_levels, tree_order
 from labelwise.evaluation.metrics import evaluate_predictions
@@ -94,6 +95,8 @@ def evaluate(classifier, dataset_dir: str | os.PathLike, split: str = "dev",
         metrics["at_0.5"] = {k: v for k, v in evaluate_predictions(
             multi_hot(examples, ds.labels), probs, ds.labels, 0.5, **top_k, **rule).items()
             if k in ("accuracy", "micro", "macro")}
+    metrics["calibration"] = calibration_metrics(multi_hot(examples, ds.labels), probs, ds.labels,
+                                                 getattr(classifier.meta, "calibration", None))
     metrics["zero_division"] = ZERO_DIVISION_NOTE
     sources = (Path(dataset_dir) / file_names.get(f"{split}_file", f"{split}.txt"), label_file)
     return Evaluation(split, metrics, probs, examples, thresholds, ds.labels, sources, top_k_min, top_k_max,
@@ -125,6 +128,14 @@ def _top_k_note(metrics: dict) -> str:
     return f"; {' and '.join(bounds)} label(s) per text" if bounds else ""
 
 
+def calibration_metrics(y: np.ndarray, probs: np.ndarray, labels, fitted: dict | None) -> dict:
+    """ECE (in %) over every score and per label, the reliability bins, and whether the model is calibrated."""
+    overall, per_label = ece(y, probs)
+    return {"ece": round(100 * overall, 3), "per_label": {label: round(100 * float(e), 3)
+                                                          for label, e in zip(labels, per_label)},
+            "reliability": reliability(y, probs), "calibrated": bool(fitted)}
+
+
 def format_report(metrics: dict) -> str:
     """PaddleNLP's evaluate.py layout: sizes and overall numbers, then one block per class."""
     out = [f"{metrics['split'].capitalize()} dataset size: {metrics['size']}",
@@ -138,6 +149,11 @@ def format_report(metrics: dict) -> str:
         a = metrics["at_0.5"]
         out.append(f"At a fixed 0.5 threshold (PaddleNLP's): accuracy {a['accuracy']:.2f}  micro-F1 "
                    f"{a['micro']['f1']:.2f}  macro-F1 {a['macro']['f1']:.2f}")
+    if "calibration" in metrics:
+        c = metrics["calibration"]
+        worst = max(c["per_label"].items(), key=lambda kv: kv[1]) if c["per_label"] else ("—", 0.0)
+        out.append(f"Calibration: expected calibration error {c['ece']:.2f}% over every score (worst label "
+                   f"{worst[0]} {worst[1]:.2f}%); scores {'temperature-scaled on dev' if c['calibrated'] else 'raw'}")
     if "hierarchy" in metrics:
         out += format_levels(metrics["hierarchy"], metrics["size"])
     out.append(f"Note: {metrics['zero_division']}.")

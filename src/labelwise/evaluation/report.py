@@ -229,6 +229,31 @@ def _training_curves(history: list[dict]) -> str:
             f"checkpoint is the best epoch by dev macro-F1 (epoch {best['epoch']}).</p>")
 
 
+def _reliability(calibration: dict) -> str:
+    """The reliability diagram (mean score vs observed frequency per bin, with the bins' sizes) and ECE per label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = [b for b in calibration["reliability"] if b["count"]]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ":", color="#999", label="calibrated")
+    ax.plot([b["confidence"] for b in bins], [b["frequency"] for b in bins], "o-", color="#4c78a8",
+            label=f"this model (ECE {calibration['ece']:.2f}%)")
+    ax.set_ylabel("share that has the label"), ax.legend(fontsize=8, loc="upper left"), ax.grid(alpha=0.3)
+    counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["count"] for b in bins], width=0.09, color="#bbb")
+    counts.set_yscale("log"), counts.set_xlabel("predicted probability"), counts.set_ylabel("scores")
+    rows = "".join(f"<tr><td>{escape(label)}</td><td class='num'>{value:.2f}</td></tr>" for label, value in
+                   sorted(calibration["per_label"].items(), key=lambda kv: -kv[1]))
+    how = ("temperature-scaled per label on dev (labelwise.json \"calibration\")" if calibration["calibrated"]
+           else "raw (not calibrated)")
+    return (f"<img alt='reliability diagram' id='reliability' src='{_png(fig)}'><p class='note'>Expected calibration "
+            f"error {calibration['ece']:.2f}% over every text × label score; the scores are {how}. A point under "
+            "the diagonal: the model is more confident than it is right.</p><table id='ece'><tr><th>label</th>"
+            f"<th>ECE %</th></tr>{rows}</table>")
+
+
 def _count_histogram(y: np.ndarray, pred: np.ndarray) -> str:
     import matplotlib
 
@@ -296,6 +321,8 @@ def build_report(evaluation, classifier=None, max_bad_cases: int = 300, title: s
         ("confusion", "Which labels get swapped", _swap_heatmap(labels, swap_matrix(y, pred))),
         ("pr", "Precision-recall curve per label", _pr_curves(y, evaluation.probs, thresholds, labels)),
         ("counts", "Labels per example: predicted vs gold", _count_histogram(y, pred)),
+        *([("calibration", "Calibration: do the probabilities mean what they say?", _reliability(
+            metrics["calibration"]))] if metrics.get("calibration") else []),
         ("bad", "Bad cases", _bad_cases(evaluation, pred, max_bad_cases)),
     ]
     history = (classifier.meta.metrics or {}).get("history") if classifier is not None else None

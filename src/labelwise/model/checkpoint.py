@@ -39,6 +39,7 @@ class CheckpointMeta:
     window_pool: str = "max"  # with slide: how the windows' logits become the text's (max | mean)
     choices: dict[str, Any] = field(default_factory=dict)  # what the defaults chose, and why (encoder, reading)
     blend: dict[str, Any] | None = None  # the linear baseline mixed in per label (labelwise.model.blend), or None
+    calibration: dict[str, Any] | None = None  # per-label temperatures fitted on dev (evaluation.calibration), or None
     checksums: dict[str, str] = field(default_factory=dict)  # SHA-256 of each weight file (labelwise.model.integrity)
     training_args: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +80,11 @@ class CheckpointMeta:
                 or not all(type(w) in (int, float) and 0 <= w <= 1 for w in self.blend["weights"])
                 or not all(type(self.blend.get(k)) in (int, float) for k in ("scale", "shift"))):
             return f'"blend" is not weights (one per label, between 0 and 1), scale and shift'
+        if self.calibration is not None and (
+                not isinstance(self.calibration, dict) or not isinstance(self.calibration.get("temperatures"), list)
+                or len(self.calibration["temperatures"]) != len(labels)
+                or not all(type(t) in (int, float) and 0 < t < 1e3 for t in self.calibration["temperatures"])):
+            return f'"calibration" is not temperatures, one positive number per label'
         if not isinstance(self.checksums, dict):
             return f'"checksums" is {shorten(self.checksums)}, not an object of file paths and SHA-256 digests'
         if self.pooling not in ("mean", "cls"):

@@ -19,6 +19,7 @@ import numpy as np
 
 from labelwise.data.hierarchy import Hierarchy
 from labelwise.errors import BrokenModel, LabelwiseError
+from labelwise.evaluation.calibration import apply_temperatures
 from labelwise.evaluation.decision import check_decision, check_thresholds, decision_matrix, shown_ids, sigmoid
 from labelwise.model.blend import Blend, load_blend
 from labelwise.model.checkpoint import CheckpointMeta
@@ -61,6 +62,9 @@ class Classifier:
         if blend is None and path is not None and getattr(meta, "blend", None):
             blend = load_blend(path, meta)  # the folder's baseline/, as its labelwise.json says
         self.blend = blend  # the linear baseline mixed into the logits (labelwise.model.blend), or None
+        calibration = getattr(meta, "calibration", None)
+        # per-label temperatures the logits are divided by (labelwise.evaluation.calibration), or None
+        self.temperatures = np.asarray(calibration["temperatures"], dtype=np.float32) if calibration else None
         self.labels: list[str] = list(meta.labels)
         self.max_seq_length: int = int(meta.max_seq_length)
         self.path: Path | None = Path(path) if path is not None else None  # the folder it came from, if any
@@ -121,6 +125,9 @@ class Classifier:
                       progress: bool = False) -> np.ndarray:
         """Probabilities, shape (len(texts), len(labels)); one string is one text (one row).
 
+        Scores are the model's logits (pooled over windows, blended with the baseline when the model has a blend,
+        divided by its per-label temperatures when it is calibrated) through a sigmoid.
+
         ``long_text``: None or ``auto`` = as the model was trained (``meta.long_text``: truncate, or slide with the
         windows' logits pooled by ``meta.window_pool``); truncate or slide to force one (slide then pools as the
         model was trained, max for a model trained on truncated texts).
@@ -147,6 +154,8 @@ class Classifier:
             pool_windows(window_logits, encoded.owner, len(texts), self.window_pool)  # one row per text
         if getattr(self, "blend", None) is not None:
             logits = self.blend.apply(logits, texts)
+        if getattr(self, "temperatures", None) is not None:
+            logits = apply_temperatures(logits, self.temperatures)
         broken = ~np.isfinite(logits).all(axis=1)
         if broken.any():  # damaged weights give NaN: an error, never a row of empty predictions
             raise BrokenModel(f"{self.path or 'the model'}: it gives NaN or infinite scores for {int(broken.sum())} "

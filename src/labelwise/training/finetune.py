@@ -168,7 +168,7 @@ def _train(cfg: TrainConfig, ds: Dataset | None, tracker: Tracker) -> TrainResul
         if improved and run.main:  # thresholds and metrics first: the checkpoint is written once, complete
             blend = score_checkpoint(model, tokenizer, meta, probs, dev_set, ds.test, epoch, baseline,
                                      tune=cfg.threshold_tuning, batch_size=cfg.batch_size, train_size=len(train_set),
-                                     linear=linear)
+                                     linear=linear, calibrate=cfg.calibration == "auto")
             save_checkpoint(Path(cfg.save_dir), model, tokenizer, meta, overwrite=cfg.overwrite, blend=blend)
         if run.main:
             _log_epoch(standing.history[-1], baseline, improved)

@@ -13,6 +13,7 @@ import numpy as np
 
 from labelwise.data.dataset import multi_hot
 from labelwise.data.hierarchy import Hierarchy
+from labelwise.evaluation.calibration import apply_temperatures, ece, fit_temperatures
 from labelwise.evaluation.decision import logit, sigmoid
 from labelwise.evaluation.levels import format_levels
 from labelwise.evaluation.metrics import (
@@ -37,6 +38,7 @@ def evaluate_model(model, tokenizer, meta, examples, labels, batch_size, blend: 
     """Probabilities and metrics at 0.5 of an in-memory model (with ``blend``, when given) on ``examples``; leaves
     it in train mode. A label tree is decided by the consistent rule, as the saved model will predict."""
     clf = Classifier(TorchBackend(model, next(model.parameters()).device.type), tokenizer, meta, blend=blend)
+    clf.temperatures = None  # raw scores: calibration is fitted on them (score_checkpoint)
     probs = clf.predict_proba([e.text for e in examples], batch_size=batch_size * 2)
     model.train()
     return probs, evaluate_predictions(multi_hot(examples, labels), probs, labels, 0.5, hierarchy=clf.hierarchy)
@@ -44,12 +46,15 @@ def evaluate_model(model, tokenizer, meta, examples, labels, batch_size, blend: 
 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
                      tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH,
-                     train_size: int | None = None, linear: LinearScorer | None = None) -> Blend | None:
+                     train_size: int | None = None, linear: LinearScorer | None = None,
+                     calibrate: bool = True) -> Blend | None:
     """Into ``meta``: the blend with the ``linear`` baseline (when given and it helps on dev), per-label thresholds
     tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline, per-label support and F1 with the model's
     thresholds and the data sizes (for the model card). Returns the blend, which the checkpoint must store.
 
     ``prior_strength``: see :func:`labelwise.evaluation.metrics.tune_thresholds` (0 = no pull towards a shared threshold).
+    ``calibrate``: per-label temperatures fitted on dev (after the blend), kept when they lower dev's expected
+    calibration error; thresholds are then tuned on the calibrated scores.
     """
     labels = meta.labels
     tree = model_hierarchy(meta)
@@ -66,6 +71,11 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
             model_dev = headline(score(y_dev, dev_probs, 0.5))
             dev_probs = sigmoid(blend.mix(logits, svm)).astype(np.float32)
     meta.blend = blend.to_json() if blend is not None else None
+    temperatures = calibration(meta, y_dev, dev_probs) if calibrate else None
+    if temperatures is None:
+        meta.calibration = None
+    else:
+        dev_probs = sigmoid(apply_temperatures(logit(dev_probs, eps=1e-7), temperatures)).astype(np.float32)
     thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
     metrics = {"epoch": epoch, "dev@0.5": headline(score(y_dev, dev_probs, 0.5))}
@@ -74,6 +84,8 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
         metrics["note"] = "dev@tuned uses thresholds fit on dev itself: optimistic; test@tuned is the honest figure"
     if test_set:
         test_probs, _ = evaluate_model(model, tokenizer, meta, test_set, labels, batch_size, blend)
+        if temperatures is not None:
+            test_probs = sigmoid(apply_temperatures(logit(test_probs, eps=1e-7), temperatures)).astype(np.float32)
         y_test = multi_hot(test_set, labels)
         metrics["test@0.5"] = headline(score(y_test, test_probs, 0.5))
         if thresholds is not None:
@@ -97,6 +109,20 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
     metrics["sizes"] = {"train": train_size, "dev": len(dev_set), "test": len(test_set or [])}
     meta.metrics = metrics
     return blend
+
+
+def calibration(meta, y_dev: np.ndarray, dev_probs: np.ndarray) -> np.ndarray | None:
+    """Per-label temperatures for ``meta`` (set in ``meta.calibration``, with dev's ECE before and after), or None
+    when they do not lower dev's expected calibration error."""
+    raw = logit(dev_probs, eps=1e-7)
+    temperatures = fit_temperatures(y_dev, raw)
+    before = ece(y_dev, dev_probs)[0]
+    after = ece(y_dev, sigmoid(apply_temperatures(raw, temperatures)))[0]
+    if np.allclose(temperatures, 1) or after >= before:
+        return None
+    meta.calibration = {"method": "temperature", "temperatures": [round(float(t), 4) for t in temperatures],
+                        "dev_ece_before": round(100 * before, 3), "dev_ece_after": round(100 * after, 3)}
+    return np.asarray(meta.calibration["temperatures"], dtype=np.float32)
 
 
 def log_summary(metrics: dict) -> None:

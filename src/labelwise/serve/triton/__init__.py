@@ -164,6 +164,7 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
         shutil.copy2(HERE / "postprocess_model.py", tmp / names["postprocess"] / "1" / "model.py")
         atomic_write_json(tmp / names["postprocess"] / "1" / "labels.json",
                           {"labels": meta.labels, "thresholds": thresholds, "top_k_min": top_k_min,
+                           "temperatures": (meta.calibration or {}).get("temperatures"),
                            "parents": list(tree.parents), "hierarchy": hierarchy, "hierarchy_sep": tree.sep})
         atomic_write_text(tmp / "README.md", _readme(name, precision))
         make_readable(tmp)

@@ -26,6 +26,8 @@ class TritonPythonModel:
             info = json.load(handle)
         self.labels = info["labels"]
         self.thresholds = np.asarray(info["thresholds"], dtype=np.float64)
+        # a calibrated model's per-label temperatures: each logit is divided by its label's before the sigmoid
+        self.temperatures = np.asarray(info.get("temperatures") or [1.0] * len(self.labels), dtype=np.float64)
         self.top_k_min = int(info.get("top_k_min", 0))
         self.parents = [int(p) for p in info.get("parents") or [-1] * len(self.labels)]
         self.mode = info.get("hierarchy", "consistent")
@@ -42,6 +44,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float64)
+            logits = logits / self.temperatures
             with np.errstate(over="ignore"):  # a very negative logit: exp overflows to inf, the probability is 0
                 probs = 1.0 / (1.0 + np.exp(-logits))
             results = [json.dumps(self.choose(row), ensure_ascii=False).encode("utf-8") for row in probs]
