@@ -3,6 +3,7 @@ knows the kinds."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -160,3 +161,19 @@ def test_an_api_caller_gets_the_length_check_the_cli_has(tiny_zh_checkpoint):
         with pytest.raises(LabelwiseError, match="`max_seq_length`"):
             clf.predict_proba(["原告要求离婚"], max_seq_length=bad)
     assert clf.predict_proba(["原告要求离婚"], max_seq_length=8).shape == (1, len(clf.labels))
+
+
+def test_hints_reach_only_the_kinds_that_declare_them(toy_folder, monkeypatch):
+    seen = {}
+
+    def open_recording(folder, **options):
+        seen.update(options)
+        return _open_toy(folder)
+
+    kind = backends.get("toy")
+    monkeypatch.setitem(backends._KINDS, "toy", dataclasses.replace(kind, open=open_recording))
+    Classifier.load(toy_folder, hints={"spin_wait": False})
+    assert "spin_wait" not in seen  # the toy kind declares no hints
+    monkeypatch.setitem(backends._KINDS, "toy", dataclasses.replace(kind, open=open_recording, hints=("spin_wait",)))
+    Classifier.load(toy_folder, hints={"spin_wait": False, "unknown": 1})
+    assert seen["spin_wait"] is False and "unknown" not in seen

@@ -109,6 +109,7 @@ class Kind:
     priority: int = 50
     make: str = ""
     explain: Callable[[Path], None] | None = None
+    hints: tuple[str, ...] = ()  # run-time hints its ``open`` takes (e.g. spin_wait); others are not passed
 
     def __post_init__(self):
         unknown = set(self.abilities) - set(ABILITIES)
@@ -209,16 +210,20 @@ def check_abilities(kind: Kind, require, folder) -> None:
 
 
 def open_folder(folder: str | os.PathLike, backend: str = "auto", *, device: str | None = None,
-                num_threads: int | None = None, precision: str | None = None, require=(), **options) -> Opened:
+                num_threads: int | None = None, precision: str | None = None, require=(), hints: dict | None = None,
+                **options) -> Opened:
     """Open ``folder`` as ``backend`` (auto: the kind it is): ``(backend, tokenizer, meta)``.
 
-    ``require``: abilities the caller needs (features, gradients), refused in one line before anything loads."""
+    ``require``: abilities the caller needs (features, gradients), refused in one line before anything loads.
+    ``hints``: how the caller will run it (``spin_wait``: False for a service whose HTTP loop shares the cores);
+    each kind gets only the hints it declares."""
     folder = Path(folder)
     kind = get(detect(folder)) if backend == "auto" else get(backend)
     if not folder.is_dir():
         raise LabelwiseError(f"{folder}: model folder not found")
     check_precision(kind, precision, folder)
     check_abilities(kind, require, folder)
+    options.update({k: v for k, v in (hints or {}).items() if k in kind.hints})
     try:
         return kind.open(folder, device=device, num_threads=num_threads, precision=precision or "fp32", **options)
     except ImportError as err:

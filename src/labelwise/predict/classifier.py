@@ -95,7 +95,7 @@ class Classifier:
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
-             num_threads: int | None = None, precision: str | None = None, require=(),
+             num_threads: int | None = None, precision: str | None = None, require=(), hints: dict | None = None,
              **backend_options) -> "Classifier":
         """Open any model folder; the one way every command and the service open a model.
 
@@ -104,9 +104,10 @@ class Classifier:
         ``precision`` (fp32 | int8 | fp16 ...) picks one of an export's model files; a kind that does not run
         it is refused. ``require``: abilities the caller needs (``features``, ``gradients``), refused in one line
         before anything loads. ``device``: cpu, cuda[:N] or PaddleNLP's gpu[:N]; default a GPU when there is one.
+        ``hints``: how it will run, for the kinds that take them (``{"spin_wait": False}``: see ``serve``).
         """
         opened = backends.open_folder(path, backend, device=device, num_threads=num_threads, precision=precision,
-                                      require=require, **backend_options)
+                                      require=require, hints=hints, **backend_options)
         return cls(*opened, path=path)
 
     def save(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:

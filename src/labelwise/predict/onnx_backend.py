@@ -148,8 +148,10 @@ class OnnxBackend(GraphBackend):
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | None = None, num_threads: int | None = None,
-             precision: str = "fp32") -> "OnnxBackend":
-        """``precision``: fp32 (model.onnx), int8 (model.int8.onnx) or fp16 (model.fp16.onnx)."""
+             precision: str = "fp32", spin_wait: bool = True) -> "OnnxBackend":
+        """``precision``: fp32 (model.onnx), int8 (model.int8.onnx) or fp16 (model.fp16.onnx). ``spin_wait``:
+        ONNX Runtime's threads busy-wait for the next pass (its default; best offline); off, they sleep, which
+        leaves the cores to a service's HTTP loop between passes."""
         import onnxruntime as ort
 
         path = model_file(folder, precision)
@@ -157,6 +159,8 @@ class OnnxBackend(GraphBackend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
             options.intra_op_num_threads = num_threads
+        if not spin_wait:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(device))
@@ -195,4 +199,4 @@ def _open(folder, device=None, num_threads=None, precision="fp32", **options) ->
 
 KIND = register(Kind("onnx", "ONNX export", recognise=is_export, open=_open, precisions=tuple(MODEL_FILES),
                      abilities=frozenset({"features"}), extra="onnx", priority=30,
-                     make="`labelwise export`"))
+                     make="`labelwise export`", hints=("spin_wait",)))

@@ -278,7 +278,7 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8189, backend
     config = (config or ServeConfig()).validate()  # before the model loads: a bad flag costs no wait
     model_path = index_dir or model_path
     classifier = Classifier.load(model_path, backend=backend, device=device, num_threads=num_threads,
-                                 precision=precision)
+                                 precision=precision, hints={"spin_wait": config.spin_wait})
     app = create_app(classifier, config, model_path=str(model_path))
     access = "; API key required on every route but /health" if config.api_key else ""
     if not config.api_key and host not in LOOPBACK:

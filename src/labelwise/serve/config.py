@@ -47,6 +47,8 @@ def _check_access(config: ServeConfig) -> None:
 @dataclass
 class ServeConfig:
     max_batch_size: int = setting(32, help="texts per forward pass", minimum=1)
+    spin_wait: bool = setting(False, help="let the engine's threads busy-wait between passes (ONNX Runtime's "
+                                          "default offline); off, they sleep and leave the cores to the HTTP loop")
     max_wait_ms: float = setting(0.0, minimum=0,
                                  help="how long a request waits for others to batch with, on top of those already "
                                       "queued (default %(default)s; a few ms can pay off on a GPU)")
