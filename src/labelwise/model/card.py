@@ -290,7 +290,10 @@ with torch.no_grad():
         pooled = out.pooler_output
     if meta.get("normalize"):  # few-shot and zero-shot models: unit-length vectors
         pooled = torch.nn.functional.normalize(pooled, dim=-1)
-    probs = torch.sigmoid(pooled @ head["weight"].T + head["bias"])  # columns in meta["labels"] order
+    logits = pooled @ head["weight"].T + head["bias"]  # columns in meta["labels"] order
+    if meta.get("calibration"):  # per-label temperatures fitted on dev
+        logits = logits / torch.tensor(meta["calibration"]["temperatures"])
+    probs = torch.sigmoid(logits)
 thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
 predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
 ```'''
