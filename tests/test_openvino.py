@@ -143,3 +143,30 @@ def test_cli_export_weights_mode_and_calibration_errors(tiny_zh_checkpoint, tmp_
     err = capsys.readouterr().err
     assert "calibration" in err and "--int8_mode weights" in err and err.count("\n") == 1, err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("which", ["onnx", "openvino"])
+def test_the_cards_plain_library_code_gives_labelwises_probabilities(which, ov_dir, tiny_zh_checkpoint, tmp_path,
+                                                                     dev_texts):
+    """The snippet each export's model card shows (compress/cards.py), run as a user would, on a calibrated model."""
+    from labelwise.compress import cards
+    from labelwise.compress.export import export_onnx
+
+    folder = tmp_path / which
+    if which == "onnx":
+        export_onnx(tiny_zh_checkpoint, folder)
+    else:
+        shutil.copytree(ov_dir, folder)
+    meta = json.loads((folder / "labelwise.json").read_text(encoding="utf-8"))
+    meta["calibration"] = {"method": "temperature", "temperatures": [1.5] * len(meta["labels"])}
+    (folder / "labelwise.json").write_text(json.dumps(meta), encoding="utf-8")
+    snippet = {"onnx": cards.ONNX_SNIPPET, "openvino": cards.OPENVINO_SNIPPET}[which]
+    assert snippet in (folder / "README.md").read_text(encoding="utf-8")
+    code = snippet.removeprefix("```python\n").removesuffix("```")
+    for line, value in (('folder = "export"', f"folder = {str(folder)!r}"),
+                        ('texts = ["a text to label"]', f"texts = {dev_texts[:6]!r}")):
+        assert line in code, line
+        code = code.replace(line, value, 1)
+    scope: dict = {}
+    exec(compile(code, f"{which} snippet", "exec"), scope)  # noqa: S102 (the snippet is this repository's)
+    np.testing.assert_allclose(scope["probs"], Classifier.load(folder).predict_proba(dev_texts[:6]), atol=1e-4)
