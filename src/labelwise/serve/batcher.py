@@ -1,19 +1,22 @@
 """Dynamic batching for the HTTP service: one model thread, concurrent requests gathered into forward passes.
 
-Requests queue while the model is busy; the texts of every waiting request (up to ``max_batch_size``) go through
-the model in one pass, on one inference thread, and each request gets its rows back. Beyond ``max_queue``
-waiting or running texts a request is refused at once (:class:`Overloaded`, answered 503 + Retry-After).
-``config`` is a :class:`labelwise.serve.config.ServeConfig`; ``metrics``, if given, a
-:class:`labelwise.serve.metrics.ServiceMetrics` that sees every pass's size, the queue depth and each refusal.
+Requests queue while the model is busy; the model thread itself takes the texts of every waiting request (up to
+``max_batch_size``) as soon as a pass ends and runs them in one pass, so it never waits for the event loop to
+hand it work: the loop parses requests and builds responses on the other cores meanwhile. Each request gets its
+rows back through the loop. Beyond ``max_queue`` waiting or running texts a request is refused at once
+(:class:`Overloaded`, answered 503 + Retry-After). ``config`` is a :class:`labelwise.serve.config.ServeConfig`;
+``metrics``, if given, a :class:`labelwise.serve.metrics.ServiceMetrics` that sees every pass's size, the queue
+depth and each refusal.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -28,6 +31,7 @@ log = logging.getLogger("labelwise")
 
 __all__ = ["Batcher", "Overloaded"]
 PROBE_TEXT = "labelwise health check"  # one forward pass at start: damaged weights show before the first request
+STOP = object()
 
 
 class Overloaded(Exception):
@@ -38,14 +42,31 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
+class _Job:
+    """Texts to score (``call`` None) or a callable to run on the model thread; answered through ``future``."""
+
+    __slots__ = ("texts", "max_seq_length", "call", "future", "loop")
+
+    def __init__(self, texts, max_seq_length, call, future, loop):
+        self.texts, self.max_seq_length, self.call, self.future, self.loop = texts, max_seq_length, call, future, loop
+
+    def answer(self, result=None, error: BaseException | None = None) -> None:
+        def settle():
+            if not self.future.done():
+                self.future.set_exception(error) if error is not None else self.future.set_result(result)
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed (shutdown): nobody is waiting any more
+            pass
+
+
 class Batcher:
-    """Runs the model on one thread; with dynamic batching, gathers concurrent requests first."""
+    """Runs the model on one thread of its own; with dynamic batching, that thread gathers concurrent requests."""
 
     def __init__(self, classifier: Classifier, config: ServeConfig, metrics: ServiceMetrics | None = None):
         self.classifier, self.config, self.metrics = classifier, config, metrics
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-model")
-        self.queue: asyncio.Queue | None = None
-        self.worker: asyncio.Task | None = None
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
         self.stats = {"requests": 0, "texts": 0, "forward_passes": 0, "largest_batch": 0, "refused_busy": 0}
         self.pending = 0  # texts admitted and not yet answered
         self.broken: str | None = None  # why the model cannot be trusted (NaN scores), once a pass has shown it
@@ -55,21 +76,27 @@ class Batcher:
             metrics.watch_queue(lambda: self.pending)
 
     async def start(self) -> None:
+        self.thread = threading.Thread(target=self._model_loop, name="labelwise-model", daemon=True)
+        self.thread.start()
         try:
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.classifier.predict_proba,
-                                                             [PROBE_TEXT])
+            await self._call(lambda: self.classifier.predict_proba([PROBE_TEXT]))
         except BrokenModel as err:
             self.broken = str(err)
             log.error("%s; /health answers 503 and every prediction is refused", err)
-        if self.config.dynamic_batching:
-            self.queue = asyncio.Queue()
-            self.worker = asyncio.create_task(self._gather_loop())
         self.started = True
 
     async def stop(self) -> None:
-        if self.worker:
-            self.worker.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.thread is not None:
+            self.jobs.put(STOP)  # the thread ends after the jobs queued before it
+
+    def _submit(self, texts, max_seq_length, call: Callable | None) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.jobs.put(_Job(texts, max_seq_length, call, future, loop))
+        return future
+
+    async def _call(self, call: Callable):
+        return await self._submit(None, None, call)
 
     def _forward(self, texts: list[str], max_seq_length: int | None) -> np.ndarray:
         start = time.perf_counter()
@@ -103,12 +130,7 @@ class Batcher:
         self.stats["texts"] += len(texts)
         self.pending += len(texts)
         try:
-            if self.queue is None:
-                return await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, texts,
-                                                                        max_seq_length)
-            future = asyncio.get_running_loop().create_future()
-            await self.queue.put((texts, max_seq_length, future))
-            return await future
+            return await self._submit(texts, max_seq_length, None)
         finally:
             self.pending -= len(texts)
 
@@ -117,50 +139,57 @@ class Batcher:
         self._admit(texts)
         self.pending += len(texts)
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.executor, lambda: self.classifier.features(texts, batch_size=self.config.max_batch_size))
+            return await self._call(lambda: self.classifier.features(texts, batch_size=self.config.max_batch_size))
         finally:
             self.pending -= len(texts)
 
-    async def _gather_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    # ---- the model thread ------------------------------------------------------------------------------------
+    def _model_loop(self) -> None:
+        carried = None  # a job taken while gathering that did not fit (a call, or past max_batch_size)
         while True:
-            jobs = [await self.queue.get()]
-            await asyncio.sleep(0)  # let requests that already arrived reach the queue too
-            size, deadline = len(jobs[0][0]), loop.time() + self.config.max_wait_ms / 1000
+            job = carried if carried is not None else self.jobs.get()
+            carried = None
+            if job is STOP:
+                return
+            if job.call is not None or not self.config.dynamic_batching:
+                self._run([job])
+                continue
+            batch, size = [job], len(job.texts)
+            deadline = time.monotonic() + self.config.max_wait_ms / 1000
             while size < self.config.max_batch_size:
-                try:
-                    job = self.queue.get_nowait() if loop.time() >= deadline else await asyncio.wait_for(
-                        self.queue.get(), deadline - loop.time())
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                try:  # everything already queued, and (max_wait_ms) what arrives before the deadline
+                    wait = deadline - time.monotonic()
+                    nxt = self.jobs.get(timeout=wait) if wait > 0 else self.jobs.get_nowait()
+                except queue.Empty:
                     break
-                jobs.append(job)
-                size += len(job[0])
-            try:
-                await self._run(jobs)
-            except Exception as err:  # never let the gatherer die: fail these requests, keep going
-                log.exception("batch failed")
-                for job in jobs:
-                    if not job[2].done():
-                        job[2].set_exception(err)
+                if nxt is STOP or nxt.call is not None:
+                    carried = nxt
+                    break
+                batch.append(nxt)
+                size += len(nxt.texts)
+            self._run(batch)
 
-    async def _run(self, jobs: list[tuple]) -> None:
-        """One forward pass per max_seq_length among the gathered jobs; results go back to each."""
-        loop = asyncio.get_running_loop()
-        for key in dict.fromkeys(job[1] for job in jobs):
-            group = [job for job in jobs if job[1] == key and not job[2].cancelled()]
+    def _run(self, jobs: list[_Job]) -> None:
+        """One forward pass per max_seq_length among ``jobs`` (a call: run alone); results go back to each."""
+        if jobs[0].call is not None:
+            try:
+                jobs[0].answer(jobs[0].call())
+            except Exception as err:  # noqa: BLE001 (the caller gets it)
+                jobs[0].answer(error=err)
+            return
+        for key in dict.fromkeys(job.max_seq_length for job in jobs):
+            group = [job for job in jobs if job.max_seq_length == key and not job.future.cancelled()]
             if not group:
                 continue
-            texts = [t for job in group for t in job[0]]
             try:
-                probs = await loop.run_in_executor(self.executor, self._forward, texts, key)
-            except Exception as err:  # hand the failure to each waiting request, keep serving
+                probs = self._forward([t for job in group for t in job.texts], key)
+            except Exception as err:  # noqa: BLE001 (hand the failure to each waiting request, keep serving)
+                if not isinstance(err, BrokenModel):
+                    log.exception("batch failed")
                 for job in group:
-                    if not job[2].done():
-                        job[2].set_exception(err)
+                    job.answer(error=err)
                 continue
             start = 0
             for job in group:
-                if not job[2].done():
-                    job[2].set_result(probs[start:start + len(job[0])])
-                start += len(job[0])
+                job.answer(probs[start:start + len(job.texts)])
+                start += len(job.texts)
