@@ -52,9 +52,9 @@ def main(argv=None) -> str:
     clf = Classifier.load(args.params_path)
     clf.temperatures = None  # the raw scores
     ds = load_dataset(args.dataset_dir, require=("dev",))
-    probs = {s: clf.predict_proba([e.text for e in ds.split(s)], batch_size=64) for s in ("dev", "test")
-             if ds.split(s)}
-    y = {s: multi_hot(ds.split(s), ds.labels) for s in probs}
+    splits = {"dev": ds.dev, **({"test": ds.test} if ds.test else {})}
+    probs = {s: clf.predict_proba([e.text for e in v], batch_size=64) for s, v in splits.items()}
+    y = {s: multi_hot(v, ds.labels) for s, v in splits.items()}
     if "test" in probs:
         protocol = "temperatures and thresholds fitted on dev, measured on test"
         runs = [_measure(y["dev"], probs["dev"], y["test"], probs["test"], ds.labels)]
