@@ -265,3 +265,15 @@ def pb_utils(monkeypatch):
     fake.get_input_tensor_by_name = lambda request, name: request[name]
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
     return fake
+
+
+def run_snippet(snippet: str, folder, texts, placeholder: str) -> dict:
+    """Run a model card's plain-library snippet on ``folder`` and ``texts``, as a user would; its variables."""
+    code = snippet.removeprefix("```python\n").removesuffix("```")
+    for line, value in ((f'folder = "{placeholder}"', f"folder = {str(folder)!r}"),
+                        ('texts = ["a text to label"]', f"texts = {list(texts)!r}")):
+        assert line in code, line
+        code = code.replace(line, value, 1)
+    scope: dict = {}
+    exec(compile(code, "snippet", "exec"), scope)  # noqa: S102 (the snippet is this repository's)
+    return scope

@@ -81,16 +81,10 @@ def test_tight_batches_split_where_padding_would_grow():
 def plain_transformers_probabilities(checkpoint, texts):
     """A checkpoint's probabilities from the model card's plain-transformers code (model/card.py's
     CHECKPOINT_SNIPPET, shown verbatim in docs/training.md), run here: transformers + safetensors only."""
+    from conftest import run_snippet
     from labelwise.model.card import CHECKPOINT_SNIPPET
 
-    code = CHECKPOINT_SNIPPET.removeprefix("```python\n").removesuffix("```")
-    for line, value in (('folder = "checkpoint"', f"folder = {str(checkpoint)!r}"),
-                        ('texts = ["a text to label"]', f"texts = {list(texts)!r}")):
-        assert line in code, line
-        code = code.replace(line, value, 1)
-    scope: dict = {}
-    exec(compile(code, "CHECKPOINT_SNIPPET", "exec"), scope)  # noqa: S102 (the snippet is this repository's)
-    return scope["probs"].numpy()
+    return run_snippet(CHECKPOINT_SNIPPET, checkpoint, texts, "checkpoint")["probs"].numpy()
 
 
 def test_the_docs_show_the_model_cards_plain_transformers_code():

@@ -162,11 +162,7 @@ def test_the_cards_plain_library_code_gives_labelwises_probabilities(which, ov_d
     (folder / "labelwise.json").write_text(json.dumps(meta), encoding="utf-8")
     snippet = {"onnx": cards.ONNX_SNIPPET, "openvino": cards.OPENVINO_SNIPPET}[which]
     assert snippet in (folder / "README.md").read_text(encoding="utf-8")
-    code = snippet.removeprefix("```python\n").removesuffix("```")
-    for line, value in (('folder = "export"', f"folder = {str(folder)!r}"),
-                        ('texts = ["a text to label"]', f"texts = {dev_texts[:6]!r}")):
-        assert line in code, line
-        code = code.replace(line, value, 1)
-    scope: dict = {}
-    exec(compile(code, f"{which} snippet", "exec"), scope)  # noqa: S102 (the snippet is this repository's)
+    from conftest import run_snippet
+
+    scope = run_snippet(snippet, folder, dev_texts[:6], "export")
     np.testing.assert_allclose(scope["probs"], Classifier.load(folder).predict_proba(dev_texts[:6]), atol=1e-4)

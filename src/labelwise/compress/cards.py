@@ -12,6 +12,14 @@ from labelwise.model.card import ExportCard, check_table
 
 __all__ = ["ONNX_SNIPPET", "OPENVINO_SNIPPET", "onnx_card", "openvino_card"]
 
+# the end both snippets share: calibration, probabilities, the thresholds' decisions
+_DECIDE = '''if meta.get("calibration"):  # per-label temperatures fitted on dev
+    logits = logits / np.array(meta["calibration"]["temperatures"])
+probs = 1 / (1 + np.exp(-logits))  # columns in meta["labels"] order
+thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
+predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
+```'''
+
 ONNX_SNIPPET = '''```python
 import json
 import numpy as np
@@ -26,12 +34,7 @@ session = onnxruntime.InferenceSession(f"{folder}/model.onnx", providers=["CPUEx
 batch = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_seq_length"], return_tensors="np")
 inputs = {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()}
 logits = session.run(["logits"], inputs)[0]
-if meta.get("calibration"):  # per-label temperatures fitted on dev
-    logits = logits / np.array(meta["calibration"]["temperatures"])
-probs = 1 / (1 + np.exp(-logits))  # columns in meta["labels"] order
-thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
-predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
-```'''
+''' + _DECIDE
 
 OPENVINO_SNIPPET = '''```python
 import json
@@ -47,12 +50,7 @@ model = openvino.Core().compile_model(f"{folder}/openvino_model.xml", "CPU", {"I
 batch = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_seq_length"], return_tensors="np")
 inputs = {i.get_any_name(): batch[i.get_any_name()].astype(np.int64) for i in model.inputs}
 logits = model(inputs)["logits"]
-if meta.get("calibration"):  # per-label temperatures fitted on dev
-    logits = logits / np.array(meta["calibration"]["temperatures"])
-probs = 1 / (1 + np.exp(-logits))  # columns in meta["labels"] order
-thresholds = meta["thresholds"] or [0.5] * len(meta["labels"])
-predicted = [[label for label, p, t in zip(meta["labels"], row.tolist(), thresholds) if p >= t] for row in probs]
-```'''
+''' + _DECIDE
 
 
 def _info(folder: Path) -> dict:
