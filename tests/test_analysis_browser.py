@@ -33,7 +33,8 @@ def test_evaluation_report_renders(chromium_browser, tiny_zh_checkpoint, divorce
     assert all(label in table for label in ev.labels)
     images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.clientWidth])")
     with_gold = sum(1 for label in ev.labels if any(label in e.labels for e in ev.examples))
-    assert len(images) == with_gold + 2  # one curve per label with gold examples, the histogram, training curves
+    assert len(images) == with_gold + 3  # a curve per label with gold examples, the histogram, training curves,
+    # the reliability diagram
     assert all(done and natural > 100 and shown > 100 for done, natural, shown in images)
     # each figure fits its grid cell, and the page does not scroll sideways
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

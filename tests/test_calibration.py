@@ -75,7 +75,7 @@ def test_training_keeps_temperatures_only_when_they_help_and_says_so(tiny_zh_enc
 
     common = dict(dataset_dir=str(divorce_small), model_name=str(tiny_zh_encoder), epochs=2, learning_rate=3e-3,
                   batch_size=16, max_seq_length=32, baseline=False, progress=False, seed=1)
-    train(TrainConfig(save_dir=str(tmp_path / "auto"), **common))
+    train(TrainConfig(save_dir=str(tmp_path / "auto"), calibration="auto", **common))
     train(TrainConfig(save_dir=str(tmp_path / "off"), calibration="off", **common))
     auto = json.loads((tmp_path / "auto" / "labelwise.json").read_text(encoding="utf-8"))
     off = json.loads((tmp_path / "off" / "labelwise.json").read_text(encoding="utf-8"))

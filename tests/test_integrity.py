@@ -23,6 +23,8 @@ from labelwise.predict.classifier import Classifier
 NAN = struct.pack("<f", float("nan"))
 
 
+from labelwise.predict.onnx_backend import WEIGHT_PATTERNS  # noqa: E402
+
 def overwrite_middle(path: Path, size: int = 4096) -> None:
     """Bytes in the middle of the weights become NaN floats; the file keeps its size and its form."""
     data = bytearray(path.read_bytes())
@@ -73,7 +75,7 @@ def test_checkpoints_and_exports_record_the_checksum_of_every_weight_file(untrai
     for folder, names in ((untrained_zh_checkpoint, {"encoder/model.safetensors", "head.safetensors"}),
                           (export_dir, {"model.onnx", "model.int8.onnx"})):
         recorded = json.loads((folder / "labelwise.json").read_text(encoding="utf-8"))["checksums"]
-        assert set(recorded) == names and recorded == checksums(folder)
+        assert set(recorded) == names and recorded == checksums(folder, WEIGHT_PATTERNS)
 
 
 @pytest.mark.parametrize("name", ["encoder/model.safetensors", "head.safetensors"])

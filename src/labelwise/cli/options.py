@@ -50,7 +50,9 @@ class ModelSource:
 
     def source(self) -> tuple[str, str]:
         """(folder, backend): an index wins, then ``model_path`` (an export), then ``params_path``."""
-        return self.index_dir or self.model_path or self.params_path, self.backend
+        if self.index_dir:
+            return self.index_dir, backends.for_option("index_dir")
+        return self.model_path or self.params_path, self.backend
 
     def load(self):
         """The :class:`~labelwise.predict.classifier.Classifier`, opened the one way every command uses."""

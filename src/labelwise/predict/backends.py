@@ -110,6 +110,7 @@ class Kind:
     make: str = ""
     explain: Callable[[Path], None] | None = None
     hints: tuple[str, ...] = ()  # run-time hints its ``open`` takes (e.g. spin_wait); others are not passed
+    option: str | None = None  # the command-line option that names a folder of this kind (index_dir)
 
     def __post_init__(self):
         unknown = set(self.abilities) - set(ABILITIES)
@@ -168,6 +169,11 @@ def get(name: str) -> Kind:
     if name not in _KINDS:
         raise LabelwiseError(f"unknown backend {name!r}; use one of auto, {', '.join(names())}")
     return _KINDS[name]
+
+
+def for_option(option: str) -> str:
+    """The kind a command-line option such as ``index_dir`` names a folder of ("auto" when none declares it)."""
+    return next((k.name for k in kinds() if k.option == option), "auto")
 
 
 def detect(folder: str | os.PathLike) -> str:

@@ -22,4 +22,4 @@ def _is_index(folder: Path) -> bool:
 
 
 KIND = register(Kind("retrieval", "retrieval index", recognise=_is_index, open=_open, priority=10,
-                     make="`labelwise index`"))
+                     make="`labelwise index`", option="index_dir"))

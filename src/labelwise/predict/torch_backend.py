@@ -1,6 +1,8 @@
 """The PyTorch backend: a checkpoint's model (``labelwise train``, ``labelwise prune``), eager, without gradients."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from labelwise.model.checkpoint import explain_folder, is_checkpoint
@@ -30,8 +32,8 @@ class TorchBackend:
         import torch
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k in self.input_names}
-        autocast = torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
-                                  enabled=self.precision == "bf16")
+        autocast = torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16) \
+            if self.precision == "bf16" else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             return method(**inputs).float().cpu().numpy()
 

@@ -47,7 +47,7 @@ def evaluate_model(model, tokenizer, meta, examples, labels, batch_size, blend: 
 def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch, baseline=None, *,
                      tune: bool = True, batch_size: int = 32, prior_strength: float = PRIOR_STRENGTH,
                      train_size: int | None = None, linear: LinearScorer | None = None,
-                     calibrate: bool = True) -> Blend | None:
+                     calibrate: bool = False) -> Blend | None:
     """Into ``meta``: the blend with the ``linear`` baseline (when given and it helps on dev), per-label thresholds
     tuned on dev, dev (and test) metrics at 0.5 and tuned, the baseline, per-label support and F1 with the model's
     thresholds and the data sizes (for the model card). Returns the blend, which the checkpoint must store.
