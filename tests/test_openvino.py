@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
+from test_faults import copy_of
+
 from labelwise.cli.main import main
 from labelwise.compress.openvino_export import export_openvino
 from labelwise.errors import LabelwiseError
@@ -98,19 +100,13 @@ def test_without_the_extra_loading_and_exporting_say_which_extra(ov_dir, tiny_zh
     assert not (tmp_path / "x").exists()
 
 
-def _copy(folder, to, strip_checksums=False):
-    to.mkdir()
-    for f in folder.iterdir():
-        (to / f.name).write_bytes(f.read_bytes())
-    if strip_checksums:
-        meta = json.loads((to / "labelwise.json").read_text(encoding="utf-8"))
-        meta.pop("checksums")
-        (to / "labelwise.json").write_text(json.dumps(meta), encoding="utf-8")
-    return to
+def _mkdir(folder):
+    folder.mkdir()
+    return folder
 
 
 def test_a_tampered_or_truncated_file_is_one_line(ov_dir, divorce_small, tmp_path, capsys):
-    tampered = _copy(ov_dir, tmp_path / "tampered")
+    tampered = copy_of(ov_dir, _mkdir(tmp_path / "tampered"), checksums=True)
     data = bytearray((tampered / "openvino_model.bin").read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # same size, other bytes
     (tampered / "openvino_model.bin").write_bytes(bytes(data))
@@ -118,7 +114,7 @@ def test_a_tampered_or_truncated_file_is_one_line(ov_dir, divorce_small, tmp_pat
     assert main(argv + ["--model_path", str(tampered)]) == 2
     err = capsys.readouterr().err
     assert "openvino_model.bin" in err and "SHA-256" in err and err.count("\n") == 1, err
-    truncated = _copy(ov_dir, tmp_path / "truncated", strip_checksums=True)
+    truncated = copy_of(ov_dir, _mkdir(tmp_path / "truncated"))
     xml = (truncated / "openvino_model.xml").read_bytes()
     (truncated / "openvino_model.xml").write_bytes(xml[: len(xml) // 2])
     assert main(argv + ["--model_path", str(truncated)]) == 2

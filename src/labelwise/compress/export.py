@@ -302,10 +302,14 @@ def _torch_logits(model, batch: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _compare(folder: Path, precision: str, batches: list[dict], reference: list[np.ndarray]) -> dict:
-    """Largest logit and probability differences to PyTorch, and how often the 0.5 decision agrees."""
+    return agreement(OnnxBackend.load(folder, device="cpu", precision=precision), batches, reference)
+
+
+def agreement(backend, batches: list[dict], reference: list[np.ndarray]) -> dict:
+    """How an exported graph (any backend) agrees with PyTorch's logits ``reference`` on ``batches``: the largest
+    logit and probability differences, and how often the 0.5 decision agrees."""
     from labelwise.evaluation.decision import sigmoid
 
-    backend = OnnxBackend.load(folder, device="cpu", precision=precision)
     got = np.concatenate([backend.logits(b) for b in batches])
     want = np.concatenate(reference)
     return {"max_abs_logit_diff": float(np.abs(got - want).max()),

@@ -32,6 +32,7 @@ from labelwise.compress.export import (
     _copy_side_files,
     _export_graph,
     _torch_logits,
+    agreement,
 )
 from labelwise.errors import LabelwiseError
 from labelwise.files import TOKENIZER_FILES, OutputKind, atomic_dir, atomic_write_json, folder_size, prepare_output_dir
@@ -151,14 +152,7 @@ def quantize_int8(ov_model, mode: str, tokenizer, texts: Sequence[str] | None, m
 
 
 def _compare(folder: Path, precision: str, batches: list[dict], reference: list[np.ndarray]) -> dict:
-    from labelwise.evaluation.decision import sigmoid
-
-    backend = OpenVinoBackend.load(folder, precision=precision)
-    got = np.concatenate([backend.logits(b) for b in batches])
-    want = np.concatenate(reference)
-    return {"max_abs_logit_diff": float(np.abs(got - want).max()),
-            "max_abs_prob_diff": float(np.abs(sigmoid(got) - sigmoid(want)).max()),
-            "decisions_agree": float(np.mean((got >= 0) == (want >= 0)))}
+    return agreement(OpenVinoBackend.load(folder, precision=precision), batches, reference)
 
 
 def _info(params_path: Path, atol: float, report: ExportReport, int8_mode, calibration) -> dict:

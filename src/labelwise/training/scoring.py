@@ -71,11 +71,10 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
             model_dev = headline(score(y_dev, dev_probs, 0.5))
             dev_probs = sigmoid(blend.mix(logits, svm)).astype(np.float32)
     meta.blend = blend.to_json() if blend is not None else None
-    temperatures = calibration(meta, y_dev, dev_probs) if calibrate else None
-    if temperatures is None:
-        meta.calibration = None
-    else:
-        dev_probs = sigmoid(apply_temperatures(logit(dev_probs, eps=1e-7), temperatures)).astype(np.float32)
+    meta.calibration = None
+    temperatures = None
+    if calibrate:
+        temperatures, dev_probs = calibration(meta, y_dev, dev_probs)
     thresholds = tune_thresholds(y_dev, dev_probs, prior_strength=prior_strength) if tune else None
     meta.thresholds = [round(float(t), 4) for t in thresholds] if thresholds is not None else None
     metrics = {"epoch": epoch, "dev@0.5": headline(score(y_dev, dev_probs, 0.5))}
@@ -111,18 +110,18 @@ def score_checkpoint(model, tokenizer, meta, dev_probs, dev_set, test_set, epoch
     return blend
 
 
-def calibration(meta, y_dev: np.ndarray, dev_probs: np.ndarray) -> np.ndarray | None:
-    """Per-label temperatures for ``meta`` (set in ``meta.calibration``, with dev's ECE before and after), or None
-    when they do not lower dev's expected calibration error."""
+def calibration(meta, y_dev: np.ndarray, dev_probs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(per-label temperatures, dev's scores with them) when they lower dev's expected calibration error (then
+    set in ``meta.calibration``, with dev's ECE before and after); else (None, ``dev_probs`` unchanged)."""
     raw = logit(dev_probs, eps=1e-7)
-    temperatures = fit_temperatures(y_dev, raw)
-    before = ece(y_dev, dev_probs)[0]
-    after = ece(y_dev, sigmoid(apply_temperatures(raw, temperatures)))[0]
+    temperatures = np.round(fit_temperatures(y_dev, raw), 4).astype(np.float32)  # as labelwise.json keeps them
+    calibrated = sigmoid(apply_temperatures(raw, temperatures)).astype(np.float32)
+    before, after = ece(y_dev, dev_probs)[0], ece(y_dev, calibrated)[0]
     if np.allclose(temperatures, 1) or after >= before:
-        return None
+        return None, dev_probs
     meta.calibration = {"method": "temperature", "temperatures": [round(float(t), 4) for t in temperatures],
                         "dev_ece_before": round(100 * before, 3), "dev_ece_after": round(100 * after, 3)}
-    return np.asarray(meta.calibration["temperatures"], dtype=np.float32)
+    return temperatures, calibrated
 
 
 def log_summary(metrics: dict) -> None:
