@@ -220,3 +220,49 @@ def test_the_data_tools_read_tables_with_the_column_flags(tiny_zh_checkpoint, di
     assert main(["data", "augment", "--train_path", str(data / "train.csv"), "--aug_path", str(tmp_path / "x.txt"),
                  "--text_column", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_hf_dataset_loads_with_datasets_once_and_trains_evaluates_predicts(tiny_zh_encoder, divorce_small, tmp_path,
+                                                                           capsys, monkeypatch, caplog):
+    """--hf_dataset takes what datasets.load_dataset takes (here a local folder of Parquet splits, the shape of a
+    hub dataset's files); it is saved once under $LABELWISE_CACHE and the saved copy is reused after."""
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("LABELWISE_CACHE", str(tmp_path / "cache"))
+    files = make("parquet", divorce_small, tmp_path / "files")
+    (files / "dev.parquet").rename(files / "validation.parquet")
+    (files / "label.txt").unlink()  # a hub dataset has none: the labels come from the data, most frequent first
+    save = tmp_path / "ckpt"
+    assert main(["train", "--hf_dataset", str(files), "--save_dir", str(save), "--model_name", str(tiny_zh_encoder),
+                 *FAST]) == 0, capsys.readouterr().err
+    saved = list((tmp_path / "cache" / "datasets").iterdir())
+    assert len(saved) == 1 and (saved[0] / "dataset_dict.json").is_file()
+    want = load_dataset(divorce_small)
+    meta = json.loads((save / "labelwise.json").read_text(encoding="utf-8"))
+    assert set(meta["labels"]) == {label for e in want.train for label in e.labels}
+    stamp = (saved[0] / "dataset_dict.json").stat().st_mtime_ns
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="labelwise"):
+        assert main(["evaluate", "--hf_dataset", str(files), "--params_path", str(save), "--bad_case_file",
+                     str(tmp_path / "bad.txt"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == len(want.dev)
+    assert "the copy saved in" in caplog.text and (saved[0] / "dataset_dict.json").stat().st_mtime_ns == stamp
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", "--params_path", str(save), "--hf_dataset", str(files), "--hf_split", "validation",
+                 "--output_file", str(out)]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(want.dev)
+
+
+def test_hf_dataset_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("LABELWISE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # as on a machine without internet
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["train", "--hf_dataset", "no-such-user/no-such-dataset", "--save_dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no-such-user/no-such-dataset" in err and "save_to_disk" in err, err
+    assert not (tmp_path / "cache" / "datasets").exists() or not any((tmp_path / "cache" / "datasets").iterdir())
+    assert main(["train", "--hf_dataset", "x", "--dataset_dir", str(tmp_path), "--save_dir", str(tmp_path / "c")]) == 2
+    assert "both given" in capsys.readouterr().err
+    assert main(["train", "--save_dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset_dir DIR" in err and "--hf_dataset NAME" in err and err.count("\n") == 1

@@ -29,7 +29,34 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         group.register(sub)
     _each_command(parser, add_config_flags)  # --config FILE, --print_config
+    _each_command(parser, add_hf_dataset_flags)  # --hf_dataset NAME beside every --dataset_dir
     return parser
+
+
+def add_hf_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    """``--hf_dataset`` / ``--hf_config`` on a command that reads ``--dataset_dir``, which it then stands in for."""
+    folder = next((a for a in parser._actions if a.dest == "dataset_dir"), None)
+    if folder is None:
+        return
+    parser.set_defaults(_dataset_dir_required=folder.required)
+    folder.required = False  # checked in resolve_hf_dataset: one of the two
+    parser.add_argument("--hf_dataset", default=None, metavar="NAME_OR_PATH",
+                        help="a Hugging Face dataset instead of --dataset_dir: a hub name (needs internet) or a local "
+                             "path datasets.load_dataset reads; saved once under $LABELWISE_CACHE (~/.cache/labelwise)")
+    parser.add_argument("--hf_config", default=None, help="the --hf_dataset configuration (e.g. simplified)")
+
+
+def resolve_hf_dataset(args: argparse.Namespace) -> None:
+    """Put the saved folder of ``--hf_dataset`` in ``args.dataset_dir``; refuse both or neither where one is needed."""
+    name = getattr(args, "hf_dataset", None)
+    if name and args.dataset_dir:
+        raise LabelwiseError(f"--dataset_dir {args.dataset_dir} and --hf_dataset {name} both given; give one")
+    if name:
+        from labelwise.data.hf import hf_dataset_folder
+
+        args.dataset_dir = str(hf_dataset_folder(name, args.hf_config))
+    elif getattr(args, "_dataset_dir_required", False) and not args.dataset_dir:
+        raise LabelwiseError("give --dataset_dir DIR (a dataset folder) or --hf_dataset NAME (a Hugging Face dataset)")
 
 
 def _each_command(parser: argparse.ArgumentParser, do) -> None:
@@ -74,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO)
     try:
+        resolve_hf_dataset(args)
         return args.func(args)
     except LabelwiseError as err:
         # the library names no flag; where the command has one, say which

@@ -116,7 +116,7 @@ def _data_file(args) -> Path:
 
 def _hf_texts(args, columns: TableColumns) -> list[str] | None:
     """The texts of --hf_split when --dataset_dir is a saved Hugging Face dataset, else None."""
-    from labelwise.data.tables import is_hf_dataset, read_hf_split
+    from labelwise.data.hf import is_hf_dataset, read_hf_split
 
     if not args.dataset_dir or not is_hf_dataset(args.dataset_dir):
         return None

@@ -27,17 +27,8 @@ import numpy as np
 
 from labelwise.data.hierarchy import DEFAULT_SEP, Hierarchy, separator, written_otherwise
 from labelwise.errors import DataError, LabelwiseError, shorten
-from labelwise.data.tables import (
-    TableColumns,
-    hf_split_names,
-    is_hf_dataset,
-    is_table,
-    labels_by_frequency,
-    read_hf_split,
-    read_table,
-    read_table_texts,
-    table_file,
-)
+from labelwise.data.hf import hf_split_names, is_hf_dataset, read_hf_split
+from labelwise.data.tables import TableColumns, is_table, labels_by_frequency, read_table, read_table_texts, table_file
 from labelwise.files import atomic_write_text
 
 __all__ = [

@@ -27,13 +27,12 @@ from pathlib import Path
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.settings import setting
 
-__all__ = ["TABLE_EXTENSIONS", "TableColumns", "column_setting", "columns_of", "hf_split_names", "is_hf_dataset",
-           "is_table", "labels_by_frequency", "read_hf_split", "read_table", "read_table_texts", "table_file"]
+__all__ = ["TABLE_EXTENSIONS", "TableColumns", "column_setting", "columns_of", "is_table", "labels_by_frequency",
+           "read_table", "read_table_texts", "table_file"]
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".parquet")
 TEXT_NAMES = ("text", "texts", "sentence", "comment_text", "content", "document", "review", "body")
 LABEL_NAMES = ("labels", "label", "tags", "categories")
-HF_DEV_SPLITS = ("validation", "dev", "valid")
 
 
 @dataclass
@@ -92,13 +91,6 @@ def is_table(path: str | os.PathLike, columns: TableColumns | None = None) -> bo
         return False
     given = columns.text_column if columns is not None else None
     return (given in header) if given else any(name.lower() in TEXT_NAMES for name in header)
-
-
-def is_hf_dataset(folder: str | os.PathLike) -> bool:
-    """A folder written by ``datasets``' ``save_to_disk`` (a DatasetDict, or one Dataset)."""
-    folder = Path(folder)
-    return (folder / "dataset_dict.json").is_file() or ((folder / "dataset_info.json").is_file()
-                                                         and (folder / "state.json").is_file())
 
 
 def table_file(folder: Path, name: str) -> Path | None:
@@ -316,52 +308,3 @@ def labels_by_frequency(examples) -> list[str]:
     """Label names by how many examples carry them, most first (ties by name): label.txt when there is none."""
     counts = Counter(label for e in examples for label in e.labels)
     return sorted(counts, key=lambda label: (-counts[label], label))
-
-
-# ---- Hugging Face datasets ---------------------------------------------------------------------------------------
-def _open_hf(folder: Path):
-    try:
-        import datasets
-    except ImportError:
-        raise LabelwiseError(f"{folder}: reading a Hugging Face dataset needs datasets: pip install "
-                             "'labelwise[data]'") from None
-    try:
-        return datasets.load_from_disk(str(folder))
-    except Exception as err:  # datasets raises several types for a damaged or foreign folder
-        raise DataError(folder, None, f"not a dataset saved with datasets' save_to_disk ({shorten(str(err), 80)})",
-                        "save it again with dataset.save_to_disk(folder)") from None
-
-
-def hf_split_names(folder: str | os.PathLike) -> dict[str, str | None]:
-    """Which of the folder's splits are train, dev (validation / dev / valid) and test."""
-    data = _open_hf(Path(folder))
-    names = list(data.keys()) if hasattr(data, "keys") else ["train"]
-    dev = next((n for n in HF_DEV_SPLITS if n in names), None)
-    return {"train": "train" if "train" in names else None, "dev": dev, "test": "test" if "test" in names else None}
-
-
-def read_hf_split(folder: str | os.PathLike, split: str, columns: TableColumns | None = None,
-                  labels: Sequence[str] | None = None, texts_only: bool = False):
-    """(rows, label names, whether those are the dataset's own list) of one split of a saved Hugging Face dataset,
-    as :func:`read_table` gives them (or its texts, ``texts_only``). Integer labels of a ``ClassLabel`` feature
-    become its names, and its names, in order, are the list."""
-    folder = Path(folder)
-    columns = (columns or TableColumns()).validate()
-    data = _open_hf(folder)
-    if hasattr(data, "keys"):
-        if split not in data:
-            raise DataError(folder, None, f"no split {split!r}; it has {', '.join(data.keys())}",
-                            "name one of them (`hf_split`)")
-        data = data[split]
-    where = folder / split
-    rows = ((number, row) for number, row in enumerate(data, 1))
-    names = list(data.column_names)
-    if texts_only:
-        layout = _layout(where, names, columns, None, need_labels=False)
-        return [_text(where, n, row, layout.text) for n, row in rows]
-    layout = _layout(where, names, columns, data[0] if len(data) else None, need_labels=True)
-    if layout.label is not None:
-        feature = data.features[layout.label]
-        inner = getattr(feature, "feature", None) or (feature[0] if isinstance(feature, list) and feature else None)
-        layout.names = getattr(inner, "names", None) or getattr(feature, "names", None)
-    return _examples(where, rows, columns, labels, layout)
