@@ -1,4 +1,4 @@
-"""Making a model: ``train``, ``zeroshot``, ``index`` and ``demo`` (flags in, the training API called, nothing else)."""
+"""Making a model: ``train``, ``adapt``, ``zeroshot`` and ``index`` (flags in, the training API called, nothing else)."""
 from __future__ import annotations
 
 
@@ -6,7 +6,7 @@ from labelwise.cli.options import DatasetFiles, LabelPaths, ModelSource, RunOpti
 from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError
 from labelwise.settings import add_flags, from_args
-from labelwise.training.config import TrainConfig
+from labelwise.training.config import AdaptConfig, TrainConfig
 
 ZEROSHOT_FLAGS = ("dataset_dir", "save_dir", "overwrite", "model_name", "pooling", "max_seq_length", "device",
                   "label_file", "hierarchy_sep")
@@ -16,6 +16,10 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune an encoder on a dataset folder")
     add_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adapt", help="continue pre-training an encoder on unlabelled texts (domain adaptation)")
+    add_flags(p, AdaptConfig)
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("zeroshot", help="a classifier from label names alone (no labelled examples)")
     add_flags(p, TrainConfig, only=ZEROSHOT_FLAGS,
@@ -59,6 +63,15 @@ def cmd_train(args) -> int:
     result = train(from_args(TrainConfig, args, progress=not args.quiet))
     print(f"best epoch {result.best_epoch}; checkpoint saved to {result.save_dir} "
           f"({result.train_samples_per_second:.1f} training samples/s)")
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    from labelwise.training.adapt import adapt
+
+    result = adapt(from_args(AdaptConfig, args))
+    print(f"adapted encoder saved to {result.folder} ({result.info['steps']} steps, {result.info['minutes']} min); "
+          f"train on it with --model_name {result.folder}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""TrainConfig: every setting of ``labelwise train``, with its default and help, in one place.
+"""TrainConfig and AdaptConfig: every setting of ``labelwise train`` and ``labelwise adapt``, with its default and
+help, in one place.
 
 The ``train`` command's flags are made from these fields (:mod:`labelwise.settings`); this module imports no torch,
 so the command line can build its parser without it.
@@ -17,6 +18,7 @@ from labelwise.training.tracking import REPORT_TO
 
 log = logging.getLogger("labelwise")
 
+OBJECTIVES = ("mlm", "contrastive", "both")  # of labelwise adapt (labelwise.training.adapt)
 LOSSES = ("bce", "focal", "asymmetric")  # implemented in labelwise.training.losses
 LONG_TEXT_CHOICES = ("auto",) + LONG_TEXT_MODES
 
@@ -86,6 +88,9 @@ class TrainConfig:
                                help="auto: per-label temperature scaling fitted on dev, kept where it lowers dev's "
                                     "expected calibration error (labelwise.evaluation.calibration); off (default: "
                                     "measured -0.16 micro-F1 on divorce, +0.40 macro on GoEmotions): raw scores")
+    adapt_pool: str | None = setting(None, help="unlabelled texts (a file, one a line, or a table) to adapt the "
+                                     "encoder on first (labelwise adapt, into <save_dir>.adapted; see docs/few-shot.md)")
+    adapt_objective: str = setting("contrastive", choices=OBJECTIVES, help="with --adapt_pool: the objective")
     few_shot: bool = setting(False, help="for a few examples per label: contrastive pairs + label names, then the "
                              "head (see docs/few-shot.md)")
     bf16: bool | None = setting(None, action="bool",
@@ -115,4 +120,41 @@ class TrainConfig:
         return self
 
 
-__all__ = ["TrainConfig", "LOSSES"]
+@dataclass
+class AdaptConfig:
+    pool_file: str | None = setting(None, help="unlabelled texts: one a line (text<TAB>labels lines give their "
+                                               "text), or a CSV / JSONL / Parquet table's text column")
+    dataset_dir: str | None = setting(None, help="a dataset folder: its train (and data.txt) texts join the pool, "
+                                                 "and its dev and test texts are kept out of it")
+    save_dir: str = setting("adapted", help="where the adapted encoder folder goes")
+    model_name: str | None = setting(None, help="the encoder to adapt (default: the offline encoder for the "
+                                                "pool's script, as train picks it)")
+    objective: str = setting("contrastive", choices=OBJECTIVES,
+                             help="mlm (masked tokens), contrastive (SimCSE: dropout noise) or both")
+    epochs: int = setting(1, help="passes over the pool", minimum=1)
+    max_steps: int | None = setting(None, help="stop after this many steps (default: the epochs' worth)", minimum=1)
+    batch_size: int = setting(32, help="texts per step (contrastive: also the negatives of each text)", minimum=2)
+    learning_rate: float = setting(3e-5, help="AdamW learning rate", minimum=0)
+    max_seq_length: int = setting(128, help="tokens per text (longer texts are cut)", minimum=8)
+    mlm_probability: float = setting(0.15, help="share of tokens masked for mlm", minimum=0.01, maximum=0.9)
+    temperature: float = setting(0.05, help="contrastive: softmax temperature of the cosine similarities",
+                                 minimum=0.001)
+    pooling: str = setting("auto", choices=("auto", "mean", "cls"), help="contrastive: how a text's vector is read "
+                           "(auto: as train reads the encoder)")
+    held_out: float = setting(0.05, help="share of the pool (at most 500 texts) kept back to measure the losses "
+                                         "before and after", minimum=0, maximum=0.5)
+    save_steps: int = setting(500, help="write the resume state every this many steps", minimum=1)
+    resume: bool = setting(False, help="continue an interrupted run of the same --save_dir")
+    overwrite: bool = setting(False, help="write into --save_dir even when labelwise did not write it")
+    seed: int = setting(3, help="random seed")
+    device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
+    text_column: str | None = column_setting("text_column")
+
+    def validate(self) -> "AdaptConfig":
+        check_fields(self)
+        if not self.pool_file and not self.dataset_dir:
+            raise LabelwiseError("give the unlabelled texts: `pool_file` FILE and/or `dataset_dir` DIR")
+        return self
+
+
+__all__ = ["AdaptConfig", "LOSSES", "OBJECTIVES", "TrainConfig"]

@@ -33,6 +33,7 @@ from labelwise.model.checkpoint import META_FILE, CheckpointMeta, load_checkpoin
 from labelwise.model.device import bf16_auto, bf16_supported, resolve_device
 from labelwise.model.encoders import build_model
 from labelwise.model.language import pick_encoder
+from labelwise.training.adapt import adapt_for_training
 from labelwise.model.network import prior_logits
 from labelwise.predict.batching import length_grouped_batches, pad_batch
 from labelwise.predict.classifier import Classifier, TorchBackend
@@ -113,7 +114,8 @@ def _train(cfg: TrainConfig, ds: Dataset | None, tracker: Tracker) -> TrainResul
     #    with no model_name, the offline encoder for the texts' script (labelwise.model.language)
     model_name, encoder_choice = (cfg.model_name, None) if cfg.init_from_ckpt else \
         pick_encoder(cfg.model_name, (e.text for e in train_set))
-    cfg = dataclasses.replace(cfg, model_name=model_name)
+    adapted = adapt_for_training(cfg, model_name, run.world) if cfg.adapt_pool else None
+    cfg = dataclasses.replace(cfg, model_name=str(adapted.folder) if adapted else model_name)
     start = contrastive_stage(cfg, ds, train_set, run.device, tracker) if cfg.few_shot else None
     train_set = train_set + start.anchors if start else train_set
     y_train = multi_hot(train_set, ds.labels)
@@ -130,6 +132,8 @@ def _train(cfg: TrainConfig, ds: Dataset | None, tracker: Tracker) -> TrainResul
     choices = {"reading": reading.to_json()}
     if encoder_choice:
         choices["encoder"] = encoder_choice.to_json()
+    if adapted:
+        choices["adapt"] = {k: adapted.info[k] for k in ("base_model", "objective", "texts", "held_out_loss")}
     meta = CheckpointMeta(labels=ds.labels, max_seq_length=cfg.max_seq_length, base_model=base_model,
                           pooling=model.pooling, training_args=dataclasses.asdict(cfg), hierarchy_sep=ds.hierarchy_sep,
                           long_text=reading.long_text, window_pool=cfg.window_pool, choices=choices)
