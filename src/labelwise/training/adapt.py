@@ -142,8 +142,8 @@ def _adapt(cfg: AdaptConfig, state: Path) -> AdaptResult:
     data_key = {"seed": cfg.seed, "batch_size": cfg.batch_size, "objective": cfg.objective, "texts": len(train)}
     done = _resume(cfg, state, model, optimizer, scheduler, data_key, device)
     start = time.perf_counter()
-    epoch_orders = [np.random.default_rng(cfg.seed + e).permutation(len(train)) for e in range(cfg.epochs)]
-    batches = [order[i:i + cfg.batch_size] for order in epoch_orders for i in range(0, len(order), cfg.batch_size)]
+    lengths = np.array([len(row) for row in ids])
+    batches = [b for e in range(cfg.epochs) for b in _batches(lengths, cfg.batch_size, cfg.seed + e)]
     batches = [b for b in batches[:total] if len(b) >= 2]
     losses: list[float] = []
     for first in range(done, len(batches), cfg.save_steps):  # a resume state every save_steps steps
@@ -165,6 +165,19 @@ def _adapt(cfg: AdaptConfig, state: Path) -> AdaptResult:
     log.info("adapt: done in %.1f min; held-back loss %s → %s; encoder in %s (use --model_name %s)", minutes,
              _brief(before), _brief(after), folder, folder)
     return AdaptResult(folder, info)
+
+
+def _batches(lengths: np.ndarray, size: int, seed: int) -> list[np.ndarray]:
+    """One epoch's batches: random groups of 50 batches' worth of texts, each sorted by length and cut into
+    batches, all in random order; texts of a batch have similar lengths, so little of each step is padding."""
+    rng = np.random.default_rng(seed)
+    order, group = rng.permutation(len(lengths)), 50 * size
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = order[start:start + group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 class Objective:
