@@ -24,6 +24,7 @@ from labelwise.errors import DataError, LabelwiseError
 from labelwise.model.language import pick_encoder
 from labelwise.predict.classifier import Classifier
 from labelwise.predict.retrieval import open_encoder
+from labelwise.select.stopping import StoppingSignal, record_round
 from labelwise.select.strategies import STRATEGIES, rank
 
 __all__ = ["Selection", "read_pool", "select_next"]
@@ -42,6 +43,7 @@ class Selection:
     already_labelled: int = 0  # skipped: in the dataset's train, dev or test
     duplicates: int = 0  # skipped: repeated inside the pool
     asked: int = 0  # the number of texts asked for (more than were chosen when the pool ran short)
+    signal: StoppingSignal | None = None  # with a model and a history file: do successive models still disagree?
 
     def predicted(self, i: int) -> list[tuple[str, float]]:
         """The model's labels for chosen text ``i`` (at its thresholds), most probable first."""
@@ -57,7 +59,7 @@ class Selection:
         if self.asked > len(self.texts):
             line += (f"; {self.asked} were asked for, but the pool has only {len(self.texts)} new texts, so all of "
                      "them were taken")
-        return line
+        return line + (f"\n{self.signal.message()}" if self.signal is not None else "")
 
 
 def read_pool(path: str | os.PathLike, columns: TableColumns | None = None) -> list[str]:
@@ -117,10 +119,11 @@ def _unique_new(pool: list[str], dataset: Dataset | None) -> tuple[list[str], in
 
 def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier: Classifier | None = None,
                 dataset: Dataset | None = None, encoder: str | None = None, seed: int = 3, batch_size: int = 32,
-                device: str | None = None, progress: bool = False, source: str | os.PathLike | None = None
-                ) -> Selection:
+                device: str | None = None, progress: bool = False, source: str | os.PathLike | None = None,
+                history: str | os.PathLike | None = None) -> Selection:
     """Choose ``num`` texts of ``pool`` to annotate next; see the module docstring. ``source``: the pool's file,
-    for messages."""
+    for messages. ``history``: with a model, the file of :mod:`labelwise.select.stopping` that this round's decisions
+    on the pool are compared with and then stored in (the selection's ``signal``)."""
     if strategy not in STRATEGIES:
         raise LabelwiseError(f"`strategy` {strategy!r}: use one of {', '.join(STRATEGIES)}")
     if num < 1:
@@ -149,13 +152,16 @@ def select_next(pool: list[str], num: int, *, strategy: str = "auto", classifier
     thresholds = classifier.thresholds if classifier is not None else None
     chosen, scores = rank(strategy, num, probs=probs, thresholds=thresholds, vectors=vectors,
                           mean_labels=mean_labels, rng=np.random.default_rng(seed))
+    signal = None
+    if probs is not None and history is not None:
+        signal = record_round(history, texts, probs >= np.asarray(thresholds), list(classifier.labels))
     used = strategy if strategy != "auto" else ("auto: each label's most doubtful texts" if probs is not None
                                                 else "diversity (cold start)")
     return Selection(texts=[texts[i] for i in chosen], scores=[round(float(scores[i]), 4) for i in chosen],
                      strategy=used, probabilities=probs[chosen] if probs is not None else None,
                      labels=list(classifier.labels) if classifier is not None else [], thresholds=thresholds,
                      model_version=_version(classifier), pool_size=len(pool), already_labelled=labelled,
-                     duplicates=repeats, asked=num)
+                     duplicates=repeats, asked=num, signal=signal)
 
 
 def _vectors(classifier: Classifier, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:

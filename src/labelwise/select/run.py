@@ -10,6 +10,7 @@ from labelwise.errors import LabelwiseError
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
 from labelwise.select.pick import Selection, read_pool, select_next
+from labelwise.select.stopping import HISTORY_FILE
 from labelwise.select.strategies import STRATEGIES
 from labelwise.select.tasks import FORMATS, write_tasks
 from labelwise.settings import check_fields, setting
@@ -41,6 +42,9 @@ class SelectConfig:
     batch_size: int = setting(32, help="texts per forward pass", minimum=1)
     device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
     overwrite: bool = setting(False, help="replace --output_file if it exists")
+    history_file: str | None = setting(None, help="with a model: where each round's decisions on the pool are kept "
+                                                  "for the stopping signal (default: <dataset_dir>/select_history.npz;"
+                                                  " none: no signal)")
     progress: bool = setting(True, help="progress bars", cli=False)
 
     def pool_path(self) -> Path:
@@ -49,6 +53,12 @@ class SelectConfig:
         if self.pool_file is None or path.is_dir():
             return table_file(path, "data.txt") or path / "data.txt"  # data.csv etc. where data.txt is missing
         return path
+
+    def history(self) -> Path | None:
+        """The stopping signal's history file (None: no signal)."""
+        if self.history_file is not None:
+            return None if self.history_file == "none" else Path(self.history_file)
+        return Path(self.dataset_dir) / HISTORY_FILE if self.dataset_dir else None
 
     def validate(self) -> SelectConfig:
         check_fields(self)
@@ -74,7 +84,7 @@ def run_select(cfg: SelectConfig) -> tuple[Selection, Path]:
     classifier = Classifier.load(cfg.params_path, device=cfg.device) if cfg.params_path else None
     selection = select_next(pool, cfg.num, strategy=cfg.strategy, classifier=classifier, dataset=dataset,
                             encoder=cfg.model_name, seed=cfg.seed, batch_size=cfg.batch_size, device=cfg.device,
-                            progress=cfg.progress, source=pool_path)
+                            progress=cfg.progress, source=pool_path, history=cfg.history())
     path = write_tasks(selection, cfg.output_file, cfg.format, overwrite=cfg.overwrite, from_name=cfg.from_name,
                        to_name=cfg.to_name)
     return selection, path
