@@ -24,7 +24,8 @@ CONCERNS = [("Service", ("http service", "soak", "ray batch")),
             ("Speed", ("inference speed", "int8", "bf16", "training speed", "vs paddlenlp", "amx", "engine")),
             ("Compression", ("pruning", "model effects", "export")),
             ("Retrieval", ("retrieval",)),
-            ("Label efficiency", ("few-shot", "zero-shot", "setfit", "active learning", "annotation splits")),
+            ("Label efficiency", ("few-shot", "zero-shot", "setfit", "active learning", "annotation splits",
+                                  "adaptation", "stopping signal")),
             ("Accuracy", ("",))]  # everything else: accuracy, small data, long documents, trees, data tools
 
 
