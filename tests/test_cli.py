@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from labelwise.training.config import AdaptConfig
+
 from labelwise.analysis.sparse import SparseConfig
 from labelwise.cli.main import build_parser, main
 from labelwise.cli.options import DatasetFiles, Decision, InterpretFiles, LabelPaths, ModelSource, RunOptions
@@ -153,6 +155,7 @@ SPLIT = [RunOptions(), DatasetFiles(label_file=None), LabelPaths()]  # --label_f
 INTERPRET = [ModelSource(), DatasetFiles(dataset_dir="d")]
 DEFAULTS = {
     "train": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d")]),
+    "adapt": ([], [AdaptConfig()]),
     "zeroshot": (["--dataset_dir", "d"], [TrainConfig(dataset_dir="d"), LabelPaths()]),
     "demo": ([], [TrainConfig(dataset_dir="data/divorce", max_train_samples=2000, epochs=2)]),  # a short run
     "index": ([], [ModelSource(params_path=None, index_dir="index"), DatasetFiles(),
