@@ -53,6 +53,12 @@ def parse_args(argv=None):
     p.add_argument("--max_test", type=int, default=None)
     p.add_argument("--cache", default="runs/al_cache", help="vectors are computed once and kept here")
     p.add_argument("--finetune", action="store_true", help="also fine-tune on the final sets of random and auto")
+    p.add_argument("--retrain", default="head", choices=["head", "finetune"],
+                   help="head: a frozen-vector head each round; finetune: fine-tune the encoder every "
+                        "--finetune_every rounds (warm start from the last round's checkpoint), the rounds between "
+                        "fit the head on the fine-tuned encoder's vectors")
+    p.add_argument("--finetune_every", type=int, default=2, help="with --retrain finetune: rounds per fine-tune")
+    p.add_argument("--ft_epochs", type=int, default=3, help="with --retrain finetune: epochs of each fine-tune")
     p.add_argument("--plot", default=None, help="PNG of the learning curves (default benchmarks/active_learning_<data>.png)")
     p.add_argument("--out", default=None, help="also write the per-round numbers here (JSON)")
     p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
@@ -90,7 +96,52 @@ def f1s(y, probs, threshold: float = 0.5) -> tuple[float, float]:
     return f1_scores(y, (probs >= threshold).astype(np.int8))
 
 
-def simulate(strategy: str, seed: int, start: list[int], dev: list[int], x_pool, y_pool, x_test, y_test,
+class HeadRounds:
+    """Each round's model: the frozen-vector head on fixed vectors (``x_pool``, ``x_test``)."""
+
+    def __init__(self, x_pool, x_test, y_pool):
+        self.x_pool, self.x_test, self.y_pool = x_pool, x_test, y_pool
+
+    def fit(self, round_no: int, labelled: list[int], rest, outside, last: bool = False) -> tuple:
+        """(test, rest, dev) probabilities of the round's model, and whether it was fine-tuned; ``last``: the
+        final round."""
+        probs = fit_predict(self.x_pool[labelled], self.y_pool[labelled],
+                            [self.x_test, self.x_pool[rest], self.x_pool[outside]])
+        return (*probs, False)
+
+
+class FinetuneRounds(HeadRounds):
+    """Every ``every``-th round fine-tunes the encoder on the labelled texts (`labelwise.train`, ``epochs`` epochs,
+    warm start from the previous fine-tune's checkpoint, the draw's dev texts as dev) and scores the pool and test
+    with it; the rounds between fit the frozen-vector head on that fine-tuned encoder's vectors."""
+
+    def __init__(self, args, ds, pool, test, y_pool, work: Path):
+        super().__init__(None, None, y_pool)
+        self.args, self.ds, self.pool, self.test, self.work = args, ds, pool, test, work
+        self.checkpoint, self.minutes = None, []
+
+    def fit(self, round_no, labelled, rest, outside, last=False):
+        if round_no % self.args.finetune_every and self.x_pool is not None and not last:
+            return super().fit(round_no, labelled, rest, outside)
+        start = time.perf_counter()
+        clf = finetune_on(self.args, self.ds, [self.pool[i] for i in labelled], [self.pool[i] for i in outside],
+                          self.work / f"round{round_no}", self.checkpoint, self.args.ft_epochs)
+        if self.checkpoint:
+            import shutil
+
+            shutil.rmtree(Path(self.checkpoint).parent)  # one checkpoint on disk at a time
+        self.checkpoint = str(clf.path)
+        texts = [e.text for e in self.test] + [self.pool[i].text for i in rest] + [self.pool[i].text for i in outside]
+        probs = clf.predict_proba(texts, batch_size=64)
+        if self.args.finetune_every > 1:  # the vectors the head of the rounds between reads
+            self.x_test = clf.features([e.text for e in self.test], batch_size=64)
+            self.x_pool = clf.features([e.text for e in self.pool], batch_size=64)
+        self.minutes.append((time.perf_counter() - start) / 60)
+        n_test, n_rest = len(self.test), len(rest)
+        return probs[:n_test], probs[n_test:n_test + n_rest], probs[n_test + n_rest:], True
+
+
+def simulate(strategy: str, seed: int, start: list[int], dev: list[int], rounds: HeadRounds, y_pool, y_test,
              args) -> dict:
     from labelwise.select.strategies import rank
 
@@ -101,21 +152,25 @@ def simulate(strategy: str, seed: int, start: list[int], dev: list[int], x_pool,
     outside = np.asarray(sorted(set(dev)), dtype=np.int64)  # the draw's dev texts are never offered for annotation
     while True:
         t0 = time.perf_counter()
-        rest = np.setdiff1d(np.setdiff1d(np.arange(len(x_pool)), labelled), outside)
-        probs_test, probs_rest, probs_dev = fit_predict(x_pool[labelled], y_pool[labelled],
-                                                        [x_test, x_pool[rest], x_pool[outside]])
+        rest = np.setdiff1d(np.setdiff1d(np.arange(len(y_pool)), labelled), outside)
+        last = len(labelled) >= args.budget or not len(rest)
+        probs_test, probs_rest, probs_dev, tuned = rounds.fit(len(rows), labelled, rest, outside, last)
         threshold = 0.5 if args.threshold == "0.5" else dev_threshold(y_pool[outside], probs_dev)
         micro, macro = f1s(y_test, probs_test, threshold)
-        rows.append({"labelled": len(labelled), "micro": micro, "macro": macro, "threshold": threshold})
-        if len(labelled) >= args.budget or not len(rest):
+        rows.append({"labelled": len(labelled), "micro": micro, "macro": macro, "threshold": threshold,
+                     "finetuned": tuned})
+        if tuned:
+            print(f"  seed {seed} {strategy}: {len(labelled)} labels, fine-tuned → {micro:.2f} / {macro:.2f} "
+                  f"({(time.perf_counter() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
+        if last:
             break
         step = min(args.step, args.budget - len(labelled), len(rest))
         thresholds = np.full(y_pool.shape[1], threshold)
         if strategy in VARIANTS:
-            chosen = variant_rank(strategy, step, probs_rest, x_pool[rest], thresholds, y_pool[labelled])
+            chosen = variant_rank(strategy, step, probs_rest, rounds.x_pool[rest], thresholds, y_pool[labelled])
         else:
             chosen, _ = rank(strategy, step, probs=probs_rest, thresholds=thresholds,
-                             vectors=x_pool[rest] if strategy == "diversity" else None,
+                             vectors=rounds.x_pool[rest] if strategy == "diversity" else None,
                              mean_labels=mean_labels, rng=rng)
         labelled += [int(rest[i]) for i in chosen]
         seconds.append(time.perf_counter() - t0)
@@ -202,8 +257,10 @@ def mean_curve(runs: list[dict]) -> list[dict]:
     return out
 
 
-def finetune(args, ds, labelled_examples, dev_examples, test, work: Path) -> dict:
-    from labelwise.data.dataset import multi_hot
+def finetune_on(args, ds, labelled_examples, dev_examples, work: Path, init_from: str | None = None,
+                epochs: int | None = None):
+    """The classifier `labelwise.train` makes of these examples (a folder under ``work``); ``epochs`` None: the
+    defaults, else that many (--ft_epochs); ``init_from``: warm start from that checkpoint."""
     from labelwise.training import TrainConfig, train
 
     folder = work / "ft"
@@ -211,9 +268,16 @@ def finetune(args, ds, labelled_examples, dev_examples, test, work: Path) -> dic
     (folder / "label.txt").write_text("\n".join(ds.labels) + "\n", encoding="utf-8")
     write_split(folder, "train.txt", labelled_examples)
     write_split(folder, "dev.txt", dev_examples)
+    return train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / "ckpt"),
+                             model_name=None if init_from else args.model_name, init_from_ckpt=init_from,
+                             epochs=epochs, progress=False, baseline=False)).classifier
+
+
+def finetune(args, ds, labelled_examples, dev_examples, test, work: Path) -> dict:
+    from labelwise.data.dataset import multi_hot
+
     start = time.perf_counter()
-    clf = train(TrainConfig(dataset_dir=str(folder), save_dir=str(folder / "ckpt"), model_name=args.model_name,
-                            progress=False, baseline=False)).classifier
+    clf = finetune_on(args, ds, labelled_examples, dev_examples, work)
     probs = clf.predict_proba([e.text for e in test])
     y = multi_hot(test, ds.labels)
     from labelwise.evaluation.metrics import f1_scores
@@ -239,15 +303,22 @@ def main(argv=None) -> str:
     test = test if args.max_test is None else test[:args.max_test]
     cache = Path(args.cache)
     t0 = time.perf_counter()
-    x_pool = vectors_of([e.text for e in pool], args.model_name, cache, f"{name}-{args.model_name}-pool{len(pool)}")
-    x_test = vectors_of([e.text for e in test], args.model_name, cache, f"{name}-{args.model_name}-test{len(test)}")
-    embed_minutes = (time.perf_counter() - t0) / 60
     y_pool, y_test = multi_hot(pool, ds.labels), multi_hot(test, ds.labels)
+    if args.retrain == "head":
+        x_pool = vectors_of([e.text for e in pool], args.model_name, cache, f"{name}-{args.model_name}-pool{len(pool)}")
+        x_test = vectors_of([e.text for e in test], args.model_name, cache, f"{name}-{args.model_name}-test{len(test)}")
+    embed_minutes = (time.perf_counter() - t0) / 60
     results = {s: [] for s in args.strategies}
+    work = tempfile.TemporaryDirectory(dir="runs" if Path("runs").is_dir() else None)
     for seed in range(args.seeds):
         start, dev_idx = draw(pool, ds.labels, 4, np.random.default_rng(seed))
         for strategy in args.strategies:
-            run = simulate(strategy, seed, start, dev_idx, x_pool, y_pool, x_test, y_test, args)
+            rounds = HeadRounds(x_pool, x_test, y_pool) if args.retrain == "head" else \
+                FinetuneRounds(args, ds, pool, test, y_pool, Path(work.name) / f"{strategy}{seed}")
+            run = simulate(strategy, seed, start, dev_idx, rounds, y_pool, y_test, args)
+            if args.retrain == "finetune":  # the curve is the fine-tuned rounds' F1 (the rounds between only pick)
+                run["rows"] = [r for r in run["rows"] if r["finetuned"]]
+                run["finetune_minutes"] = float(np.mean(rounds.minutes))
             results[strategy].append(run)
             last = run["rows"][-1]
             print(f"seed {seed} {strategy}: {last['labelled']} labels → {last['micro']:.2f} / {last['macro']:.2f} "
@@ -266,7 +337,8 @@ def main(argv=None) -> str:
     if args.out:
         Path(args.out).write_text(json.dumps({"curves": curves, "finetune": tuned}, indent=1))
     plot = Path(args.plot or Path(__file__).resolve().parent / f"active_learning_{name}.png")
-    draw_curves(curves, plot, f"{name} ({args.model_name}, {len(pool)} pool, test: {test_name})")
+    how = "frozen-vector head" if args.retrain == "head" else f"fine-tuned every {args.finetune_every} rounds"
+    draw_curves(curves, plot, f"{how}, {name} ({args.model_name}, {len(pool)} pool, test: {test_name})")
     section = format_section(args, curves, results, tuned, embed_minutes, plot, test_name, len(pool), len(test),
                              started, load_before, os.getloadavg()[0])
     print(section)
@@ -293,10 +365,20 @@ def draw_curves(curves: dict, path: Path, title: str) -> None:
         ax.set_ylabel(f"test {metric}-F1 (%)")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"Active learning, frozen-vector head: {title}")
+    fig.suptitle(f"Active learning: {title}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def retrain_note(args, results) -> str:
+    if args.retrain == "head":
+        return "frozen-vector logistic head each round"
+    minutes = np.mean([run["finetune_minutes"] for runs in results.values() for run in runs])
+    return (f"the encoder fine-tuned every {args.finetune_every} rounds (`labelwise.train`, {args.ft_epochs} epochs, "
+            f"warm start from the previous fine-tune; {minutes:.1f} min per fine-tune with scoring the pool), "
+            "the rounds between fit the frozen-vector head on the fine-tuned encoder's vectors; the columns are the "
+            "fine-tuned rounds")
 
 
 def format_section(args, curves, results, tuned, embed_minutes, plot, test_name, pool_size, test_size, started,
@@ -307,7 +389,7 @@ def format_section(args, curves, results, tuned, embed_minutes, plot, test_name,
     lines = [f"## Active learning: {name} ({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
              f"Encoder {args.model_name} (vectors of {pool_size} pool + {test_size} test texts computed once: "
              f"{embed_minutes:.1f} min); start: 4 examples per label (PaddleNLP's few-shot draw), +{args.step} "
-             f"per round to {args.budget}; test: {test_name}; {args.seeds} seeds; frozen-vector logistic head, "
+             f"per round to {args.budget}; test: {test_name}; {args.seeds} seeds; {retrain_note(args, results)}, "
              f"F1 at {THRESHOLD_NOTE[args.threshold]}; load average before/after {load_before:.1f} / {load_after:.1f}. "
              f"Picture: [{plot.name}]({plot.name})", ""]
     rounds = [r["labelled"] for r in next(iter(curves.values()))]

@@ -104,9 +104,10 @@ def test_a_folder_of_no_kind_names_every_kind(tmp_path):
 
 
 # Modules allowed to name a kind or an engine's files: the registry, each kind's own module, and the writers of
-# exports (an exporter must name the files it writes; Triton's repository holds an ONNX graph by definition).
+# exports and their settings (an exporter must name the files it writes; Triton's repository holds an ONNX graph by
+# definition).
 OWNERS = ("predict/backends.py", "predict/retrieval.py", "compress/export.py", "compress/openvino_export.py",
-          "compress/cards.py", "cli/compress.py", "serve/triton/")
+          "compress/cards.py", "compress/config.py", "cli/compress.py", "serve/triton/")
 
 
 def _strings(tree: ast.AST):

@@ -60,3 +60,52 @@ def test_a_value_outside_a_declared_constraint_is_refused_naming_the_field(cls, 
         config.validate()
     message = str(err.value)
     assert f"`{name}`" in message and "\n" not in message, message
+
+
+def _flag_configs() -> set[type]:
+    """Every config class some command's flags are made from (:func:`labelwise.settings.add_flags` records them)."""
+    import argparse
+
+    from labelwise.cli.main import build_parser
+    from labelwise.settings import CONFIGS
+
+    found, parsers = set(), [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        found |= {cls for cls, _ in parser.get_default(CONFIGS) or ()}
+        parsers += [sub for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                    for sub in a.choices.values()]
+    return found
+
+
+FLAG_CASES = [pytest.param(cls, f.name, value, id=f"--{f.name} ({cls.__name__}): {why}")
+              for cls in sorted(_flag_configs(), key=lambda c: c.__name__) for f in dataclasses.fields(cls)
+              if "help" in f.metadata and f.metadata["cli"] for why, value in _bad_values(f)]
+
+
+def test_the_flags_come_from_the_configs_and_declare_constraints():
+    names = {cls.__name__ for cls in _flag_configs()}
+    assert {"TrainConfig", "ExportConfig", "ServerOptions", "DirtyOptions", "RayOptions", "SplitOptions"} <= names
+    assert len(FLAG_CASES) > len(CASES)
+
+
+@pytest.mark.parametrize("cls, name, value", FLAG_CASES)
+def test_a_flag_outside_its_fields_constraint_is_refused_before_any_work(cls, name, value):
+    import argparse
+
+    from labelwise.settings import CONFIGS, check_args
+
+    args = argparse.Namespace(**{name: value, CONFIGS: ((cls, (name,)),)})
+    with pytest.raises(LabelwiseError) as err:
+        check_args(args)
+    assert f"`{name}`" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_command_line_names_the_flag_in_one_line(capsys):
+    from labelwise.cli.main import main
+
+    assert main(["-q", "predict", "--num_actors", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "labelwise: error: --num_actors must be at least 1, got 0"
+    assert main(["-q", "export", "--format", "openvino", "--fp16"]) == 2
+    assert capsys.readouterr().err.strip() == ("labelwise: error: --fp16 and --triton are for format onnx (an "
+                                               "OpenVINO export runs fp32, bf16 or int8)")

@@ -21,6 +21,7 @@ from labelwise.analysis.interpret_words import (
 from labelwise.cli.analysis import add_interpret_words_arguments, cmd_interpret_words
 from labelwise.data.dataset import read_labels
 from labelwise.errors import DataError, LabelwiseError
+from labelwise.settings import check_args
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -224,8 +225,8 @@ def test_interpret_words_english_text_merges_word_pieces(live_en, tmp_path):
 def test_missing_input_and_onnx_are_clear_errors(live_zh, tmp_path):
     with pytest.raises(DataError, match="run `labelwise evaluate` first"):
         cmd_interpret_words(_args(params_path=live_zh, interpret_input_file=tmp_path / "nope.txt"))
-    with pytest.raises(LabelwiseError, match="max_examples"):
-        cmd_interpret_words(_args(params_path=live_zh, text=["x"], max_examples=0))
+    with pytest.raises(LabelwiseError, match="`max_examples` must be at least 1, got 0"):
+        check_args(_args(params_path=live_zh, text=["x"], max_examples=0))  # what the command line runs first
 
     class _Onnx:
         backend = object()

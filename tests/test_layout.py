@@ -93,3 +93,12 @@ def test_the_readme_package_layout_names_every_folder_and_module():
                and p.stem not in ("__init__", "__main__")}
     assert present - named == set(), f"README's package layout misses {sorted(present - named)}"
     assert named - present == set(), f"README's package layout names what is not there: {sorted(named - present)}"
+
+
+def test_every_flag_is_made_from_a_config_field():
+    """Flags come from config dataclasses (labelwise.settings.add_flags): no hand-written add_argument elsewhere."""
+    calls = [f"{path.relative_to(PACKAGE)}:{node.lineno}" for path in PACKAGE.rglob("*.py")
+             if path.name != "settings.py"
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and node.attr == "add_argument"]
+    assert not calls, "hand-written flags (declare a setting() field and use add_flags): " + ", ".join(calls)

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from labelwise.errors import LabelwiseError
 
-__all__ = ["setting", "add_flags", "from_args", "check_fields"]
+__all__ = ["setting", "same_setting", "add_flags", "from_args", "check_fields", "check_args", "yes_no"]
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -34,20 +34,45 @@ _TYPES = {"int": int, "float": float, "str": str}
 def setting(default: Any = dataclasses.MISSING, *, help: str, flags: Sequence[str] | None = None,
             choices: Sequence | None = None, minimum: float | None = None, maximum: float | None = None,
             action: str | None = None, nargs: str | int | None = None, metavar: str | None = None,
-            cli: bool = True, default_factory: Any = dataclasses.MISSING, type: Any = None) -> Any:
+            cli: bool = True, default_factory: Any = dataclasses.MISSING, type: Any = None,
+            const: Any = None) -> Any:
     """A dataclass field with what its command-line flag needs.
 
     ``flags``: option strings when not ``--<field name>`` (aliases, or ``--no_x`` for a switch that turns
     a default-True field off); ``action``: argparse's (``store_true``, ``store_false``, ``bool`` for
     ``--x/--no-x``); ``cli=False``: an API-only field (no flag); ``minimum`` / ``maximum`` / ``choices``:
-    checked by :func:`check_fields`.
+    checked by :func:`check_fields`; ``type`` (a callable) and ``const`` (with ``nargs="?"``): argparse's.
     """
     metadata = {"help": help, "flags": tuple(flags) if flags else None, "choices": tuple(choices) if choices else None,
                 "minimum": minimum, "maximum": maximum, "action": action, "nargs": nargs, "metavar": metavar,
-                "cli": cli, "type": type}
+                "cli": cli, "type": type, "const": const}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def same_setting(config_cls, name: str, **changes) -> Any:
+    """The :func:`setting` of field ``name`` of ``config_cls`` (its default, help and flag), for another config that
+    holds the same setting, so that it is written once; ``changes`` override its keywords (say ``help=``)."""
+    field = {f.name: f for f in dataclasses.fields(config_cls)}[name]
+    options = {key: value for key, value in field.metadata.items() if key != "flags"}
+    options["flags"] = field.metadata["flags"]
+    if field.default_factory is not dataclasses.MISSING:
+        options["default_factory"] = field.default_factory
+    else:
+        options["default"] = field.default
+    options.update(changes)
+    return setting(**options)
+
+
+def yes_no(value: str) -> bool:
+    """A flag's true / false word (``--is_shuffle false``); argparse's ``type`` for such a :func:`setting`."""
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def _base_type(annotation: Any):
@@ -85,6 +110,7 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, *, only: Iterable[str
     and ``defaults`` (field name → help / default for this command only).
     """
     only, skip, required = set(only) if only is not None else None, set(skip), set(required)
+    flagged = []
     for field in dataclasses.fields(config_cls):
         meta = field.metadata
         if "help" not in meta or not meta["cli"] or field.name in skip or (only is not None and field.name not in only):
@@ -106,10 +132,16 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, *, only: Iterable[str
             kwargs["action"] = "store_false" if field.default is True else "store_true"
         else:
             kwargs["type"] = kind
-            for key in ("choices", "nargs", "metavar"):
-                if meta[key] is not None:
+            for key in ("choices", "nargs", "metavar", "const"):
+                if meta.get(key) is not None:
                     kwargs[key] = list(meta[key]) if key == "choices" else meta[key]
         parser.add_argument(*flags, **kwargs)
+        flagged.append(field.name)
+    configs = parser.get_default(CONFIGS) or ()
+    parser.set_defaults(**{CONFIGS: configs + ((config_cls, tuple(flagged)),)})  # for check_args
+
+
+CONFIGS = "_flag_configs"  # in a parsed namespace: (config class, its fields that have a flag here) pairs
 
 
 def from_args(config_cls, args: argparse.Namespace, **extra):
@@ -124,23 +156,38 @@ def check_fields(config) -> None:
     """The type (whole number, number), ``minimum`` / ``maximum`` / ``choices`` of every :func:`setting` field;
     one line naming the field."""
     for field in dataclasses.fields(config):
-        meta, value = field.metadata, getattr(config, field.name)
-        if "help" not in meta or value is None:
+        _check_value(field, getattr(config, field.name))
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """:func:`check_fields` for parsed flags: every flag that came from a config field (:func:`add_flags`) is
+    checked against that field's constraints, before a command does any work (the fields a command has no flag
+    for are not looked at)."""
+    given = vars(args)
+    for config_cls, names in given.get(CONFIGS) or ():
+        for field in dataclasses.fields(config_cls):
+            if field.name in names:
+                _check_value(field, given[field.name])
+
+
+def _check_value(field: dataclasses.Field, value: Any) -> None:
+    meta = field.metadata
+    if "help" not in meta or value is None:
+        return
+    values = value if isinstance(value, (list, tuple)) else [value]
+    base = _base_type(field.type) if meta.get("type") is None else None
+    for item in values:
+        if meta["choices"] is not None and item not in meta["choices"]:
+            raise LabelwiseError(f"`{field.name}` must be one of {', '.join(map(str, meta['choices']))}, "
+                                 f"got {item!r}")
+        number = isinstance(item, numbers.Real) and not isinstance(item, bool)  # numpy scalars too
+        if base is int and not (number and float(item).is_integer()):
+            raise LabelwiseError(f"`{field.name}` must be a whole number, got {item!r}")
+        if base is float and not (number and math.isfinite(item)):
+            raise LabelwiseError(f"`{field.name}` must be a (finite) number, got {item!r}")
+        if not number:
             continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        base = _base_type(field.type) if meta.get("type") is None else None
-        for item in values:
-            if meta["choices"] is not None and item not in meta["choices"]:
-                raise LabelwiseError(f"`{field.name}` must be one of {', '.join(map(str, meta['choices']))}, "
-                                     f"got {item!r}")
-            number = isinstance(item, numbers.Real) and not isinstance(item, bool)  # numpy scalars too
-            if base is int and not (number and float(item).is_integer()):
-                raise LabelwiseError(f"`{field.name}` must be a whole number, got {item!r}")
-            if base is float and not (number and math.isfinite(item)):
-                raise LabelwiseError(f"`{field.name}` must be a (finite) number, got {item!r}")
-            if not number:
-                continue
-            if meta["minimum"] is not None and item < meta["minimum"]:
-                raise LabelwiseError(f"`{field.name}` must be at least {meta['minimum']}, got {item}")
-            if meta["maximum"] is not None and item > meta["maximum"]:
-                raise LabelwiseError(f"`{field.name}` must be at most {meta['maximum']}, got {item}")
+        if meta["minimum"] is not None and item < meta["minimum"]:
+            raise LabelwiseError(f"`{field.name}` must be at least {meta['minimum']}, got {item}")
+        if meta["maximum"] is not None and item > meta["maximum"]:
+            raise LabelwiseError(f"`{field.name}` must be at most {meta['maximum']}, got {item}")

@@ -32,12 +32,12 @@ from labelwise.data.dataset import (
     write_examples,
     write_lines,
 )
-from labelwise.data.tables import column_setting, columns_of
+from labelwise.data.tables import DatasetFiles, TableColumns, columns_of
 from labelwise.evaluation.decision import decision_matrix, sigmoid
 from labelwise.evaluation.metrics import f1_scores
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
-from labelwise.settings import check_fields, setting
+from labelwise.settings import check_fields, same_setting, setting
 
 log = logging.getLogger("labelwise")
 
@@ -68,13 +68,13 @@ class SparseConfig:
                                        minimum=-1, maximum=1)
     rationale_num_sparse: int = setting(3, help="neighbours averaged for the support score", minimum=1)
     rationale_num_support: int = setting(6, help="neighbours searched per sparse example", minimum=1)
-    train_file: str = setting("train.txt", help="file name of the train split")
-    dev_file: str = setting("dev.txt", help="file name of the dev split")
-    label_file: str = setting("label.txt", help="file name of the label list")
-    text_column: str | None = column_setting("text_column")  # tables: labelwise.data.tables
-    label_column: str | None = column_setting("label_column")
-    label_columns: list[str] | None = column_setting("label_columns")
-    label_sep: str = column_setting("label_sep")
+    train_file: str = same_setting(DatasetFiles, "train_file")
+    dev_file: str = same_setting(DatasetFiles, "dev_file")
+    label_file: str = same_setting(DatasetFiles, "label_file")
+    text_column: str | None = same_setting(TableColumns, "text_column")  # tables: labelwise.data.tables
+    label_column: str | None = same_setting(TableColumns, "label_column")
+    label_columns: list[str] | None = same_setting(TableColumns, "label_columns")
+    label_sep: str = same_setting(TableColumns, "label_sep")
     unlabeled_file: str = setting("data.txt", help="unlabelled texts, with --annotate")
     sparse_file: str = setting("sparse.txt", help="output: the sparse dev examples")
     support_file: str = setting("support.txt", help="output: the support examples")

@@ -9,14 +9,60 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.analysis.augment import AUG_STRATEGIES
+from labelwise.analysis.dirty import METHODS as DIRTY_METHODS
+from labelwise.analysis.interpret_words import METHODS as WORDS_METHODS
 from labelwise.analysis.sparse import SparseConfig
 from labelwise.cli.options import DatasetFiles, InterpretFiles, ModelSource, RunOptions
 from labelwise.data.tables import TableColumns, columns_of
 from labelwise.errors import LabelwiseError
-from labelwise.settings import add_flags, from_args
+from labelwise.settings import add_flags, from_args, setting
+
+
+@dataclass
+class AugmentFiles:
+    train_path: str = setting(help="text<TAB>labels file (or a table) to augment")
+    aug_path: str | None = setting(None, help="output file (default: aug.txt beside --train_path)")
+    aug_strategy: str = setting("substitute", choices=AUG_STRATEGIES,
+                                help="how each text is rewritten; mix: a random one each time")
+    with_original: bool = setting(False, help="write the original examples first")
+
+
+@dataclass
+class ExamplesOptions:
+    top_k: int = setting(3, help="supporting examples per text", minimum=1)
+
+
+@dataclass
+class DirtyOptions:
+    method: str = setting("representer", choices=DIRTY_METHODS, help="how examples are scored")
+    dirty_num: int = setting(100, help="how many examples to flag", minimum=1)
+    dirty_threshold: float = setting(0.0, help="flag only examples scoring above this; with --representer_score "
+                                     "paddlenlp: the representer weight that counts as positive")
+    dirty_file: str = setting("train_dirty.txt", help="flagged examples; a bare name goes into --dataset_dir")
+    rest_file: str = setting("train_dirty_rest.txt", help="the other examples; a bare name goes into --dataset_dir")
+    doccano_file: str | None = setting(None, help="also write the flagged examples as doccano JSONL")
+    representer_score: str = setting("self", choices=("self", "paddlenlp"),
+                                     help="representer: score with this method's own rule or PaddleNLP's")
+    lmbd: float = setting(1e-3, help="L2 strength of the refit head", minimum=0)
+    folds: int = setting(5, help="confident: K folds", minimum=2)
+    cl_model: str = setting("head", choices=("head", "finetune"),
+                            help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
+                                 "finetune = K fine-tuned models like the checkpoint (slow)")
+    cl_epochs: int | None = setting(None, help="finetune: epochs per fold (default: the checkpoint's)", minimum=1)
+
+
+@dataclass
+class WordsOptions:
+    top_words_file: str | None = setting(None, help="TSV of top words (default: beside the HTML, .tsv)")
+    method: str = setting("ig", choices=WORDS_METHODS, help="attribution method")
+    top_words: int = setting(5, help="words shown per label", minimum=1)
+    n_steps: int = setting(20, help="integrated-gradients steps", minimum=1)
+    n_samples: int | None = setting(None, help="LIME perturbations (200) / SHAP samples (20)", minimum=2)
+    max_examples: int = setting(100, help="interpret the first N texts", minimum=1)
 
 
 def register(sub) -> None:
@@ -27,15 +73,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_sparse)
 
     p = data.add_parser("augment", help="word-level augmentation of a training file (labels copied)")
-    p.add_argument("--train_path", required=True, help="text<TAB>labels file (or a table) to augment")
-    p.add_argument("--aug_path", default=None, help="output file (default: aug.txt beside --train_path)")
-    p.add_argument("--aug_strategy", choices=AUG_STRATEGIES, default="substitute",
-                   help="how each text is rewritten; mix: a random one each time (default %(default)s)")
+    add_flags(p, AugmentFiles)
     # the word-level settings are SparseConfig's: `data sparse` rewrites its support examples the same way
     add_flags(p, SparseConfig, only=("aug_type", "create_n", "aug_percent", "mlm_model"), defaults={"create_n": 2})
     add_flags(p, RunOptions, only=("seed", "overwrite"))
     add_flags(p, ModelSource, only=("device",), help_overrides={"device": "for --aug_type mlm"})
-    p.add_argument("--with_original", action="store_true", help="write the original examples first")
     add_flags(p, TableColumns)
     p.set_defaults(func=cmd_augment)
 
@@ -45,7 +87,7 @@ def register(sub) -> None:
     add_flags(p, DatasetFiles, only=("dataset_dir", "train_file", "label_file"), required=("dataset_dir",))
     add_flags(p, ModelSource, only=("params_path", "device", "batch_size", "max_seq_length"))
     add_flags(p, InterpretFiles, help_overrides={"interpret_result_file": "output; - for stdout"})
-    p.add_argument("--top_k", type=int, default=3, help="supporting examples per text (default %(default)s)")
+    add_flags(p, ExamplesOptions)
     add_flags(p, RunOptions, only=("format",))
     p.set_defaults(func=cmd_interpret_examples)
 
@@ -59,38 +101,16 @@ def register(sub) -> None:
 
 
 def add_dirty_arguments(p: argparse.ArgumentParser) -> None:
-    from labelwise.analysis.dirty import METHODS
-
     add_flags(p, DatasetFiles, only=("dataset_dir", "train_file"), required=("dataset_dir",),
               help_overrides={"dataset_dir": "folder with train.txt and label.txt (or a table split)"})
     add_flags(p, TableColumns)
     add_flags(p, ModelSource, only=("params_path", "batch_size", "max_seq_length", "device"),
               help_overrides={"params_path": "checkpoint trained on that train.txt"})
-    p.add_argument("--method", choices=METHODS, default="representer", help="how examples are scored "
-                   "(default %(default)s)")
-    p.add_argument("--dirty_num", type=int, default=100, help="how many examples to flag (default %(default)s)")
-    p.add_argument("--dirty_threshold", type=float, default=0.0,
-                   help="flag only examples scoring above this; with --representer_score paddlenlp: the "
-                        "representer weight that counts as positive (default %(default)s)")
-    p.add_argument("--dirty_file", default="train_dirty.txt",
-                   help="flagged examples; a bare name goes into --dataset_dir (default %(default)s)")
-    p.add_argument("--rest_file", default="train_dirty_rest.txt",
-                   help="the other examples; a bare name goes into --dataset_dir (default %(default)s)")
-    p.add_argument("--doccano_file", default=None, help="also write the flagged examples as doccano JSONL")
-    p.add_argument("--representer_score", choices=["self", "paddlenlp"], default="self",
-                   help="representer: score with this method's own rule or PaddleNLP's (default %(default)s)")
-    p.add_argument("--lmbd", type=float, default=1e-3, help="L2 strength of the refit head (default %(default)s)")
-    p.add_argument("--folds", type=int, default=5, help="confident: K folds (default %(default)s)")
-    p.add_argument("--cl_model", choices=["head", "finetune"], default="head",
-                   help="confident: out-of-fold model; head = logistic head on frozen features (fast), "
-                        "finetune = K fine-tuned models like the checkpoint (slow)")
-    p.add_argument("--cl_epochs", type=int, default=None, help="finetune: epochs per fold (default: the checkpoint's)")
+    add_flags(p, DirtyOptions)
     add_flags(p, RunOptions, only=("seed",))
 
 
 def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
-    from labelwise.analysis.interpret_words import METHODS
-
     add_flags(p, ModelSource, only=("params_path", "max_seq_length", "device"),
               help_overrides={"params_path": "checkpoint folder (PyTorch)"})
     add_flags(p, DatasetFiles, only=("dataset_dir",), help_overrides={
@@ -98,12 +118,7 @@ def add_interpret_words_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p, InterpretFiles, defaults={"interpret_result_file": "interpret_words.html"},
               help_overrides={"text": "interpret this text instead (repeatable)",
                               "interpret_result_file": "the HTML heatmap"})
-    p.add_argument("--top_words_file", default=None, help="TSV of top words (default: beside the HTML, .tsv)")
-    p.add_argument("--method", choices=METHODS, default="ig", help="attribution method (default %(default)s)")
-    p.add_argument("--top_words", type=int, default=5, help="words shown per label (default %(default)s)")
-    p.add_argument("--n_steps", type=int, default=20, help="integrated-gradients steps (default %(default)s)")
-    p.add_argument("--n_samples", type=int, default=None, help="LIME perturbations (200) / SHAP samples (20)")
-    p.add_argument("--max_examples", type=int, default=100, help="interpret the first N texts (default %(default)s)")
+    add_flags(p, WordsOptions)
 
 
 def cmd_sparse(args) -> int:
@@ -145,8 +160,6 @@ def cmd_interpret_examples(args) -> int:
     from labelwise.data.dataset import load_dataset
     from labelwise.files import atomic_write_text, check_outputs
 
-    if args.top_k < 1:
-        raise LabelwiseError(f"--top_k must be at least 1, got {args.top_k}")
     ds = load_dataset(args.dataset_dir, train_file=args.train_file, label_file=args.label_file, require=("train",))
     inputs = [Path(args.dataset_dir) / args.train_file, Path(args.dataset_dir) / args.label_file]
     if args.interpret_result_file != "-":
@@ -234,8 +247,6 @@ def cmd_interpret_words(args) -> int:
     from labelwise.data.dataset import read_labels
     from labelwise.files import check_outputs
 
-    if args.max_examples is not None and args.max_examples < 1:
-        raise LabelwiseError(f"--max_examples must be >= 1, got {args.max_examples}")
     label_file = Path(args.dataset_dir) / "label.txt" if args.dataset_dir else None
     clf = _checkpoint(args, read_labels(label_file) if label_file else None, label_file)
     input_path = None

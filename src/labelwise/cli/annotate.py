@@ -5,33 +5,48 @@ Each command only parses flags and calls :mod:`labelwise.data.annotation` / :mod
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from labelwise.cli.options import DatasetFiles, LabelPaths, RunOptions
 from labelwise.errors import LabelwiseError
-from labelwise.settings import add_flags
+from labelwise.settings import add_flags, setting, yes_no
 
 
-def _bool(value: str) -> bool:
-    lowered = str(value).strip().lower()
-    if lowered in ("1", "true", "yes", "y", "on"):
-        return True
-    if lowered in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+@dataclass
+class SplitOptions:
+    """Where the annotated examples go: a new dataset folder split three ways, one file, or an existing dataset."""
+
+    save_dir: str = setting("./data", help="dataset folder to write")
+    splits: list = setting(default_factory=lambda: [0.8, 0.2], type=float, nargs="+",
+                           help="train [dev [test]] ratios summing to 1")
+    is_shuffle: bool = setting(True, type=yes_no, nargs="?", const=True,
+                               help="shuffle before splitting (default true; --is_shuffle false keeps file order)")
+    stratify: bool | None = setting(None, type=yes_no, nargs="?", const=True,
+                                    help="iterative stratification: every label reaches every split in proportion "
+                                         "(default: on when shuffling; --stratify false: the plain random split)")
+    output_file: str | None = setting(None, help="instead of a dataset folder, write every example to this one file "
+                                                 "(re-annotated dirty or support data)")
+    merge_into: str | None = setting(
+        None, metavar="DATASET_DIR",
+        help="instead of a new dataset: append the annotated texts that are new to this dataset folder's train.txt "
+             "(labels checked against its label.txt, read with --hierarchy_sep; texts already in train, dev or test "
+             "skipped; dev and test untouched; the split flags do not apply)")
+
+
+@dataclass
+class DoccanoFile:
+    doccano_file: str = setting("doccano.jsonl", help="doccano text-classification export")
+
+
+@dataclass
+class LabelStudioFile:
+    labelstudio_file: str = setting("label_studio.json", help="Label Studio JSON or JSON-MIN export")
+    text_key: str = setting("text", help="field of the task data holding the text")
+    from_name: str | None = setting(None, help="the choices/taxonomy control to read (when several)")
 
 
 def _split_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--save_dir", default="./data", help="dataset folder to write (default %(default)s)")
-    p.add_argument("--splits", type=float, nargs="+", default=[0.8, 0.2],
-                   help="train [dev [test]] ratios summing to 1 (default 0.8 0.2)")
-    p.add_argument("--is_shuffle", type=_bool, nargs="?", const=True, default=True,
-                   help="shuffle before splitting (default true; --is_shuffle false keeps file order)")
-    p.add_argument("--stratify", type=_bool, nargs="?", const=True, default=None,
-                   help="iterative stratification: every label reaches every split in proportion (default: on "
-                        "when shuffling; --stratify false: the plain random split)")
-    p.add_argument("--output_file", default=None,
-                   help="instead of a dataset folder, write every example to this one file "
-                        "(re-annotated dirty or support data)")
+    add_flags(p, SplitOptions)
     add_flags(p, DatasetFiles, only=("label_file",), defaults={"label_file": None},
               help_overrides={"label_file": "with --output_file: labels must be in this label.txt"})
     add_flags(p, RunOptions, only=("seed", "overwrite"), help_overrides={"seed": "shuffle seed"})
@@ -39,22 +54,16 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
         "hierarchy_sep": "separator of label paths in the annotations, and what joins a Label Studio taxonomy path "
                          "(体育##足球: a tree; each path brings its parents), and with --merge_into of the "
                          "dataset's label names; none: flat names (a taxonomy path: its last element)"})
-    p.add_argument("--merge_into", default=None, metavar="DATASET_DIR",
-                   help="instead of a new dataset: append the annotated texts that are new to this dataset folder's "
-                        "train.txt (labels checked against its label.txt, read with --hierarchy_sep; texts already "
-                        "in train, dev or test skipped; dev and test untouched; the split flags do not apply)")
 
 
 def register(sub) -> None:
     p = sub.add_parser("doccano", help="doccano JSONL export → dataset folder")
-    p.add_argument("--doccano_file", default="doccano.jsonl", help="doccano text-classification export")
+    add_flags(p, DoccanoFile)
     _split_flags(p)
     p.set_defaults(func=cmd_doccano)
 
     p = sub.add_parser("labelstudio", help="Label Studio JSON export (choices / taxonomy) → dataset folder")
-    p.add_argument("--labelstudio_file", default="label_studio.json", help="Label Studio JSON or JSON-MIN export")
-    p.add_argument("--text_key", default="text", help="field of the task data holding the text")
-    p.add_argument("--from_name", default=None, help="the choices/taxonomy control to read (when several)")
+    add_flags(p, LabelStudioFile)
     _split_flags(p)
     p.set_defaults(func=cmd_labelstudio)
 

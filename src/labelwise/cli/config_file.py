@@ -11,21 +11,28 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.errors import LabelwiseError
+from labelwise.settings import add_flags, setting
 
 __all__ = ["add_config_flags", "apply_config", "print_config"]
 
 SKIP = {"help", "config", "print_config", "quiet"}
 
 
+@dataclass
+class ConfigFile:
+    """``--config`` and ``--print_config``, on every command."""
+
+    config: str | None = setting(None, metavar="FILE", help="read the settings from this YAML file (keys: the flags "
+                                 "without --); flags given beside it win")
+    print_config: bool = setting(False, help="print this command's settings as YAML (for --config) and stop")
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="read the settings from this YAML file (keys: the flags without --); flags given "
-                             "beside it win")
-    parser.add_argument("--print_config", action="store_true",
-                        help="print this command's settings as YAML (for --config) and stop")
+    add_flags(parser, ConfigFile)
 
 
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
@@ -47,7 +54,7 @@ def _settings(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Make the values of ``--config FILE`` in ``argv`` the defaults of the command it names (before parsing)."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
+    add_flags(pre, ConfigFile, only=("config",))
     known, _ = pre.parse_known_args(argv)
     if not known.config:
         return

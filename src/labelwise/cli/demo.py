@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from labelwise.settings import add_flags
+from labelwise.settings import add_flags, setting
 from labelwise.training.config import TrainConfig
+
+@dataclass
+class DemoOptions:
+    work_dir: str = setting("runs/demo", help="checkpoint, bad cases and predictions go here")
+
 
 DEMO_DEFAULTS = {"dataset_dir": "data/divorce", "max_train_samples": 2000, "epochs": 2}
 
@@ -13,7 +19,7 @@ DEMO_DEFAULTS = {"dataset_dir": "data/divorce", "max_train_samples": 2000, "epoc
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train briefly on the bundled divorce data, evaluate and predict")
     add_flags(p, TrainConfig, only=DEMO_DEFAULTS, defaults=DEMO_DEFAULTS)
-    p.add_argument("--work_dir", default="runs/demo", help="checkpoint, bad cases and predictions go here")
+    add_flags(p, DemoOptions)
     p.set_defaults(func=cmd_demo)
 
 

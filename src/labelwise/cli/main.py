@@ -15,7 +15,9 @@ import sys
 
 from labelwise.cli import analysis, annotate, compress, demo, predict, select, serve, train
 from labelwise.cli.config_file import add_config_flags, apply_config, print_config
+from labelwise.cli.options import GlobalOptions, HubDataset
 from labelwise.errors import LabelwiseError, OutputExistsError, os_error_line
+from labelwise.settings import add_flags, check_args
 
 log = logging.getLogger("labelwise")
 
@@ -24,7 +26,7 @@ GROUPS = (train, demo, predict, compress, serve, annotate, analysis, select)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelwise", description="Multi-label text classification.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    add_flags(parser, GlobalOptions)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -40,10 +42,7 @@ def add_hf_dataset_flags(parser: argparse.ArgumentParser) -> None:
         return
     parser.set_defaults(_dataset_dir_required=folder.required)
     folder.required = False  # checked in resolve_hf_dataset: one of the two
-    parser.add_argument("--hf_dataset", default=None, metavar="NAME_OR_PATH",
-                        help="a Hugging Face dataset instead of --dataset_dir: a hub name (needs internet) or a local "
-                             "path datasets.load_dataset reads; saved once under $LABELWISE_CACHE (~/.cache/labelwise)")
-    parser.add_argument("--hf_config", default=None, help="the --hf_dataset configuration (e.g. simplified)")
+    add_flags(parser, HubDataset)
 
 
 def resolve_hf_dataset(args: argparse.Namespace) -> None:
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO)
     try:
+        check_args(args)  # every flag against its config field's constraints, before any work
         resolve_hf_dataset(args)
         return args.func(args)
     except LabelwiseError as err:

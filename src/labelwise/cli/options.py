@@ -9,28 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelwise.data.tables import DatasetFiles  # noqa: F401  (declared beside the table columns)
 from labelwise.evaluation.decision import HIERARCHY_MODES
 from labelwise.predict import backends
 from labelwise.settings import setting
 
 PRECISIONS = backends.precisions()  # for help texts; the registry checks the value against the folder's kind
 BACKENDS = ("auto",) + backends.names()
-
-
-@dataclass
-class DatasetFiles:
-    """A dataset folder and the names of its files (PaddleNLP's layout)."""
-
-    dataset_dir: str | None = setting(None, help="folder with train.txt, dev.txt, label.txt (or .csv / .tsv / .jsonl "
-                                                 "/ .parquet splits, or a saved Hugging Face dataset)")
-    train_file: str = setting("train.txt", help="file name of the train split")
-    dev_file: str = setting("dev.txt", help="file name of the dev split")
-    test_file: str = setting("test.txt", help="file name of the test split")
-    label_file: str = setting("label.txt", help="file name of the label list")
-
-    def file_names(self) -> dict[str, str]:
-        """``train_file=...`` etc., as :func:`labelwise.data.dataset.load_dataset` takes them."""
-        return {f"{split}_file": getattr(self, f"{split}_file") for split in ("train", "dev", "test", "label")}
 
 
 @dataclass
@@ -119,5 +104,23 @@ class InterpretFiles:
     interpret_result_file: str = setting("sent_interpret.txt", help="output")
 
 
-__all__ = ["DatasetFiles", "ModelSource", "Decision", "LabelPaths", "RunOptions", "InterpretFiles", "PRECISIONS",
+@dataclass
+class GlobalOptions:
+    """The flags of ``labelwise`` itself, before the command."""
+
+    quiet: bool = setting(False, flags=["-q", "--quiet"], help="no progress bars, warnings only")
+
+
+@dataclass
+class HubDataset:
+    """A Hugging Face dataset in place of ``--dataset_dir`` (:mod:`labelwise.data.hf`)."""
+
+    hf_dataset: str | None = setting(None, metavar="NAME_OR_PATH",
+                                     help="a Hugging Face dataset instead of --dataset_dir: a hub name (needs "
+                                          "internet) or a local path datasets.load_dataset reads; saved once under "
+                                          "$LABELWISE_CACHE (~/.cache/labelwise)")
+    hf_config: str | None = setting(None, help="the --hf_dataset configuration (e.g. simplified)")
+
+
+__all__ = ["GlobalOptions", "HubDataset", "DatasetFiles", "ModelSource", "Decision", "LabelPaths", "RunOptions", "InterpretFiles", "PRECISIONS",
            "BACKENDS"]

@@ -4,12 +4,42 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.cli.options import DatasetFiles, Decision, ModelSource, RunOptions
 from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError
-from labelwise.settings import add_flags, from_args
+from labelwise.settings import add_flags, from_args, setting
+
+
+@dataclass
+class EvaluateOutput:
+    split: str = setting("dev", choices=("dev", "test", "train"), help="the split to score")
+    bad_case_file: str = setting("bad_case.txt", help="examples with any wrong label")
+    report: str | None = setting(None, help="also write a self-contained HTML report here")
+
+
+@dataclass
+class PredictFiles:
+    data_file: str = setting("data.txt", help="one text a line, or a .csv / .tsv / .jsonl / .parquet table")
+    hf_split: str = setting("test", help="with a saved Hugging Face dataset as --dataset_dir: the split whose texts "
+                                         "to label")
+    output_file: str = setting("output.txt", help="text<TAB>labels lines; .jsonl or .csv: that format")
+    with_scores: bool = setting(False, help="write label:probability")
+    perf: bool = setting(False, help="instead: micro/macro F1 and ms/sample over dev (or test)")
+    perf_split: str = setting("dev", choices=("dev", "test"), help="--perf: the split to score")
+
+
+@dataclass
+class RayOptions:
+    ray: bool = setting(False, help="score with Ray Data over --num_actors model copies; --output_file must end in "
+                                    ".parquet or .jsonl and becomes a folder (needs labelwise[ray]; see "
+                                    "docs/deployment.md)")
+    num_actors: int = setting(2, help="--ray: model copies", minimum=1)
+    ray_address: str | None = setting(None, help="--ray: a cluster to join (auto, ray://head:10001); default: start "
+                                                 "Ray on this machine")
+    text_field: str = setting("text", help="--ray: the text column of JSONL/Parquet input")
 
 
 def register(sub) -> None:
@@ -18,33 +48,16 @@ def register(sub) -> None:
     add_flags(p, TableColumns)
     add_flags(p, ModelSource)
     add_flags(p, Decision)
-    p.add_argument("--split", choices=["dev", "test", "train"], default="dev", help="the split to score")
-    p.add_argument("--bad_case_file", default="bad_case.txt",
-                   help="examples with any wrong label (default %(default)s)")
+    add_flags(p, EvaluateOutput)
     add_flags(p, RunOptions, only=("format",))
-    p.add_argument("--report", default=None, help="also write a self-contained HTML report here")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label the texts of data.txt")
     add_flags(p, DatasetFiles, only=("dataset_dir",),
               help_overrides={"dataset_dir": "folder holding data.txt (or give --data_file as a path)"})
-    p.add_argument("--data_file", default="data.txt",
-                   help="one text a line, or a .csv / .tsv / .jsonl / .parquet table (default %(default)s)")
-    p.add_argument("--hf_split", default="test", help="with a saved Hugging Face dataset as --dataset_dir: the split "
-                                                      "whose texts to label (default %(default)s)")
+    add_flags(p, PredictFiles)
     add_flags(p, TableColumns, only=("text_column",))
-    p.add_argument("--output_file", default="output.txt",
-                   help="text<TAB>labels lines; .jsonl or .csv: that format (default %(default)s)")
-    p.add_argument("--with_scores", action="store_true", help="write label:probability")
-    p.add_argument("--perf", action="store_true", help="instead: micro/macro F1 and ms/sample over dev (or test)")
-    p.add_argument("--perf_split", choices=["dev", "test"], default="dev", help="--perf: the split to score")
-    p.add_argument("--ray", action="store_true",
-                   help="score with Ray Data over --num_actors model copies; --output_file must end in .parquet or "
-                        ".jsonl and becomes a folder (needs labelwise[ray]; see docs/deployment.md)")
-    p.add_argument("--num_actors", type=int, default=2, help="--ray: model copies (default %(default)s)")
-    p.add_argument("--ray_address", default=None,
-                   help="--ray: a cluster to join (auto, ray://head:10001); default: start Ray on this machine")
-    p.add_argument("--text_field", default="text", help="--ray: the text column of JSONL/Parquet input")
+    add_flags(p, RayOptions)
     add_flags(p, ModelSource)
     add_flags(p, Decision)
     p.set_defaults(func=cmd_predict)

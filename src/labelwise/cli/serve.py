@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from labelwise.cli.options import ModelSource
-from labelwise.serve.config import ServeConfig
-from labelwise.settings import add_flags, from_args
+from labelwise.serve.config import ServeConfig, ServerOptions
+from labelwise.settings import add_flags, check_fields, from_args
 
 SERVE_MODEL_FLAGS = ("model_path", "index_dir", "backend", "precision", "device", "num_threads")
 
@@ -15,11 +15,8 @@ def register(sub) -> None:
     add_flags(p, ModelSource, only=SERVE_MODEL_FLAGS, defaults={"model_path": "export"},
               help_overrides={"model_path": "export folder (ONNX) or checkpoint folder (PyTorch)",
                               "index_dir": "serve a retrieval index (`labelwise index`) instead"})
-    p.add_argument("--host", default="127.0.0.1", help="default %(default)s (this machine only)")
-    p.add_argument("--port", type=int, default=8189, help="default %(default)s")
+    add_flags(p, ServerOptions)
     add_flags(p, ServeConfig)
-    p.add_argument("--log_level", choices=["debug", "info", "warning", "error"], default="info",
-                   help="default %(default)s")
     p.set_defaults(func=cmd_serve)
 
 
@@ -27,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from labelwise.serve.app import serve
 
     config = from_args(ServeConfig, args).validate()
+    check_fields(from_args(ServerOptions, args))
     serve(args.model_path, host=args.host, port=args.port, backend=args.backend, precision=args.precision,
           device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level,
           index_dir=args.index_dir)

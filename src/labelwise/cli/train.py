@@ -1,15 +1,35 @@
 """Making a model: ``train``, ``adapt``, ``zeroshot`` and ``index`` (flags in, the training API called, nothing else)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 from labelwise.cli.options import DatasetFiles, LabelPaths, ModelSource, RunOptions
 from labelwise.data.tables import TableColumns
 from labelwise.errors import LabelwiseError
-from labelwise.settings import add_flags, from_args
+from labelwise.settings import add_flags, from_args, setting
 from labelwise.training.config import AdaptConfig, TrainConfig
 
 ZEROSHOT_FLAGS = ("dataset_dir", "save_dir", "overwrite", "model_name", "pooling", "max_seq_length", "device",
                   "label_file", "hierarchy_sep")
+
+
+@dataclass
+class IndexOptions:
+    """What ``labelwise index`` does beside reading a model and a dataset: build, add to or take from an index."""
+
+    add: str | None = setting(None, metavar="FILE", help="instead: add FILE's examples (train.txt format, new labels "
+                              "allowed) to --index_dir")
+    k: str = setting("auto", help="neighbours that vote (default auto: 5, 10, 20 or 50, best on dev)")
+    label_names: bool = setting(True, flags=["--no_label_names"],
+                                help="do not index each label's name as a text with that label")
+    approximate: bool = setting(False, help="HNSW search (faiss-cpu) for millions of vectors")
+    vector_db: str | None = setting(None, metavar="URI",
+                                    help="where the vectors go: file (the folder), a Milvus Lite database elsewhere "
+                                         "(path/milvus.db) or a Milvus server (http://host:19530); default: Milvus "
+                                         "Lite inside --index_dir when pymilvus and milvus-lite are installed (pip "
+                                         "install 'labelwise[milvus]'), else file")
+    remove_label: str | None = setting(None, metavar="NAME", help="instead: take label NAME out of --index_dir (rows "
+                                       "with no other label go)")
 
 
 def register(sub) -> None:
@@ -37,18 +57,7 @@ def register(sub) -> None:
     add_flags(p, DatasetFiles, only=("dataset_dir",),
               help_overrides={"dataset_dir": "train.txt (indexed), label.txt, dev.txt (picks k, thresholds)"})
     add_flags(p, TableColumns)
-    p.add_argument("--add", default=None, metavar="FILE",
-                   help="instead: add FILE's examples (train.txt format, new labels allowed) to --index_dir")
-    p.add_argument("--k", default="auto", help="neighbours that vote (default auto: 5, 10, 20 or 50, best on dev)")
-    p.add_argument("--no_label_names", dest="label_names", action="store_false",
-                   help="do not index each label's name as a text with that label")
-    p.add_argument("--approximate", action="store_true", help="HNSW search (faiss-cpu) for millions of vectors")
-    p.add_argument("--vector_db", default=None, metavar="URI",
-                   help="where the vectors go: file (the folder), a Milvus Lite database elsewhere (path/milvus.db) "
-                        "or a Milvus server (http://host:19530); default: Milvus Lite inside --index_dir when "
-                        "pymilvus and milvus-lite are installed (pip install 'labelwise[milvus]'), else file")
-    p.add_argument("--remove_label", default=None, metavar="NAME",
-                   help="instead: take label NAME out of --index_dir (rows with no other label go)")
+    add_flags(p, IndexOptions)
     add_flags(p, LabelPaths, only=("hierarchy_sep",), defaults={"hierarchy_sep": "auto"},
               help_overrides={"hierarchy_sep": "separator of label paths (体育##足球: a tree); auto: the one "
                                                "--params_path was trained with, ## for a sentence encoder; none: "

@@ -1,7 +1,8 @@
-"""PruneConfig: every setting of ``labelwise prune``, with its default and help (the flags come from these fields).
+"""PruneConfig and ExportConfig: every setting of ``labelwise prune`` and ``labelwise export``, with its default and
+help (the flags come from these fields).
 
-Apart from :mod:`labelwise.compress.prune` (which imports torch), so that the command line builds its parser
-without torch.
+Apart from :mod:`labelwise.compress.prune` and the exporters (which import torch), so that the command line builds
+its parser without torch.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
+from labelwise.predict.onnx_backend import MODEL_FILES
 from labelwise.settings import check_fields, setting
 from labelwise.training.tracking import REPORT_TO
 
@@ -56,4 +58,43 @@ class PruneConfig:
         return self
 
 
-__all__ = ["PruneConfig"]
+@dataclass
+class ExportConfig:
+    """What ``labelwise export`` writes besides the model folder it reads (``--params_path``) and, for Triton, an
+    existing export (``--model_path``)."""
+
+    format: str = setting("onnx", choices=("onnx", "openvino"),
+                          help="onnx (ONNX Runtime; default) or openvino (the OpenVINO runtime, CPUs; the openvino "
+                               "extra)")
+    output_path: str = setting("export", help="export folder to write (replaced as a whole)")
+    quantize: str | None = setting(None, choices=("int8",), help="also write an int8 model (CPU): model.int8.onnx, "
+                                   "or openvino_model.int8.xml")
+    int8_mode: str = setting("static", choices=("static", "weights"),
+                             help="OpenVINO int8: static (calibrated on texts; int8 matrix products, default) or "
+                                  "weights (weights only, no texts needed)")
+    calibration_file: str | None = setting(None, help="OpenVINO int8 static: texts to calibrate on (one a line, or "
+                                           "a table); default the first 300 of the checkpoint's dev split")
+    fp16: bool = setting(False, help="also write model.fp16.onnx (GPU)")
+    features: bool = setting(False, help="add a second output, the pooled text vectors, so `labelwise index` can "
+                             "embed with ONNX Runtime")
+    opset: int = setting(17, help="ONNX opset (at least 14)", minimum=14)
+    optimize: bool = setting(True, flags=["--no_optimize"],
+                             help="keep the plain graph (default: fuse attention/layer-norm/GELU with ONNX Runtime's "
+                                  "optimizer)")
+    triton: str | None = setting(None, metavar="REPO", help="also write a Triton model repository here")
+    triton_precision: str = setting("fp32", choices=tuple(MODEL_FILES),
+                                    help="which of the export's ONNX files goes in the repository")
+    triton_name: str = setting("cls_multi_label", help="ensemble name")
+    triton_device: str | None = setting(None, choices=("cpu", "gpu"),
+                                        help="where Triton runs the ONNX model (default: gpu for fp16, else cpu)")
+    max_batch_size: int = setting(64, help="Triton max_batch_size", minimum=1)
+
+    def validate(self) -> ExportConfig:
+        check_fields(self)
+        if self.format == "openvino" and (self.fp16 or self.triton):
+            raise LabelwiseError("`fp16` and `triton` are for format onnx (an OpenVINO export runs fp32, bf16 or "
+                                 "int8)")
+        return self
+
+
+__all__ = ["PruneConfig", "ExportConfig"]

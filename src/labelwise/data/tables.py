@@ -27,12 +27,29 @@ from pathlib import Path
 from labelwise.errors import DataError, LabelwiseError, shorten
 from labelwise.settings import setting
 
-__all__ = ["TABLE_EXTENSIONS", "TableColumns", "column_setting", "columns_of", "is_table", "labels_by_frequency",
+__all__ = ["TABLE_EXTENSIONS", "DatasetFiles", "TableColumns", "columns_of", "is_table", "labels_by_frequency",
            "read_table", "read_table_texts", "table_file"]
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".parquet")
 TEXT_NAMES = ("text", "texts", "sentence", "comment_text", "content", "document", "review", "body")
 LABEL_NAMES = ("labels", "label", "tags", "categories")
+
+
+@dataclass
+class DatasetFiles:
+    """A dataset folder and the names of its files (PaddleNLP's layout); configs that hold these fields take them
+    from here (:func:`labelwise.settings.same_setting`)."""
+
+    dataset_dir: str | None = setting(None, help="folder with train.txt, dev.txt, label.txt (or .csv / .tsv / .jsonl "
+                                                 "/ .parquet splits, or a saved Hugging Face dataset)")
+    train_file: str = setting("train.txt", help="file name of the train split")
+    dev_file: str = setting("dev.txt", help="file name of the dev split")
+    test_file: str = setting("test.txt", help="file name of the test split")
+    label_file: str = setting("label.txt", help="file name of the label list")
+
+    def file_names(self) -> dict[str, str]:
+        """``train_file=...`` etc., as :func:`labelwise.data.dataset.load_dataset` takes them."""
+        return {f"{split}_file": getattr(self, f"{split}_file") for split in ("train", "dev", "test", "label")}
 
 
 @dataclass
@@ -56,15 +73,6 @@ class TableColumns:
         if not self.label_sep:
             raise LabelwiseError("`label_sep` is empty; give the separator of label names, such as , or |")
         return self
-
-
-def column_setting(name: str):
-    """The :func:`setting` of :class:`TableColumns` field ``name``, for a config that holds it too (TrainConfig)."""
-    import dataclasses
-
-    field = {f.name: f for f in dataclasses.fields(TableColumns)}[name]
-    meta = field.metadata
-    return setting(field.default, help=meta["help"], nargs=meta["nargs"], metavar=meta["metavar"])
 
 
 def columns_of(config) -> TableColumns:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labelwise.data.dataset import load_dataset
-from labelwise.data.tables import TableColumns, column_setting, table_file
+from labelwise.data.tables import TableColumns, table_file
 from labelwise.errors import LabelwiseError
 from labelwise.files import check_outputs
 from labelwise.predict.classifier import Classifier
@@ -13,7 +13,7 @@ from labelwise.select.pick import Selection, read_pool, select_next
 from labelwise.select.stopping import HISTORY_FILE
 from labelwise.select.strategies import STRATEGIES
 from labelwise.select.tasks import FORMATS, write_tasks
-from labelwise.settings import check_fields, setting
+from labelwise.settings import check_fields, same_setting, setting
 
 __all__ = ["SelectConfig", "run_select"]
 
@@ -22,7 +22,7 @@ __all__ = ["SelectConfig", "run_select"]
 class SelectConfig:
     pool_file: str | None = setting(None, help="texts to choose from, one a line, or a dataset folder (its data.txt); "
                                                "default: --dataset_dir's data.txt")
-    text_column: str | None = column_setting("text_column")  # a CSV / JSONL / Parquet pool's (data.tables)
+    text_column: str | None = same_setting(TableColumns, "text_column")  # a CSV / JSONL / Parquet pool's (data.tables)
     num: int = setting(200, help="how many texts to choose", minimum=1)
     params_path: str | None = setting(None, help="the current model (checkpoint, export or index); none for a cold "
                                                  "start: the batch is then spread over --model_name's vector space")

@@ -120,3 +120,13 @@ class ServeConfig:
     def body_limits(self) -> dict[str, int]:
         """Larger body limits for some path prefixes: Label Studio posts many tasks in one request."""
         return {"/labelstudio/": max(self.max_body_bytes, int(self.labelstudio_max_mb * 2**20))}
+
+
+@dataclass
+class ServerOptions:
+    """Where ``labelwise serve`` listens, and how much it logs (the arguments of :func:`labelwise.serve.app.serve`
+    beside the model and its :class:`ServeConfig`)."""
+
+    host: str = setting("127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
+    port: int = setting(8189, help="the port", minimum=1, maximum=65535)
+    log_level: str = setting("info", choices=("debug", "info", "warning", "error"), help="the server's log level")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from labelwise.data.tables import column_setting
+from labelwise.data.tables import DatasetFiles, TableColumns
 from labelwise.errors import LabelwiseError
 from labelwise.model.encoders import POOLINGS
 from labelwise.predict.batching import LONG_TEXT_MODES, WINDOW_POOLS
-from labelwise.settings import check_fields, setting
+from labelwise.settings import check_fields, same_setting, setting
 from labelwise.training.tracking import REPORT_TO
 
 log = logging.getLogger("labelwise")
@@ -28,10 +28,10 @@ class TrainConfig:
     dataset_dir: str = setting(help="folder with train.txt, dev.txt, label.txt (or train.csv / .tsv / .jsonl / "
                                     ".parquet ..., or a Hugging Face dataset saved with save_to_disk)")
     save_dir: str = setting("checkpoint", help="where the best checkpoint goes")
-    text_column: str | None = column_setting("text_column")  # tables: labelwise.data.tables
-    label_column: str | None = column_setting("label_column")
-    label_columns: list[str] | None = column_setting("label_columns")
-    label_sep: str = column_setting("label_sep")
+    text_column: str | None = same_setting(TableColumns, "text_column")  # tables: labelwise.data.tables
+    label_column: str | None = same_setting(TableColumns, "label_column")
+    label_columns: list[str] | None = same_setting(TableColumns, "label_columns")
+    label_sep: str = same_setting(TableColumns, "label_sep")
     overwrite: bool = setting(False, help="write into --save_dir even when it is a folder labelwise did not write "
                               "(its files of other names stay; the dataset folder is always refused)")
     model_name: str | None = setting(
@@ -103,10 +103,10 @@ class TrainConfig:
                              "(per step loss and learning rate, per epoch dev F1s, the config, thresholds, model card)")
     logging_dir: str | None = setting(None, help="where --report_to writes (default: <save_dir>_logs; mlflow: "
                                                  "$MLFLOW_TRACKING_URI when set)")
-    train_file: str = setting("train.txt", help="file name of the train split")
-    dev_file: str = setting("dev.txt", help="file name of the dev split")
-    test_file: str = setting("test.txt", help="file name of the test split")
-    label_file: str = setting("label.txt", help="file name of the label list")
+    train_file: str = same_setting(DatasetFiles, "train_file")
+    dev_file: str = same_setting(DatasetFiles, "dev_file")
+    test_file: str = same_setting(DatasetFiles, "test_file")
+    label_file: str = same_setting(DatasetFiles, "label_file")
     hierarchy_sep: str = setting("##", help="separator of label paths in label.txt and the data (体育##足球: a tree; "
                                  "stored with the model); none: read every label as a flat name")
     progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
@@ -148,7 +148,7 @@ class AdaptConfig:
     overwrite: bool = setting(False, help="write into --save_dir even when labelwise did not write it")
     seed: int = setting(3, help="random seed")
     device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
-    text_column: str | None = column_setting("text_column")
+    text_column: str | None = same_setting(TableColumns, "text_column")
 
     def validate(self) -> "AdaptConfig":
         check_fields(self)
