@@ -1,13 +1,62 @@
-"""Shared bits of the benchmark scripts: machine description, writing a section (history/log.md, then the current
-RESULTS.md), per-draw record files."""
+"""Shared bits of the benchmark scripts: the flags most of them take, the machine description, writing a section
+(history/log.md, then the current RESULTS.md), per-draw record files."""
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+# the flags most benchmarks take: parser(__doc__, "dataset_dir", "model_name", "draws", draws=3) gives them
+SHARED_FLAGS = {
+    "dataset_dir": {"default": "data/divorce", "help": "the dataset folder"},
+    "model_name": {"default": "m3e-small", "help": "the encoder"},
+    "per_label": {"type": int, "default": 4, "help": "examples per label of a few-shot draw"},
+    "draws": {"type": int, "default": 5, "help": "random draws (seeds --first_draw, +1, ...)"},
+    "first_draw": {"type": int, "default": 0, "help": "the seed of the first draw"},
+    "test_size": {"type": int, "default": 2000, "help": "test texts drawn from the rest of train"},
+    "seeds": {"type": int, "default": 3, "help": "runs, with seeds 0, 1, ..."},
+    "out": {"default": None, "help": "also write the per-draw records here (JSON)"},
+    "write": {"action": "store_true", "help": "append the section to benchmarks/history/log.md and rebuild "
+                                              "benchmarks/RESULTS.md"},
+}
+
+
+def parser(doc: str, *shared: str, **defaults) -> argparse.ArgumentParser:
+    """A benchmark's argument parser (its description: the first line of ``doc``) with the ``shared`` flags of
+    SHARED_FLAGS; ``defaults`` changes a shared flag's default for this benchmark."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name in shared:
+        options = dict(SHARED_FLAGS[name])
+        if name in defaults:
+            options["default"] = defaults.pop(name)
+        p.add_argument(f"--{name}", **options)
+    if defaults:
+        raise TypeError(f"defaults for flags not asked for: {', '.join(defaults)}")
+    return p
+
+
+def section_head(title: str, started: str | None = None, load_before: float | None = None) -> list[str]:
+    """The first lines of a section: its title with the start time (UTC), the command as it was run, the machine
+    and, given the load average at the start, that and the one now."""
+    import sys
+    import time
+
+    started = started or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    lines = [f"## {title} ({started})", "", f"Command: `{command}`  ", f"Machine: {machine()}  "]
+    if load_before is not None:
+        lines.append(f"Load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}.  ")
+    return lines
+
+
+def verdict(ok: bool) -> str:
+    """How a section says whether a target was reached."""
+    return "**met**" if ok else "**not met**"
 
 
 def int8_instructions(flags: set[str]) -> str:

@@ -21,7 +21,6 @@ best model. The figures are test micro/macro-F1 of that head at one threshold tu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import machine, parser, publish, run_started  # noqa: E402
 from few_shot import draw, write_split  # noqa: E402
 
 STRATEGIES = ("random", "auto", "uncertainty", "cardinality", "diversity")
@@ -40,10 +39,7 @@ LMBD = 1e-3  # L2 strength of the frozen-vector head (the value labelwise's dirt
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
-    p.add_argument("--seeds", type=int, default=3)
+    p = parser(__doc__, "dataset_dir", "model_name", "seeds")
     p.add_argument("--step", type=int, default=100, help="texts annotated per round")
     p.add_argument("--budget", type=int, default=1000, help="stop at about this many labelled texts")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES + VARIANTS)
@@ -77,6 +73,22 @@ def vectors_of(texts: list[str], model_name: str, cache: Path, tag: str) -> np.n
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors
+
+
+def pool_and_test(ds, max_pool: int | None = None, max_test: int | None = None) -> tuple[list, list, str]:
+    """(pool, test, test file name): the pool is train (a seeded random ``max_pool`` of it), the test set test.txt or,
+    where there is none, dev.txt (its first ``max_test`` texts)."""
+    test = ds.test or ds.dev
+    pool = ds.train if max_pool is None else \
+        [ds.train[i] for i in np.sort(np.random.default_rng(0).choice(len(ds.train), max_pool, replace=False))]
+    return pool, test if max_test is None else test[:max_test], "test.txt" if ds.test else "dev.txt"
+
+
+def frozen_vectors(args, name: str, pool, test) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's vectors of the pool and test texts (kept in --cache, computed once)."""
+    return tuple(vectors_of([e.text for e in texts], args.model_name, Path(args.cache),
+                            f"{name}-{args.model_name}-{kind}{len(texts)}")
+                 for kind, texts in (("pool", pool), ("test", test)))
 
 
 def fit_predict(x_train, y_train, x_eval: list[np.ndarray]) -> list[np.ndarray]:
@@ -295,18 +307,11 @@ def main(argv=None) -> str:
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
     name = Path(args.dataset_dir).name
-    test = ds.test or ds.dev
-    test_name = "test.txt" if ds.test else "dev.txt"
-    rng = np.random.default_rng(0)
-    pool = ds.train if args.max_pool is None else [ds.train[i] for i in
-                                                    np.sort(rng.choice(len(ds.train), args.max_pool, replace=False))]
-    test = test if args.max_test is None else test[:args.max_test]
-    cache = Path(args.cache)
+    pool, test, test_name = pool_and_test(ds, args.max_pool, getattr(args, "max_test", None))
     t0 = time.perf_counter()
     y_pool, y_test = multi_hot(pool, ds.labels), multi_hot(test, ds.labels)
     if args.retrain == "head":
-        x_pool = vectors_of([e.text for e in pool], args.model_name, cache, f"{name}-{args.model_name}-pool{len(pool)}")
-        x_test = vectors_of([e.text for e in test], args.model_name, cache, f"{name}-{args.model_name}-test{len(test)}")
+        x_pool, x_test = frozen_vectors(args, name, pool, test)
     embed_minutes = (time.perf_counter() - t0) / 60
     results = {s: [] for s in args.strategies}
     work = tempfile.TemporaryDirectory(dir="runs" if Path("runs").is_dir() else None)
@@ -341,10 +346,7 @@ def main(argv=None) -> str:
     draw_curves(curves, plot, f"{how}, {name} ({args.model_name}, {len(pool)} pool, test: {test_name})")
     section = format_section(args, curves, results, tuned, embed_minutes, plot, test_name, len(pool), len(test),
                              started, load_before, os.getloadavg()[0])
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def draw_curves(curves: dict, path: Path, title: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish, read_draws, run_started, write_draws  # noqa: E402
+from _common import machine, parser, publish, read_draws, run_started, write_draws  # noqa: E402
 from few_shot import run_draw, split_draw  # noqa: E402
 
 # `labelwise train --few_shot` on m3e-small, draws 0-4, dev-tuned test micro / macro (history/log.md, 2026-12-03)
@@ -32,16 +32,10 @@ TARGET = (78.39, 60.03)  # PaddleNLP prompt learning, ERNIE 3.0 Base (published)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
+    p = parser(__doc__, "dataset_dir", "model_name", "draws", "first_draw", "per_label", "test_size")
     p.add_argument("--objective", default="contrastive", choices=["mlm", "contrastive", "both"])
     p.add_argument("--adapt_epochs", type=int, default=1)
     p.add_argument("--learning_rate", type=float, default=3e-5)
-    p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--first_draw", type=int, default=0)
-    p.add_argument("--per_label", type=int, default=4)
-    p.add_argument("--test_size", type=int, default=2000)
     p.add_argument("--cost_only", action="store_true", help="adapt for --cost_steps steps and report the time only")
     p.add_argument("--cost_steps", type=int, default=40)
     p.add_argument("--adapted", default=None, help="an adapted encoder folder to reuse (skips the adaptation)")

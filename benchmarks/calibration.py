@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish, run_started  # noqa: E402
+from _common import machine, publish, run_started, verdict  # noqa: E402
 
 
 def _measure(y_fit, p_fit, y_eval, p_eval, labels) -> dict:
@@ -79,7 +79,7 @@ def main(argv=None) -> str:
         f"Temperatures: median {np.median(temps):.2f}, range {temps.min():.2f}–{temps.max():.2f} (1 = unchanged; "
         f"> 1: the model was over-confident). Change: ECE {d['ece']:+.2f} points, tuned micro / macro "
         f"{d['micro']:+.2f} / {d['macro']:+.2f}, at 0.5 {d['micro05']:+.2f} / {d['macro05']:+.2f}. Target (F1 not "
-        f"lower at the tuned thresholds): **{'met' if min(d['micro'], d['macro']) >= -0.1 else 'not met'}**.", ""])
+        f"lower at the tuned thresholds): {verdict(min(d['micro'], d['macro']) >= -0.1)}.", ""])
     return publish(section, args.write)
 
 

@@ -13,7 +13,6 @@ test is separate) and at 0.5; mean ± std over draws; minutes per run.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,25 +23,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import parser, publish, run_started, section_head  # noqa: E402
 
 PADDLENLP = {"fine-tuning": (74.19, 51.05), "prompt learning": (78.38, 69.85)}  # its few-shot README, divorce
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
-    p.add_argument("--per_label", type=int, default=4)
-    p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--test_size", type=int, default=2000)
+    p = parser(__doc__, "dataset_dir", "model_name", "per_label", "draws", "first_draw", "test_size", "out", "write")
     p.add_argument("--routes", nargs="+", default=["plain", "few-shot", "zero-shot"],
                    choices=["plain", "few-shot", "few-shot+augment", "zero-shot"])
     p.add_argument("--create_n", type=int, default=4, help="few-shot+augment: new texts per example (synonym mix)")
-    p.add_argument("--first_draw", type=int, default=0)
     p.add_argument("--probs", default=None, help="keep each route's dev and test probabilities here (npz)")
-    p.add_argument("--out", default=None, help="also write the per-draw numbers here (JSON)")
-    p.add_argument("--write", action="store_true", help="append the section to benchmarks/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -165,23 +156,18 @@ def main(argv=None) -> str:
     if args.out:
         Path(args.out).write_text(json.dumps(draws, ensure_ascii=False, indent=2))
     section = format_section(args, draws, started, load_before, os.getloadavg()[0])
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, draws, started, load_before, load_after) -> str:
     first = draws[0]
-    cmd = "python benchmarks/few_shot.py " + " ".join(sys.argv[1:])
-    lines = [f"## Few-shot and zero-shot: {Path(args.dataset_dir).name}, {args.per_label} examples per label "
-             f"({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-             f"Encoder: {args.model_name}. Per draw: train {first['train']}, dev {first['dev']}, test {first['test']} "
-             f"(random, from the remaining training examples); {len(draws)} draws (seeds {args.first_draw}.."
-             f"{args.first_draw + len(draws) - 1}); "
-             f"load average before/after {load_before:.1f} / {load_after:.1f}", "",
-             "| route | test micro-F1 (dev-tuned thresholds) | test macro-F1 (dev-tuned) | micro / macro at 0.5 "
-             "| minutes per run |", "|---|---:|---:|---:|---:|"]
+    lines = section_head(f"Few-shot and zero-shot: {Path(args.dataset_dir).name}, {args.per_label} examples per "
+                         "label", started, load_before)
+    seeds = f"{args.first_draw}..{args.first_draw + len(draws) - 1}"
+    lines += [f"Encoder: {args.model_name}. Per draw: train {first['train']}, dev {first['dev']}, test {first['test']} "
+              f"(random, from the remaining training examples); {len(draws)} draws (seeds {seeds}).", "",
+              "| route | test micro-F1 (dev-tuned thresholds) | test macro-F1 (dev-tuned) | micro / macro at 0.5 "
+              "| minutes per run |", "|---|---:|---:|---:|---:|"]
     for route in [*args.routes, "TF-IDF + linear SVM"]:
         def stat(setting, metric):
             values = [d[route][setting][metric] for d in draws]

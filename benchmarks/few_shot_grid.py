@@ -12,7 +12,6 @@ training again. Printing the table: --from_json grid.json [...].
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_jobs  # noqa: E402
+from _common import parser, run_jobs  # noqa: E402
 
 VARIANTS = {  # name: (route, TrainConfig settings, labelwise.training.fewshot constants)
     "plain": ("plain", {}, {}),
@@ -37,12 +36,7 @@ VARIANTS = {  # name: (route, TrainConfig settings, labelwise.training.fewshot c
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
-    p.add_argument("--per_label", type=int, default=4)
-    p.add_argument("--draws", type=int, default=10)
-    p.add_argument("--test_size", type=int, default=2000)
+    p = parser(__doc__, "dataset_dir", "model_name", "per_label", "draws", "test_size", draws=10)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads per worker")

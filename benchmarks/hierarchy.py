@@ -39,15 +39,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish, run_started  # noqa: E402
+from _common import machine, parser, publish, run_started  # noqa: E402
 
 SETTINGS = (("none", "add"), ("consistent", "add"), ("consistent", "drop"), ("consistent", "sum"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce_tree")
-    p.add_argument("--model_name", default="m3e-small")
+    p = parser(__doc__, "dataset_dir", "model_name", dataset_dir="data/divorce_tree")
     p.add_argument("--epochs", type=int, default=None, help="default: labelwise's (by dataset size)")
     p.add_argument("--max_train", type=int, default=None, help="train on a seeded random subset of this size")
     p.add_argument("--max_eval", type=int, default=None, help="score the first N test texts; tune on N of dev")

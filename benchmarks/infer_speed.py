@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import machine, publish, verdict  # noqa: E402
 from labelwise.compress.export import export_onnx
 from labelwise.data.dataset import load_dataset, multi_hot
 from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
@@ -153,10 +153,7 @@ def main(argv=None) -> str:
         if int8_name in models else ""
     section = format_section(args, rows, len(texts), threads, load_before, os.getloadavg()[0], report)
     section += "\n" + breakdown + "\n"
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def model_size(path: str, backend: str, precision: str) -> float:
@@ -179,7 +176,7 @@ def format_section(args, rows, n, threads, load_before, load_after, report) -> s
     speed_ok = int8["speedup"] >= 3
     def f1_ok(suffix: str) -> str:
         ok = all(abs(int8[k + suffix] - fp32[k + suffix]) <= 0.5 for k in ("micro", "macro"))
-        return (f"**{'met' if ok else 'not met'}** (micro {int8['micro' + suffix] - fp32['micro' + suffix]:+.2f}, "
+        return (f"{verdict(ok)} (micro {int8['micro' + suffix] - fp32['micro' + suffix]:+.2f}, "
                 f"macro {int8['macro' + suffix] - fp32['macro' + suffix]:+.2f})")
     cmd = "python benchmarks/infer_speed.py " + " ".join(sys.argv[1:])
     lines = [f"## Inference speed: every engine, PyTorch / ONNX Runtime / OpenVINO ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
@@ -196,11 +193,11 @@ def format_section(args, rows, n, threads, load_before, load_after, report) -> s
         lines.append(f"| {r['name']} | {r['sps']:.1f} | {r['ms']:.2f} | {r['speedup']:.2f}x | {r['ms1']:.2f} | "
                      f"{r['micro']:.2f} | {r['macro']:.2f} | {r['micro05']:.2f} / {r['macro05']:.2f} | "
                      f"{r['diff']:.2g} | {r['flips']} of {r['decisions']} | {r['mib']:.1f} |")
-    lines += ["", f"ONNX export check (fp32 vs PyTorch, max abs logit diff): "
-              f"{report.checks['fp32']['max_abs_logit_diff']:.1e}.", "",
-              f"Targets (fastest int8 row, {int8['name']}): ≥ 3x eager throughput: "
-              f"**{'met' if speed_ok else 'not met'}** ({int8['speedup']:.2f}x); F1 within 0.5 point of ONNX fp32: "
-              f"at the tuned thresholds {f1_ok('')}, at 0.5 {f1_ok('05')}."]
+    check = report.checks["fp32"]["max_abs_logit_diff"]
+    targets = (f"Targets (fastest int8 row, {int8['name']}): ≥ 3x eager throughput: {verdict(speed_ok)} "
+               f"({int8['speedup']:.2f}x); F1 within 0.5 point of ONNX fp32: at the tuned thresholds {f1_ok('')}, "
+               f"at 0.5 {f1_ok('05')}.")
+    lines += ["", f"ONNX export check (fp32 vs PyTorch, max abs logit diff): {check:.1e}.", "", targets]
     return "\n".join(lines) + "\n"
 
 

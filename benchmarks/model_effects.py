@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import machine, publish, verdict  # noqa: E402
 
 PADDLENLP_ROWS = [  # its multi_label README, CAIL2019 divorce dev, V100 GPU, ms/sample at batch 32
     ("ERNIE 3.0 Medium", "6L-768H-12A", 90.57, 79.36, 1.46),
@@ -182,10 +182,7 @@ def main(argv=None) -> str:
                      "mib": (exports[name] / "model.onnx").stat().st_size / 2**20,
                      "mib_int8": (exports[name] / "model.int8.onnx").stat().st_size / 2**20})
     section = format_section(args, rows, notes, len(texts), started, load_before, load_after)
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, rows, notes, n, started, load_before, load_after) -> str:
@@ -216,12 +213,12 @@ def format_section(args, rows, notes, n, started, load_before, load_after) -> st
     def loss(r, limit_micro, limit_macro) -> str:
         dm, dM = full["micro"] - r["micro"], full["macro"] - r["macro"]
         ok = dm <= limit_micro and dM <= limit_macro
-        return (f"**{'met' if ok else 'not met'}** (loses {dm:.2f} micro / {dM:.2f} macro; "
+        return (f"{verdict(ok)} (loses {dm:.2f} micro / {dM:.2f} macro; "
                 f"bar {limit_micro} / {limit_macro})")
 
     ratio = w12["int8"] / full["int8"]
     lines += ["", f"Targets: width 3/4 {loss(w34, 0.7, 0.5)}; width 1/2 {loss(w12, 1.5, 3.0)}; width 1/2 int8 "
-              f"ms/sample {ratio:.2f}× the unpruned int8 (bar 0.6×): **{'met' if ratio <= 0.6 else 'not met'}**.",
+              f"ms/sample {ratio:.2f}× the unpruned int8 (bar 0.6×): {verdict(ratio <= 0.6)}.",
               "PaddleNLP lost 0.63 / 0.01 (3/4) and 1.38 / 3.01 (1/2) against ERNIE 3.0 Medium."]
     return "\n".join(lines) + "\n"
 

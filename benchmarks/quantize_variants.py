@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import machine, publish  # noqa: E402
 from labelwise.data.dataset import load_dataset, multi_hot
 from labelwise.evaluation.metrics import apply_thresholds, evaluate_predictions
 from labelwise.predict.classifier import Classifier
@@ -135,10 +135,7 @@ def main(argv=None) -> str:
                 r = rows[-1][1]
                 print(f"{label}: {r['sps']:.1f}/s {r['micro']:.2f}/{r['macro']:.2f}", file=sys.stderr, flush=True)
     section = report(args, rows, len(texts), threads)
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def _flags(args) -> str:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started  # noqa: E402
+from _common import machine, publish, run_started  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -105,10 +105,7 @@ def main(argv=None) -> str:
                                 ds.labels, opened)
     section = format_section(args, rows, opened, before, after, len(removed), add_seconds, started, load_before,
                              os.getloadavg()[0], len(ds.dev))
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, rows, opened, before, after, n_removed, add_seconds, started, load_before, load_after,

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, start_server  # noqa: E402
+from _common import machine, publish, start_server, verdict  # noqa: E402
 from labelwise.data.dataset import read_examples, read_labels
 
 
@@ -138,10 +138,7 @@ def main(argv=None) -> str:
             proc.terminate()
             proc.wait(timeout=30)
     section = format_section(args, results, os.getloadavg()[0], load_before, cost)
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, results, load_after, load_before, cost) -> str:
@@ -166,7 +163,7 @@ def format_section(args, results, load_after, load_before, cost) -> str:
     met = top_on["rps"] >= 5 * top_off["rps"]
     errors = sum(r["errors"] for rs in results.values() for r in rs)
     lines += ["", f"Throughput with batching / without: {ratios}. Target ≥ 5x at {top_on['clients']} clients: "
-              f"**{'met' if met else 'not met'}**. Errors in all: {errors}.", "",
+              f"{verdict(met)}. Errors in all: {errors}.", "",
               "Model time per text without HTTP (first 64 dev texts, length-sorted batches, best of 2): "
               + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in cost.items())
               + ". Batching can only raise throughput by as much as larger batches lower this per-text cost."]

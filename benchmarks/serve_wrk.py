@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, run_started, start_server  # noqa: E402
+from _common import machine, publish, run_started, start_server, verdict  # noqa: E402
 
 LUA = r"""
 local bodies, n = {}, 0
@@ -173,10 +173,7 @@ def main(argv=None) -> str:
         proc.terminate()
         proc.wait(timeout=30)
     section = format_section(args, export, rows, started, load_before, os.getloadavg()[0])
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, export, rows, started, load_before, load_after) -> str:
@@ -200,8 +197,8 @@ def format_section(args, export, rows, started, load_before, load_after) -> str:
         r = at32[0]
         share, spread = r["texts_s"] / r["offline"], r["p99_us"] / max(r["p50_us"], 1)
         lines += ["", f"Target at 32 connections, one text per request: texts/s ≥ 80% of offline ({100 * share:.0f}%: "
-                      f"**{'met' if share >= 0.8 else 'not met'}**), p99 ≤ 4 × p50 ({spread:.1f}×: "
-                      f"**{'met' if spread <= 4 else 'not met'}**)."]
+                      f"{verdict(share >= 0.8)}), p99 ≤ 4 × p50 ({spread:.1f}×: "
+                      f"{verdict(spread <= 4)})."]
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ is their mean).
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import read_draws, write_draws  # noqa: E402
+from _common import parser, read_draws, write_draws  # noqa: E402
 from few_shot import score, split_draw  # noqa: E402  (the same draws and scoring as labelwise's routes)
 
 
@@ -43,13 +42,7 @@ def encoder_path(name: str) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
-    p.add_argument("--per_label", type=int, default=4)
-    p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--first_draw", type=int, default=0)
-    p.add_argument("--test_size", type=int, default=2000)
+    p = parser(__doc__, "dataset_dir", "model_name", "per_label", "draws", "first_draw", "test_size")
     p.add_argument("--num_iterations", type=int, default=None,
                    help="SetFit's pairs per text (positives and as many negatives); default: SetFit's own "
                         "oversampling of every pair. 10 = labelwise's contrastive budget")

@@ -13,7 +13,6 @@ examples in the draw's train).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine, read_draws, run_started, write_draws  # noqa: E402
+from _common import parser, publish, read_draws, run_started, section_head, write_draws  # noqa: E402
 from few_shot import write_draw  # noqa: E402
 
 RAREST = 3
@@ -31,8 +30,7 @@ RARE_TRAIN = 50  # the blend variants that leave labels with this many training 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
+    p = parser(__doc__, "dataset_dir")
     p.add_argument("--model_name", default=None, help="default: as `labelwise train` chooses (the texts' script)")
     p.add_argument("--size", type=int, default=1500)
     p.add_argument("--dev_size", type=int, default=300)
@@ -146,22 +144,18 @@ def main(argv=None) -> str:
                 write_draws(args.out, draws)
     draws.sort(key=lambda d: d["draw"])
     section = format_section(args, draws, started, load_before, os.getloadavg()[0])
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, draws, started, load_before, load_after) -> str:
-    cmd = "python benchmarks/small_data.py " + " ".join(sys.argv[1:])
     routes = ["TF-IDF + linear SVM"] + [name for r in args.routes for name in draws[0] if name.startswith(r)]
-    lines = [f"## Small data: {Path(args.dataset_dir).name}, {args.size} training examples, defaults vs the baseline "
-             f"({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-             f"Encoder: {draws[0].get('encoder', args.model_name)}. Per draw: train {args.size} random training examples, dev {args.dev_size} "
-             f"others, test {draws[0]['test']} (the dataset's {'test' if 'goemotions' in args.dataset_dir else 'dev'} "
-             f"split); {len(draws)} draws (seeds {', '.join(str(d['draw']) for d in draws)}); load average before/after "
-             f"{load_before:.1f} / {load_after:.1f}", "",
-             "| route | test micro-F1 | test macro-F1 | minutes per run |", "|---|---:|---:|---:|"]
+    lines = section_head(f"Small data: {Path(args.dataset_dir).name}, {args.size} training examples, defaults vs the "
+                         "baseline", started, load_before)
+    test_split = "test" if "goemotions" in args.dataset_dir else "dev"
+    lines += [f"Encoder: {draws[0].get('encoder', args.model_name)}. Per draw: train {args.size} random training "
+              f"examples, dev {args.dev_size} others, test {draws[0]['test']} (the dataset's {test_split} split); "
+              f"{len(draws)} draws (seeds {', '.join(str(d['draw']) for d in draws)}).", "",
+              "| route | test micro-F1 | test macro-F1 | minutes per run |", "|---|---:|---:|---:|"]
     for route in routes:
         def stat(metric):
             values = [d[route][metric] for d in draws]

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish, run_started, start_server  # noqa: E402
+from _common import machine, publish, run_started, start_server, verdict  # noqa: E402
 from serve_wrk import run_wrk, serve_flags, texts_and_model  # noqa: E402
 
 # Each line of the request file: METHOD, path, which key to send (good | none | wrong), body; tab-separated.
@@ -190,9 +190,9 @@ def format_section(args, model, rows, rss_start, scrapes, started, load_before, 
                   f"{sum(r['socket'] for r in rows)}. RSS after warm-up {rss_start:.0f} MiB, after minute 1 "
                   f"{rows[0]['rss']:.0f} MiB, at the end {rows[-1]['rss']:.0f} MiB. /metrics answered after "
                   f"{sum(scrapes)} of {len(scrapes)} minutes.", "",
-              f"Targets: no 5xx ({fives}: **{'met' if fives == 0 else 'not met'}**); RSS growth from minute 1 to the "
-              f"end ≤ 5% ({100 * growth:+.1f}%: **{'met' if growth <= 0.05 else 'not met'}**); p99 of every minute "
-              f"within 2× of the lowest ({spread:.2f}×: **{'met' if spread <= 2 else 'not met'}**)."]
+              f"Targets: no 5xx ({fives}: {verdict(fives == 0)}); RSS growth from minute 1 to the "
+              f"end ≤ 5% ({100 * growth:+.1f}%: {verdict(growth <= 0.05)}); p99 of every minute "
+              f"within 2× of the lowest ({spread:.2f}×: {verdict(spread <= 2)})."]
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,6 @@ full dev, which contains it, is the reported number). Results of each variant ar
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import append_results, machine, parser  # noqa: E402
 
 PADDLENLP_TABLE = {  # PaddleNLP multi_label analysis README, divorce, 500 training examples (micro, macro)
     "baseline": (84.43, 50.01), "duplicate": (84.80, 51.78), "substitute": (84.66, 50.61),
@@ -95,8 +94,7 @@ def select(ds, subset, args, work: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset_dir", default="data/divorce")
+    ap = parser(__doc__, "dataset_dir", "model_name")
     ap.add_argument("--variants", default="baseline,duplicate,substitute,annotate50,random50",
                     help=f"comma list of baseline, {', '.join(AUGMENT)}, annotate50, random50, annotate100, random100")
     ap.add_argument("--train_size", type=int, default=500)
@@ -104,7 +102,6 @@ def main() -> None:
     ap.add_argument("--sparse_num", type=int, default=100)
     ap.add_argument("--support_num", type=int, default=100)
     ap.add_argument("--support_threshold", type=float, default=0.7)
-    ap.add_argument("--model_name", default="m3e-small")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--learning_rate", type=float, default=1e-4)
     ap.add_argument("--batch_size", type=int, default=16)

@@ -14,7 +14,6 @@ than x"), per seed and at other kappa levels.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -22,23 +21,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish, run_started  # noqa: E402
-from active_learning import dev_threshold, f1s, fit_predict, vectors_of  # noqa: E402
+from _common import machine, parser, publish, run_started  # noqa: E402
+from active_learning import dev_threshold, f1s, fit_predict, frozen_vectors, pool_and_test  # noqa: E402
 from few_shot import draw  # noqa: E402
 
 LEVELS = (0.95, 0.97, 0.98, 0.99)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset_dir", default="data/divorce")
-    p.add_argument("--model_name", default="m3e-small")
-    p.add_argument("--seeds", type=int, default=3)
+    p = parser(__doc__, "dataset_dir", "model_name", "seeds", "write")
     p.add_argument("--step", type=int, default=100)
     p.add_argument("--budget", type=int, default=4000)
     p.add_argument("--max_pool", type=int, default=None)
     p.add_argument("--cache", default="runs/al_cache")
-    p.add_argument("--write", action="store_true")
     return p.parse_args(argv)
 
 
@@ -96,13 +91,8 @@ def main(argv=None) -> str:
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
     name = Path(args.dataset_dir).name
-    test = ds.test or ds.dev
-    pool = ds.train
-    if args.max_pool:
-        pool = [pool[i] for i in np.sort(np.random.default_rng(0).choice(len(pool), args.max_pool, replace=False))]
-    cache = Path(args.cache)
-    x_pool = vectors_of([e.text for e in pool], args.model_name, cache, f"{name}-{args.model_name}-pool{len(pool)}")
-    x_test = vectors_of([e.text for e in test], args.model_name, cache, f"{name}-{args.model_name}-test{len(test)}")
+    pool, test, _ = pool_and_test(ds, args.max_pool)
+    x_pool, x_test = frozen_vectors(args, name, pool, test)
     y_pool, y_test = multi_hot(pool, ds.labels), multi_hot(test, ds.labels)
     runs = []
     for seed in range(args.seeds):

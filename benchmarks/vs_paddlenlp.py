@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 SHAPES = {  # ERNIE 3.0 sizes: layers, hidden, heads, intermediate
     "medium": (6, 768, 12, 3072), "mini": (6, 384, 12, 1536), "micro": (4, 384, 12, 1536), "nano": (4, 312, 12, 1248)}
@@ -267,10 +267,7 @@ def main(argv=None) -> str:
                        diff=float(np.abs(probs - ref_probs).max()))
         rows.append(row)
     section = format_section(args, date, speeds, rows, len(texts), same_ids, load_before)
-    print(section)
-    if args.write:
-        append_results(section)
-    return section
+    return publish(section, args.write)
 
 
 def format_section(args, date, speeds, rows, n, same_ids, load_before) -> str:

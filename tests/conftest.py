@@ -137,7 +137,8 @@ def tiny_en_checkpoint(tmp_path_factory, tiny_en_encoder, goemotions_small) -> P
 @pytest.fixture(scope="session")
 def untrained_zh_checkpoint(tmp_path_factory, tiny_zh_encoder, divorce_small) -> Path:
     """The tiny Chinese encoder with a random head, divorce labels (see ``untrained_checkpoint``)."""
-    return untrained_checkpoint(tiny_zh_encoder, divorce_small, tmp_path_factory.mktemp("untrained_zh") / "ckpt")
+    folder = tmp_path_factory.mktemp("untrained_zh") / "ckpt"
+    return untrained_checkpoint(tiny_zh_encoder, divorce_small, folder)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from labelwise.errors import LabelwiseError
 from labelwise.predict.onnx_backend import MODEL_FILES
-from labelwise.settings import check_fields, setting
-from labelwise.training.tracking import REPORT_TO
+from labelwise.settings import check_fields, same_setting, setting
+from labelwise.training.config import TrainConfig
 
 
 @dataclass
@@ -41,12 +41,14 @@ class PruneConfig:
     save_steps: int = setting(100, help="evaluate every shape (and keep its best) this often", minimum=1)
     seed: int = setting(3, help="random seed")
     device: str | None = setting(None, help="cpu | gpu | gpu:N (default: GPU when there is one)")
-    max_train_samples: int | None = setting(None, help="distil on a random subset of train", minimum=1)
-    max_dev_samples: int | None = setting(None, help="rank and evaluate on a random subset of dev", minimum=1)
-    report_to: str = setting("none", choices=REPORT_TO, help="experiment tracking: none, tensorboard or mlflow "
-                             "(each shape's distillation loss and dev F1s, the config, thresholds, model cards)")
-    logging_dir: str | None = setting(None, help="where --report_to writes (default: <output_dir>_logs; mlflow: "
-                                                 "$MLFLOW_TRACKING_URI when set)")
+    max_train_samples: int | None = same_setting(TrainConfig, "max_train_samples",
+                                                 help="distil on a random subset of train")
+    max_dev_samples: int | None = same_setting(TrainConfig, "max_dev_samples",
+                                               help="rank and evaluate on a random subset of dev")
+    report_to: str = same_setting(TrainConfig, "report_to", help="experiment tracking: none, tensorboard or mlflow "
+                                  "(each shape's distillation loss and dev F1s, the config, thresholds, model cards)")
+    logging_dir: str | None = same_setting(TrainConfig, "logging_dir", help="where --report_to writes (default: "
+                                           "<output_dir>_logs; mlflow: $MLFLOW_TRACKING_URI when set)")
     progress: bool = setting(True, help="progress bars (the command line's --quiet turns them off)", cli=False)
 
     def validate(self) -> PruneConfig:

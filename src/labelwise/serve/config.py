@@ -97,12 +97,11 @@ class ServeConfig:
     labelstudio_retrain_every: int = setting(
         0, minimum=0, help="also retrain after this many annotation events from Label Studio's webhook (default 0: "
                            "only when training is started in Label Studio)")
-    labelstudio_max_tasks: int = setting(1000, minimum=1,
-                                         help="tasks in one /labelstudio/predict call (each text also within "
-                                              "`max_chars`; they go through the model `max_texts` at a time)")
-    labelstudio_max_mb: float = setting(64.0, minimum=0.001,
-                                        help="largest request body on /labelstudio/ routes, in MB (Label Studio "
-                                             "sends all tasks of a prediction or training call at once)")
+    labelstudio_max_tasks: int = setting(1000, help="tasks in one /labelstudio/predict call (each text also within "
+                                         "`max_chars`; they go through the model `max_texts` at a time)", minimum=1)
+    labelstudio_max_mb: float = setting(64.0, help="largest request body on /labelstudio/ routes, in MB (Label "
+                                        "Studio sends all tasks of a prediction or training call at once)",
+                                        minimum=0.001)
 
     def validate(self) -> "ServeConfig":
         check_fields(self)

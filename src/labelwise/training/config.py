@@ -124,8 +124,9 @@ class TrainConfig:
 class AdaptConfig:
     pool_file: str | None = setting(None, help="unlabelled texts: one a line (text<TAB>labels lines give their "
                                                "text), or a CSV / JSONL / Parquet table's text column")
-    dataset_dir: str | None = setting(None, help="a dataset folder: its train (and data.txt) texts join the pool, "
-                                                 "and its dev and test texts are kept out of it")
+    dataset_dir: str | None = same_setting(DatasetFiles, "dataset_dir", help="a dataset folder: its train (and "
+                                           "data.txt) texts join the pool, and its dev and test texts are kept out "
+                                           "of it")
     save_dir: str = setting("adapted", help="where the adapted encoder folder goes")
     model_name: str | None = setting(None, help="the encoder to adapt (default: the offline encoder for the "
                                                 "pool's script, as train picks it)")
