@@ -1,14 +1,24 @@
 """Shared bits of the benchmark scripts: the flags most of them take, the machine description, writing a section
-(history/log.md, then the current RESULTS.md), per-draw record files."""
+(history/log.md, then the current RESULTS.md), per-draw record files.
+
+The scripts sit in one folder per concern (CONCERN_DIRS); importing this module puts every one of those folders on
+``sys.path``, so a script imports another's helpers by its plain name (``from few_shot import draw``) wherever each
+of them lives."""
 from __future__ import annotations
 
 import argparse
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+CONCERN_DIRS = ("accuracy", "label_efficiency", "speed", "service", "compression", "retrieval")
+for _folder in CONCERN_DIRS:
+    if str(HERE / _folder) not in sys.path:
+        sys.path.append(str(HERE / _folder))
 
 
 # the flags most benchmarks take: parser(__doc__, "dataset_dir", "model_name", "draws", draws=3) gives them
@@ -43,11 +53,12 @@ def parser(doc: str, *shared: str, **defaults) -> argparse.ArgumentParser:
 def section_head(title: str, started: str | None = None, load_before: float | None = None) -> list[str]:
     """The first lines of a section: its title with the start time (UTC), the command as it was run, the machine
     and, given the load average at the start, that and the one now."""
-    import sys
     import time
 
     started = started or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    script = Path(sys.argv[0]).resolve()
+    where = script.relative_to(HERE.parent).as_posix() if script.is_relative_to(HERE) else script.name
+    command = " ".join(["python", where, *sys.argv[1:]])
     lines = [f"## {title} ({started})", "", f"Command: `{command}`  ", f"Machine: {machine()}  "]
     if load_before is not None:
         lines.append(f"Load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}.  ")
@@ -99,7 +110,6 @@ def run_started() -> tuple[str, float]:
 def start_server(serve_flags: list[str], timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """`labelwise serve` with ``serve_flags`` in a subprocess on a free local port; (process, URL) once /health answers."""
     import socket
-    import sys
     import time
 
     import httpx
@@ -165,7 +175,6 @@ def run_jobs(job, jobs: list[tuple], workers: int, out: str, describe=None) -> l
     """
     import json
     import multiprocessing
-    import sys
     import time
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

@@ -2,6 +2,9 @@
 
     python benchmarks/results_page.py        # rebuild history/records.json and RESULTS.md from history/log.md
 
+The scripts live in one folder per concern: accuracy/, label_efficiency/, speed/, service/, compression/,
+retrieval/ (the page's tables follow the same concerns); _common.py is their shared harness.
+
 Every benchmark section ever written stays, dated, in ``history/log.md`` (``--write`` appends there, then this
 page is rebuilt). A *record* is one section read back: its title, date, command, machine and headline (its
 "Targets" line, else its first bold figures). The page keeps the latest record of each title (the same title
@@ -80,6 +83,19 @@ def records(log: str) -> list[dict]:
     return out
 
 
+def current_paths(command: str) -> str:
+    """A recorded command with each ``benchmarks/NAME.py`` that has moved since pointing where the script is now
+    (the scripts were grouped into one folder per concern; the history keeps the commands as they were run)."""
+    def where(match: re.Match) -> str:
+        path = HERE.parent / match.group(0)
+        if path.exists():
+            return match.group(0)
+        moved = sorted(HERE.glob(f"*/{path.name}"))
+        return moved[0].relative_to(HERE.parent).as_posix() if moved else match.group(0)
+
+    return re.sub(r"benchmarks/[\w/]+\.py", where, command)
+
+
 def _cell(text: str, limit: int = 240) -> str:
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -102,7 +118,7 @@ def page(recs: list[dict]) -> str:
         lines += [f"## {concern}", "", "| benchmark | date | headline | command | machine |", "|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| [{_cell(r['benchmark'], 120)}](history/log.md#{r['anchor']}) | {r['date']} | "
-                         f"{_cell(r['headline'])} | {_cell(r['command'], 160)} | {_cell(r['machine'], 120)} |")
+                         f"{_cell(r['headline'])} | {_cell(current_paths(r['command']), 160)} | {_cell(r['machine'], 120)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _common  # noqa: E402,F401  (puts every concern's folder of benchmarks/ on the path)
 
 
 def _tiny_ernie_checkpoint(folder: Path, layers: int = 2, hidden: int = 8, labels: int = 3) -> dict:
@@ -78,11 +79,11 @@ def tiny_ekman(goemotions_small, folder: Path) -> Path:
 
 
 def test_hierarchy_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path, capsys):
-    """benchmarks/hierarchy.py end to end on a tiny Ekman tree: every rule but none leaves no child without its
+    """benchmarks/accuracy/hierarchy.py end to end on a tiny Ekman tree: every rule but none leaves no child without its
     parent, there are figures for both levels, and the section is printed (RESULTS.md is left alone)."""
     import hierarchy
 
-    results = Path(hierarchy.__file__).parent / "RESULTS.md"
+    results = Path(_common.RESULTS)
     before = results.read_bytes()
     data = tiny_ekman(goemotions_small, tmp_path / "ekman")
     rows = hierarchy.main(["--dataset_dir", str(data), "--model_name", str(tiny_en_encoder), "--epochs", "1",
@@ -167,7 +168,7 @@ def test_active_learning_variants_pick_distinct_texts_and_favour_rare_labels():
 
 
 def test_few_shot_heads_read_the_stored_vectors(tmp_path, capsys):
-    """benchmarks/few_shot_heads.py: heads fitted on a draw's stored train vectors find labels that the vectors
+    """benchmarks/label_efficiency/few_shot_heads.py: heads fitted on a draw's stored train vectors find labels that the vectors
     separate, and the fine-tuned head's row is the stored probabilities' score."""
     from few_shot_heads import heads, main
 
@@ -194,11 +195,11 @@ def test_few_shot_heads_read_the_stored_vectors(tmp_path, capsys):
 
 
 def test_small_data_benchmark_smoke(tiny_en_encoder, goemotions_small, tmp_path, capsys):
-    """benchmarks/small_data.py end to end on a tiny encoder: the model and the baseline are scored on test, the
+    """benchmarks/accuracy/small_data.py end to end on a tiny encoder: the model and the baseline are scored on test, the
     rarest labels are the ones with the fewest training examples, and RESULTS.md is left alone."""
     import small_data
 
-    results = Path(small_data.__file__).parent / "RESULTS.md"
+    results = Path(_common.RESULTS)
     before = results.read_bytes()
     out_json = tmp_path / "sd.json"
     small_data.main(["--dataset_dir", str(goemotions_small), "--model_name", str(tiny_en_encoder), "--size", "60",

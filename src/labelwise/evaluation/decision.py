@@ -10,7 +10,7 @@ Label trees (:class:`~labelwise.data.hierarchy.Hierarchy`, names such as ``ä½“è‚
 * ``consistent`` (the default): a child is only predicted with its parent, and a predicted child brings its
   parent. Where the per-label decisions disagree (a child at or above its threshold, its parent below), the
   child wins: its parent, and the parent's parent, are added (rule ``add``). Two other rules were measured
-  against it (``benchmarks/hierarchy_rules.py``, docs/hierarchy.md): ``drop`` (the child goes) and ``sum``
+  against it (``benchmarks/accuracy/hierarchy_rules.py``, docs/hierarchy.md): ``drop`` (the child goes) and ``sum``
   (the label set closed under ancestors with the largest sum of margins ``logit(p) - logit(threshold)``,
   :meth:`Hierarchy.best_closed`: both when the child clears its threshold by more than the parent misses
   its own, neither otherwise). ``add`` gave the best (micro-F1 + macro-F1) / 2 in most settings and never
@@ -38,7 +38,7 @@ __all__ = ['HIERARCHY_MODES', 'CONFLICT_RULES', 'check_hierarchy_mode', 'check_t
 
 HIERARCHY_MODES = ("consistent", "leaves", "none")
 CONFLICT_RULES = ("sum", "add", "drop")  # how `consistent` settles a child chosen without its parent
-DEFAULT_RULE = "add"  # measured: benchmarks/hierarchy_rules.py, docs/hierarchy.md
+DEFAULT_RULE = "add"  # measured: benchmarks/accuracy/hierarchy_rules.py, docs/hierarchy.md
 _EPS = 1e-12
 
 

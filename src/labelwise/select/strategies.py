@@ -1,7 +1,7 @@
 """Which texts to annotate next: scores over a pool's probabilities, or spread over its vectors.
 
 Every function here is plain NumPy over a pool's probabilities (rows = texts, columns = labels) and/or its pooled
-vectors, so the same code serves ``labelwise select`` and the simulation in ``benchmarks/active_learning.py``.
+vectors, so the same code serves ``labelwise select`` and the simulation in ``benchmarks/label_efficiency/active_learning.py``.
 
 * :func:`uncertainty` — how close the pool's texts are to a label decision: for each label, the margin between its
   probability and its threshold, as a share of the room on that side (0 = exactly at the threshold, 1 = as far as

@@ -7,7 +7,7 @@ checkpoint.
 A label's text is its name, or its ``word`` on a ``label==word`` line of label.txt. In a label tree
 (``体育##足球``, :mod:`labelwise.data.hierarchy`) the name is a path, which :func:`label_texts` puts in words:
 ``last`` (default) embeds the last element (``足球``), ``path`` the whole path joined by spaces (``体育 足球``).
-Measured with ``python benchmarks/hierarchy.py --zeroshot_names`` (2-core CPU, 2026-12-03; micro / macro-F1 over
+Measured with ``python benchmarks/accuracy/hierarchy.py --zeroshot_names`` (2-core CPU, 2026-12-03; micro / macro-F1 over
 every node, consistent decisions): goemotions_ekman, all-minilm-l6-v2, 3000 test texts: last 34.76 / 16.94,
 path 33.83 / 16.95; divorce_tree, m3e-small, 806 dev texts: last 60.20 / 37.04, path 61.47 / 37.14. About a point
 either way, neither side winning on both, so the default stays the shorter name, the one ``--hierarchy leaves``
