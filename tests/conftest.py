@@ -255,6 +255,27 @@ class FakeResponse:
         self.error = error
 
 
+class FakeServer:
+    """What Triton's business-logic scripting reaches from inside a Python model: ``models`` maps a model name to a
+    function of {input name: array} that returns {output name: array} (an ONNX session, another Python model)."""
+
+    def __init__(self):
+        self.models, self.calls = {}, []
+
+    def request(self, model_name, requested_output_names, inputs):
+        server = self
+
+        class _Request:
+            def exec(self):
+                server.calls.append((model_name, {t.name(): t.as_numpy().shape for t in inputs}))
+                outputs = server.models[model_name]({t.name(): t.as_numpy() for t in inputs})
+                response = FakeResponse([FakeTensor(n, outputs[n]) for n in requested_output_names])
+                response.has_error = lambda: False
+                return response
+
+        return _Request()
+
+
 @pytest.fixture
 def pb_utils(monkeypatch):
     """A stand-in for Triton's ``triton_python_backend_utils`` module (tests/test_triton.py, test_hierarchy_flow.py)."""
@@ -264,6 +285,9 @@ def pb_utils(monkeypatch):
     fake.Tensor, fake.InferenceResponse = FakeTensor, FakeResponse
     fake.TritonError = lambda message: types.SimpleNamespace(message=lambda: message)
     fake.get_input_tensor_by_name = lambda request, name: request[name]
+    fake.server = FakeServer()
+    fake.InferenceRequest = fake.server.request
+    fake.get_output_tensor_by_name = lambda response, name: FakeTensor(name, response.outputs[name])
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
     return fake
 

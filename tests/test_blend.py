@@ -118,10 +118,22 @@ def test_training_stores_the_blend_and_every_backend_applies_it(blended_checkpoi
 
 
 @pytest.mark.integration
-def test_triton_refuses_a_blended_model_with_one_line(blended_checkpoint, tmp_path):
+def test_triton_applies_the_blend_as_the_classifier_does(blended_checkpoint, divorce_small, tmp_path, pb_utils):
+    """The reader model computes the TF-IDF SVM in numpy from the stored vocabulary and mixes it in per label."""
+    from test_triton import serve_reader
+
     from labelwise.compress.export import export_onnx
+    from labelwise.predict.classifier import Classifier
     from labelwise.serve.triton import write_triton_repo
 
     export_onnx(blended_checkpoint, tmp_path / "export")
-    with pytest.raises(LabelwiseError, match="without `--blend on`"):
-        write_triton_repo(tmp_path / "export", tmp_path / "repo")
+    repo = write_triton_repo(tmp_path / "export", tmp_path / "repo")
+    assert (repo / "cls_multi_label" / "1" / "weight.npy").is_file()
+    texts = [line.split("\t")[0] for line in (divorce_small / "dev.txt").read_text(encoding="utf-8").splitlines()]
+    texts = texts[:30] + ["  多个   空格\t和 English words, too  ", ""]
+    got, probs = serve_reader(repo, pb_utils, texts)
+    clf = Classifier.load(tmp_path / "export")
+    np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-4)
+    assert [g["label"] for g in got] == [p.labels for p in clf.predict(texts)]
+    clf.blend = None
+    assert np.abs(probs - clf.predict_proba(texts)).max() > 0.05  # and the blend mattered

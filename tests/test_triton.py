@@ -153,3 +153,49 @@ def test_export_cli_writes_a_triton_repository(tiny_zh_checkpoint, export_dir, t
     (mine / "keep.txt").write_text("x", encoding="utf-8")
     assert main(["export", "--model_path", str(export_dir), "--triton", str(mine)]) == 2
     assert (mine / "keep.txt").exists()
+
+
+def serve_reader(repo: Path, pb_utils, texts) -> tuple[list[dict], np.ndarray]:
+    """The reader model of ``repo`` answering one request for ``texts``, its ONNX model and post-processing reached
+    through (faked) business-logic scripting: (RESULT rows, PROBS)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(repo / "cls_multi_label_onnx" / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    postprocess = _load_model(repo, "cls_multi_label_postprocess")
+
+    def run_postprocess(inputs):
+        [response] = postprocess.execute([{"logits": FakeTensor("logits", inputs["logits"])}])
+        return response.outputs
+
+    pb_utils.server.models = {"cls_multi_label_onnx": lambda inputs: dict(zip(["logits"], session.run(None, inputs))),
+                              "cls_multi_label_postprocess": run_postprocess}
+    reader = _load_model(repo, "cls_multi_label")
+    text = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
+    [response] = reader.execute([{"TEXT": FakeTensor("TEXT", text)}])
+    assert response.error is None
+    return [json.loads(row[0].decode("utf-8")) for row in response.outputs["RESULT"]], response.outputs["PROBS"]
+
+
+def test_a_windowed_model_is_read_in_windows_by_the_reader_model(export_dir, tmp_path, pb_utils):
+    """long_text slide: Triton's entry is the reader model, which windows, pools and decides as the Classifier."""
+    windowed = tmp_path / "windowed"
+    import shutil
+
+    shutil.copytree(export_dir, windowed)
+    meta = json.loads((windowed / "labelwise.json").read_text(encoding="utf-8"))
+    meta.update(long_text="slide", max_seq_length=12, window_pool="max")  # 12 tokens: the long texts have windows
+    (windowed / "labelwise.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    repo = write_triton_repo(windowed, tmp_path / "repo", max_batch_size=4)
+    assert not (repo / "cls_multi_label_tokenizer").exists()
+    entry = _parse(repo / "cls_multi_label" / "config.pbtxt")
+    assert entry.backend == "python" and [o.name for o in entry.output] == ["RESULT", "PROBS"]
+    texts = TEXTS + ["原告与被告经人介绍相识，婚后生育一子，现双方感情确已破裂，原告要求离婚并由其抚养孩子。" * 3]
+    got, probs = serve_reader(repo, pb_utils, texts)
+    windows = sum(shape["input_ids"][0] for model, shape in pb_utils.server.calls if model.endswith("_onnx"))
+    assert windows > len(texts) + 5  # long texts went as several windows, in passes of at most 4
+    assert all(shape["input_ids"][0] <= 4 for model, shape in pb_utils.server.calls if model.endswith("_onnx"))
+    clf = Classifier.load(windowed)
+    assert clf.long_text == "slide"
+    np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)
+    assert [g["label"] for g in got] == [p.labels for p in clf.predict(texts)]

@@ -37,7 +37,7 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, long_text: str = "t
     texts = list(texts)
     kwargs = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
     if long_text == "slide":
-        stride = max(1, max_length // 4) if stride is None else stride
+        stride = window_stride(max_length) if stride is None else stride
         out = tokenizer(texts, return_overflowing_tokens=True, stride=stride, **kwargs)
         owner = np.asarray(out["overflow_to_sample_mapping"], dtype=np.int64)
     else:
@@ -45,6 +45,11 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, long_text: str = "t
         owner = np.arange(len(texts), dtype=np.int64)
     type_ids = out.get("token_type_ids")
     return Encoded(list(out["input_ids"]), list(type_ids) if type_ids is not None else None, owner)
+
+
+def window_stride(max_length: int) -> int:
+    """Tokens two neighbouring windows of a long text share: a quarter of the window."""
+    return max(1, max_length // 4)
 
 
 def pool_windows(window_logits: np.ndarray, owner: np.ndarray, n_texts: int, how: str = "max") -> np.ndarray:

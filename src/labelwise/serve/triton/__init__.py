@@ -16,6 +16,12 @@ Input and output names, types, dims and the label count of the ONNX model's conf
 the graph itself, so nothing needs editing by hand. The Python-backend models need ``numpy`` and
 ``tokenizers`` in Triton's Python environment.
 
+A model that reads long texts in windows (``long_text`` slide) or blends the TF-IDF baseline into its scores gets,
+in place of the ensemble and its tokenizer, ``cls_multi_label/`` as a Python model (``reader_model.py``, with
+``tokenizer.json``, ``reader.json`` and the baseline's arrays): it cuts each text into windows, sends them to the
+ONNX model, pools each text's windows, blends, and hands the logits to the post-processing, so Triton reads a text
+as ``labelwise predict`` does.
+
 The post-processing decides as ``labelwise predict`` does: ``labels.json`` holds the export's thresholds and,
 for a label tree (names such as ``体育##足球``, read with the export's ``hierarchy_sep``), each label's parent
 and the ``hierarchy`` mode (consistent by default: a child only with its parent).
@@ -35,6 +41,7 @@ from labelwise.files import (
     check_outputs,
 )
 from labelwise.model.checkpoint import read_meta
+from labelwise.predict.batching import window_stride
 from labelwise.predict.onnx_backend import MODEL_FILES
 
 __all__ = ["PRECISIONS", "write_triton_repo", "graph_signature"]
@@ -108,14 +115,7 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
     check_outputs([repo_dir], [export_dir], marker="README.md")
     check_hierarchy_mode(hierarchy)
     meta = read_meta(export_dir)
-    if meta.long_text == "slide":
-        raise LabelwiseError(f"{export_dir}: this model reads long texts in windows (long_text slide), which the "
-                             "Triton ensemble (one row per text) cannot do; serve it with `labelwise serve`, or train "
-                             "with `--long_text truncate` for Triton")
-    if meta.blend:
-        raise LabelwiseError(f"{export_dir}: this model blends a TF-IDF baseline into its scores (labelwise.json "
-                             "\"blend\"), which the Triton ensemble cannot compute; serve it with `labelwise serve`, "
-                             "or train without `--blend on` for Triton")
+    reader = meta.long_text == "slide" or bool(meta.blend)  # windows or a blend: the reader model, not the ensemble
     tree = Classifier(None, None, meta, export_dir).hierarchy  # the tree the export's predictions follow
     onnx_path = model_file(export_dir, precision)
     inputs, outputs, dynamic_batch = graph_signature(onnx_path)
@@ -139,41 +139,73 @@ def write_triton_repo(export_dir: str | os.PathLike, repo_dir: str | os.PathLike
     instances = "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
     onnx_instances = instances.replace("KIND_CPU", f"KIND_{device.upper()}")
     configs = {
-        names["tokenizer"]: _header(names["tokenizer"], 'backend: "python"', max_batch_size) + _tensors("input", text)
-        + _tensors("output", inputs) + _parameters({"max_seq_length": meta.max_seq_length, "pad_token_id": pad_id})
-        + instances,
         names["onnx"]: _header(names["onnx"], 'platform: "onnxruntime_onnx"', max_batch_size)
         + _tensors("input", inputs) + _tensors("output", outputs) + onnx_instances
         + "dynamic_batching { max_queue_delay_microseconds: 2000 }\n",
         names["postprocess"]: _header(names["postprocess"], 'backend: "python"', max_batch_size)
         + _tensors("input", [dict(logits)]) + _tensors("output", results) + instances,
-        name: _header(name, 'platform: "ensemble"', max_batch_size) + _tensors("input", text)
-        + _tensors("output", results) + "ensemble_scheduling {\n  step [\n" + ",\n".join([
-            _step(names["tokenizer"], {"TEXT": "TEXT"}, {t["name"]: t["name"] for t in inputs}),
-            _step(names["onnx"], {t["name"]: t["name"] for t in inputs}, {logits["name"]: logits["name"]}),
-            _step(names["postprocess"], {logits["name"]: logits["name"]}, {"RESULT": "RESULT", "PROBS": "PROBS"}),
-        ]) + "\n  ]\n}\n",
     }
+    if reader:  # one Python model reads the text (windows, blend) and calls the other two itself
+        configs[name] = _header(name, 'backend: "python"', max_batch_size) + _tensors("input", text) \
+            + _tensors("output", results) + instances
+    else:
+        configs[names["tokenizer"]] = _header(names["tokenizer"], 'backend: "python"', max_batch_size) \
+            + _tensors("input", text) + _tensors("output", inputs) \
+            + _parameters({"max_seq_length": meta.max_seq_length, "pad_token_id": pad_id}) + instances
+        configs[name] = _header(name, 'platform: "ensemble"', max_batch_size) + _tensors("input", text) \
+            + _tensors("output", results) + "ensemble_scheduling {\n  step [\n" + ",\n".join([
+                _step(names["tokenizer"], {"TEXT": "TEXT"}, {t["name"]: t["name"] for t in inputs}),
+                _step(names["onnx"], {t["name"]: t["name"] for t in inputs}, {logits["name"]: logits["name"]}),
+                _step(names["postprocess"], {logits["name"]: logits["name"]}, {"RESULT": "RESULT", "PROBS": "PROBS"}),
+            ]) + "\n  ]\n}\n"
     with atomic_dir(repo_dir) as tmp:
         for model, config in configs.items():
             (tmp / model / "1").mkdir(parents=True)
             atomic_write_text(tmp / model / "config.pbtxt", config)
         shutil.copy2(onnx_path, tmp / names["onnx"] / "1" / "model.onnx")
-        shutil.copy2(HERE / "tokenizer_model.py", tmp / names["tokenizer"] / "1" / "model.py")
-        shutil.copy2(export_dir / "tokenizer.json", tmp / names["tokenizer"] / "1" / "tokenizer.json")
+        entry = tmp / (name if reader else names["tokenizer"]) / "1"
+        shutil.copy2(HERE / ("reader_model.py" if reader else "tokenizer_model.py"), entry / "model.py")
+        shutil.copy2(export_dir / "tokenizer.json", entry / "tokenizer.json")
+        if reader:
+            _write_reader(entry, export_dir, meta, names, inputs, logits["name"], pad_id, max_batch_size)
         shutil.copy2(HERE / "postprocess_model.py", tmp / names["postprocess"] / "1" / "model.py")
         atomic_write_json(tmp / names["postprocess"] / "1" / "labels.json",
                           {"labels": meta.labels, "thresholds": thresholds, "top_k_min": top_k_min,
                            "temperatures": (meta.calibration or {}).get("temperatures"),
                            "parents": list(tree.parents), "hierarchy": hierarchy, "hierarchy_sep": tree.sep})
-        atomic_write_text(tmp / "README.md", _readme(name, precision))
+        atomic_write_text(tmp / "README.md", _readme(name, precision, reader))
         make_readable(tmp)
     return Path(repo_dir)
 
 
-def _readme(name: str, precision: str) -> str:
+def _write_reader(folder: Path, export_dir: Path, meta, names: dict, inputs: list[dict], logits_name: str,
+                  pad_id: int, max_batch_size: int) -> None:
+    """reader.json (how the reader model reads a text and whom it calls) and, with a blend, the baseline's arrays."""
+    import numpy as np
+
+    from labelwise.model.blend import BASELINE_DIR, LinearScorer
+
+    info = {"long_text": meta.long_text, "max_seq_length": meta.max_seq_length,
+            "stride": window_stride(meta.max_seq_length), "window_pool": getattr(meta, "window_pool", "max"),
+            "pad_token_id": pad_id, "max_batch_size": max_batch_size, "onnx_model": names["onnx"],
+            "onnx_inputs": [t["name"] for t in inputs], "logits_name": logits_name,
+            "postprocess_model": names["postprocess"]}
+    if meta.blend:
+        scorer = LinearScorer.load(export_dir / BASELINE_DIR, len(meta.labels))
+        info["blend"] = {key: meta.blend[key] for key in ("weights", "scale", "shift")}
+        atomic_write_json(folder / "vocabulary.json", {"analyzer": scorer.analyzer,
+                                                        "ngram_range": list(scorer.ngram_range),
+                                                        "vocabulary": scorer.vocabulary})
+        for key in ("idf", "weight", "bias"):
+            np.save(folder / f"{key}.npy", getattr(scorer, key).astype(np.float32), allow_pickle=False)
+    atomic_write_json(folder / "reader.json", info)
+
+
+def _readme(name: str, precision: str, reader: bool = False) -> str:
+    entry = (f"`{name}` (a Python model that reads each text in windows and/or blends the TF-IDF baseline, then "
+             f"calls `{name}_onnx` and `{name}_postprocess`)" if reader else f"Ensemble `{name}`")
     return (f"# Triton model repository (written by `labelwise export --triton`)\n\n"
-            f"Ensemble `{name}`: TEXT (string, one per row) → RESULT (JSON string "
+            f"{entry}: TEXT (string, one per row) → RESULT (JSON string "
             '`{"label": [...], "confidence": [...]}`) and PROBS (every label\'s probability).\n'
             f"ONNX precision: {precision}. The Python-backend models need `pip install numpy tokenizers` "
             "in Triton's Python environment.\n\n"
