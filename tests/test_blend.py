@@ -137,3 +137,23 @@ def test_triton_applies_the_blend_as_the_classifier_does(blended_checkpoint, div
     assert [g["label"] for g in got] == [p.labels for p in clf.predict(texts)]
     clf.blend = None
     assert np.abs(probs - clf.predict_proba(texts)).max() > 0.05  # and the blend mattered
+
+
+@pytest.mark.integration
+def test_a_pruned_student_of_a_blended_model_blends_with_weights_fitted_to_it(blended_checkpoint, divorce_small,
+                                                                              tmp_path):
+    from labelwise.compress.config import PruneConfig
+    from labelwise.compress.prune import prune
+    from labelwise.predict.classifier import Classifier
+
+    prune(PruneConfig(dataset_dir=str(divorce_small), params_path=str(blended_checkpoint), output_dir=str(tmp_path),
+                      width_mult_list=["1/2"], epochs=1, max_train_samples=64, save_steps=1000, progress=False))
+    student = tmp_path / "width_mult_0.5"
+    meta = json.loads((student / "labelwise.json").read_text(encoding="utf-8"))
+    assert meta["blend"] and (student / BASELINE_DIR / LINEAR_FILE).is_file()
+    assert meta["metrics"]["blend"]["labels"] >= 1  # fitted on the student's own dev scores
+    texts = [line.split("\t")[0] for line in (divorce_small / "dev.txt").read_text(encoding="utf-8").splitlines()]
+    clf = Classifier.load(student)
+    blended = clf.predict_proba(texts)
+    clf.blend = None
+    assert np.abs(blended - clf.predict_proba(texts)).max() > 0.05

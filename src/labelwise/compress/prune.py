@@ -44,6 +44,7 @@ from labelwise.model.checkpoint import (
     read_meta,
     save_checkpoint,
 )
+from labelwise.model.blend import load_blend
 from labelwise.model.device import resolve_device
 from labelwise.model.network import MultiLabelModel
 from labelwise.model.surgery import (
@@ -295,9 +296,13 @@ def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev
     # metrics and arguments: a field the teacher has is never lost in the pruned copy
     small_meta = dataclasses.replace(meta, max_seq_length=cfg.max_seq_length or meta.max_seq_length, thresholds=None,
                                      pooling=model.pooling, training_args={**run_meta, "shape": shape}, metrics={})
-    score_checkpoint(small, tokenizer, small_meta, dev_probs, dev_set, test_set, epoch, batch_size=cfg.eval_batch_size)
+    # a teacher that blends the TF-IDF baseline or is calibrated: the student's blend weights and temperatures are
+    # fitted again on its own dev scores (the teacher's were fitted to the teacher's)
+    linear = load_blend(cfg.params_path, meta).scorer if meta.blend else None
+    blend = score_checkpoint(small, tokenizer, small_meta, dev_probs, dev_set, test_set, epoch,
+                             batch_size=cfg.eval_batch_size, linear=linear, calibrate=bool(meta.calibration))
     small_meta.metrics["pruning"] = {"teacher": run_meta["teacher"], **shape}
-    save_checkpoint(result.folder, small, tokenizer, small_meta, overwrite=cfg.overwrite)
+    save_checkpoint(result.folder, small, tokenizer, small_meta, overwrite=cfg.overwrite, blend=blend)
     model.train()
 
 
