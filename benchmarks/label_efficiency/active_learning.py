@@ -42,7 +42,10 @@ def parse_args(argv=None):
     p = parser(__doc__, "dataset_dir", "model_name", "seeds")
     p.add_argument("--step", type=int, default=100, help="texts annotated per round")
     p.add_argument("--budget", type=int, default=1000, help="stop at about this many labelled texts")
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES + VARIANTS)
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                   choices=[name + cal for name in STRATEGIES + VARIANTS for cal in ("", CALIBRATED)],
+                   help=f"a name{CALIBRATED} ranks on per-label calibrated scores (temperatures fitted on the draw's "
+                        "dev texts each round)")
     p.add_argument("--threshold", default="dev", choices=["dev", "0.5"],
                    help="dev: one threshold for all labels tuned on the draw's dev texts each round; 0.5: fixed")
     p.add_argument("--max_pool", type=int, default=None, help="a random subset of train as the pool (smoke runs)")
@@ -178,15 +181,34 @@ def simulate(strategy: str, seed: int, start: list[int], dev: list[int], rounds:
             break
         step = min(args.step, args.budget - len(labelled), len(rest))
         thresholds = np.full(y_pool.shape[1], threshold)
-        if strategy in VARIANTS:
-            chosen = variant_rank(strategy, step, probs_rest, rounds.x_pool[rest], thresholds, y_pool[labelled])
+        if strategy.endswith(CALIBRATED):  # rank on calibrated scores; the reported F1 stays the model's own
+            probs_rest, thresholds = calibrated(y_pool[outside], probs_dev, probs_rest, args.threshold)
+        if strategy.removesuffix(CALIBRATED) in VARIANTS:
+            chosen = variant_rank(strategy.removesuffix(CALIBRATED), step, probs_rest, rounds.x_pool[rest], thresholds,
+                                  y_pool[labelled])
         else:
-            chosen, _ = rank(strategy, step, probs=probs_rest, thresholds=thresholds,
-                             vectors=rounds.x_pool[rest] if strategy == "diversity" else None,
+            chosen, _ = rank(strategy.removesuffix(CALIBRATED), step, probs=probs_rest, thresholds=thresholds,
+                             vectors=rounds.x_pool[rest] if strategy.startswith("diversity") else None,
                              mean_labels=mean_labels, rng=rng)
         labelled += [int(rest[i]) for i in chosen]
         seconds.append(time.perf_counter() - t0)
     return {"rows": rows, "seconds_per_round": float(np.mean(seconds)) if seconds else 0.0, "labelled": labelled}
+
+
+CALIBRATED = "+cal"  # a strategy name + this: it ranks on scores calibrated on the draw's dev each round
+
+
+def calibrated(y_dev, probs_dev, probs_rest, threshold_rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's scores through per-label temperatures fitted on the draw's dev texts (labelwise's calibration,
+    labels with 4+ dev positives: the draw has 4 per label), and the threshold tuned again on the calibrated dev."""
+    from labelwise.evaluation.calibration import apply_temperatures, fit_temperatures
+    from labelwise.evaluation.decision import logit, sigmoid
+
+    temperatures = fit_temperatures(y_dev, logit(probs_dev, eps=1e-7), min_positives=4)
+    dev = sigmoid(apply_temperatures(logit(probs_dev, eps=1e-7), temperatures))
+    threshold = 0.5 if threshold_rule == "0.5" else dev_threshold(y_dev, dev)
+    rest = sigmoid(apply_temperatures(logit(probs_rest, eps=1e-7), temperatures))
+    return rest, np.full(y_dev.shape[1], threshold)
 
 
 THRESHOLD_NOTE = {"0.5": "0.5", "dev": "one threshold for all labels, tuned each round on the draw's dev texts "
