@@ -410,7 +410,8 @@ def format_section(args, curves, results, tuned, embed_minutes, plot, test_name,
     name = Path(args.dataset_dir).name
     cmd = "python benchmarks/label_efficiency/active_learning.py " + " ".join(sys.argv[1:])
     random_curve = curves.get("random")
-    lines = [f"## Active learning: {name} ({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
+    kind = "" if args.retrain == "head" else f", the encoder fine-tuned every {args.finetune_every} rounds"
+    lines = [f"## Active learning{kind}: {name} ({started})", "", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
              f"Encoder {args.model_name} (vectors of {pool_size} pool + {test_size} test texts computed once: "
              f"{embed_minutes:.1f} min); start: 4 examples per label (PaddleNLP's few-shot draw), +{args.step} "
              f"per round to {args.budget}; test: {test_name}; {args.seeds} seeds; {retrain_note(args, results)}, "
