@@ -199,3 +199,8 @@ def test_a_windowed_model_is_read_in_windows_by_the_reader_model(export_dir, tmp
     assert clf.long_text == "slide"
     np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)
     assert [g["label"] for g in got] == [p.labels for p in clf.predict(texts)]
+    reader = _load_model(repo, "cls_multi_label")  # a bad request is an error response; the next one is answered
+    bad = {"TEXT": FakeTensor("TEXT", np.array([b"\xff\xfe"], dtype=np.object_).reshape(-1, 1))}
+    good = {"TEXT": FakeTensor("TEXT", np.array(["ok".encode()], dtype=np.object_).reshape(-1, 1))}
+    responses = reader.execute([bad, good])
+    assert "reader" in responses[0].error.message() and responses[1].error is None

@@ -78,20 +78,19 @@ class TritonPythonModel:
         self.weights = np.asarray(blend["weights"], dtype=np.float64) if blend else None
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-                texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in raw]
-                logits = self.logits(texts)
-                outputs = self._infer(self.info["postprocess_model"], [pb_utils.Tensor("logits", logits)],
-                                      ["RESULT", "PROBS"])
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor(name, outputs[name]) for name in ("RESULT", "PROBS")]))
-            except (UnicodeDecodeError, ValueError, RuntimeError) as err:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"reader: {err}")))
-        return responses
+        return [self.answer(request) for request in requests]
+
+    def answer(self, request):
+        """One request's response: its texts read, scored and decided, or an error response (never an exception)."""
+        try:
+            texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t)
+                     for t in pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)]
+            outputs = self._infer(self.info["postprocess_model"], [pb_utils.Tensor("logits", self.logits(texts))],
+                                  ["RESULT", "PROBS"])
+        except (UnicodeDecodeError, ValueError, RuntimeError) as err:
+            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"reader: {err}"))
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, outputs[name])
+                                                          for name in ("RESULT", "PROBS")])
 
     def windows(self, texts):
         """(token ids, type ids, owner) of every window: a long text gives several rows, all of text ``owner``."""
