@@ -27,7 +27,7 @@ SHARED_FLAGS = {
     "model_name": {"default": "m3e-small", "help": "the encoder"},
     "per_label": {"type": int, "default": 4, "help": "examples per label of a few-shot draw"},
     "draws": {"type": int, "default": 5, "help": "random draws (seeds --first_draw, +1, ...)"},
-    "first_draw": {"type": int, "default": 0, "help": "the seed of the first draw"},
+    "first_draw": {"type": int, "default": 0, "help": "the random seed of the first draw"},
     "test_size": {"type": int, "default": 2000, "help": "test texts drawn from the rest of train"},
     "seeds": {"type": int, "default": 3, "help": "runs, with seeds 0, 1, ..."},
     "out": {"default": None, "help": "also write the per-draw records here (JSON)"},

@@ -329,7 +329,7 @@ def main(argv=None) -> str:
     started, load_before = run_started()
     ds = load_dataset(args.dataset_dir)
     name = Path(args.dataset_dir).name
-    pool, test, test_name = pool_and_test(ds, args.max_pool, getattr(args, "max_test", None))
+    pool, test, test_name = pool_and_test(ds, args.max_pool, args.max_test)
     t0 = time.perf_counter()
     y_pool, y_test = multi_hot(pool, ds.labels), multi_hot(test, ds.labels)
     if args.retrain == "head":

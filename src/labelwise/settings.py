@@ -55,8 +55,7 @@ def same_setting(config_cls, name: str, **changes) -> Any:
     """The :func:`setting` of field ``name`` of ``config_cls`` (its default, help and flag), for another config that
     holds the same setting, so that it is written once; ``changes`` override its keywords (say ``help=``)."""
     field = {f.name: f for f in dataclasses.fields(config_cls)}[name]
-    options = {key: value for key, value in field.metadata.items() if key != "flags"}
-    options["flags"] = field.metadata["flags"]
+    options = dict(field.metadata)  # its keys are setting()'s keywords
     if field.default_factory is not dataclasses.MISSING:
         options["default_factory"] = field.default_factory
     else:

@@ -5,7 +5,7 @@ import argparse
 
 from labelwise.cli.options import ModelSource
 from labelwise.serve.config import ServeConfig, ServerOptions
-from labelwise.settings import add_flags, check_fields, from_args
+from labelwise.settings import add_flags, from_args
 
 SERVE_MODEL_FLAGS = ("model_path", "index_dir", "backend", "precision", "device", "num_threads")
 
@@ -23,8 +23,7 @@ def register(sub) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from labelwise.serve.app import serve
 
-    config = from_args(ServeConfig, args).validate()
-    check_fields(from_args(ServerOptions, args))
+    config = from_args(ServeConfig, args).validate()  # the host / port flags: checked by main (check_args)
     serve(args.model_path, host=args.host, port=args.port, backend=args.backend, precision=args.precision,
           device=args.device, num_threads=args.num_threads, config=config, log_level=args.log_level,
           index_dir=args.index_dir)

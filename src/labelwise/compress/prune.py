@@ -215,6 +215,8 @@ def _prune(cfg: PruneConfig, tracker: Tracker) -> PruneResult:
         prepare_output_dir(r.folder, CHECKPOINT, overwrite=cfg.overwrite,
                            inputs={"params_path": cfg.params_path, "dataset_dir": cfg.dataset_dir})
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    # a teacher that blends the TF-IDF baseline: each student's blend weights are fitted again on its own dev scores
+    linear = load_blend(cfg.params_path, meta).scorer if meta.blend else None
     full = full_shape(model.encoder)
     _, teacher_metrics = evaluate_model(teacher, tokenizer, meta, dev_set, labels, cfg.eval_batch_size)
     teacher.eval()  # evaluate_model leaves a model in train mode; the teacher never trains (no dropout)
@@ -247,7 +249,7 @@ def _prune(cfg: PruneConfig, tracker: Tracker) -> PruneResult:
             if metrics["macro"]["f1"] > result.macro_f1:
                 result.micro_f1, result.macro_f1 = metrics["micro"]["f1"], metrics["macro"]["f1"]
                 result.step = loop.step
-                _save_shape(model, tokenizer, meta, result, probs, dev_set, ds.test, epoch, run_meta, cfg)
+                _save_shape(model, tokenizer, meta, result, probs, dev_set, ds.test, epoch, run_meta, cfg, linear)
                 log.info("step %d: %s dev micro-F1 %.2f macro-F1 %.2f | best, saved", loop.step, result.folder.name,
                          result.micro_f1, result.macro_f1)
 
@@ -283,7 +285,7 @@ def _prune(cfg: PruneConfig, tracker: Tracker) -> PruneResult:
 
 
 def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev_probs, dev_set, test_set, epoch,
-                run_meta: dict, cfg: PruneConfig) -> None:
+                run_meta: dict, cfg: PruneConfig, linear=None) -> None:
     """Cut ``result.shape`` out of the student, tune its thresholds on dev and write its folder."""
     small = MultiLabelModel(cut(model.encoder, result.shape), len(meta.labels), model.pooling, model.normalize)
     small.head.load_state_dict(model.head.state_dict())
@@ -296,9 +298,8 @@ def _save_shape(model, tokenizer, meta: CheckpointMeta, result: PrunedModel, dev
     # metrics and arguments: a field the teacher has is never lost in the pruned copy
     small_meta = dataclasses.replace(meta, max_seq_length=cfg.max_seq_length or meta.max_seq_length, thresholds=None,
                                      pooling=model.pooling, training_args={**run_meta, "shape": shape}, metrics={})
-    # a teacher that blends the TF-IDF baseline or is calibrated: the student's blend weights and temperatures are
-    # fitted again on its own dev scores (the teacher's were fitted to the teacher's)
-    linear = load_blend(cfg.params_path, meta).scorer if meta.blend else None
+    # with the teacher's baseline (``linear``) and / or a calibrated teacher: the student's blend weights and
+    # temperatures are fitted again on its own dev scores (the teacher's were fitted to the teacher's)
     blend = score_checkpoint(small, tokenizer, small_meta, dev_probs, dev_set, test_set, epoch,
                              batch_size=cfg.eval_batch_size, linear=linear, calibrate=bool(meta.calibration))
     small_meta.metrics["pruning"] = {"teacher": run_meta["teacher"], **shape}
